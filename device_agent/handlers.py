@@ -1,0 +1,220 @@
+"""What each request does on the board: store models and inputs, benchmark, profile."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from . import __version__
+from .errors import AgentError
+from .model_store import ModelStore, is_sha256
+from .protocol import (
+    PROTOCOL_VERSION,
+    SAMPLES_DTYPE,
+    BenchSettings,
+    ErrorCode,
+    Frame,
+    FrameType,
+)
+from .uploads import InputStore, PendingInputs, Upload
+
+Reply = Tuple[FrameType, Dict[str, Any], bytes]
+
+
+def _field(frame: Frame, name: str, kind: type) -> Any:
+    value = frame.header.get(name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise AgentError(ErrorCode.BAD_REQUEST, f"field '{name}' must be a {kind.__name__}")
+    return value
+
+
+def _sha_field(frame: Frame, name: str) -> str:
+    value = frame.header.get(name)
+    if not is_sha256(value):
+        raise AgentError(ErrorCode.BAD_REQUEST, f"field '{name}' must be a lowercase hex sha256")
+    return str(value)
+
+
+def _settings(frame: Frame) -> BenchSettings:
+    try:
+        settings = BenchSettings.from_wire(frame.header)
+        settings.validate()
+    except (TypeError, ValueError) as exc:
+        raise AgentError(ErrorCode.BAD_REQUEST, f"bad settings: {exc}") from exc
+    return settings
+
+
+class Handlers:
+    """The agent's state on the board: model cache, input packs, the upload in flight."""
+
+    def __init__(self, store: ModelStore, max_input_bytes: int = 256 * 1024 * 1024) -> None:
+        from . import power, sysinfo  # sysinfo reads onnxruntime's version lazily
+
+        self.store = store
+        self.inputs = InputStore(max_input_bytes)
+        self.max_input_bytes = max_input_bytes
+        self.upload: Optional[Upload] = None
+        self.abandoned: Dict[str, str] = {}  # sha256 -> why its upload never finished
+        self.power = power.discover_meters()
+        self.static = sysinfo.static_facts()
+        self.memory = sysinfo.MemoryProbe()
+        self.baseline_rss_mb = self.memory.rss_mb()
+        self._sessions: Any = None
+        self._progress: Any = None
+
+    # -- hello ----------------------------------------------------------------------------
+
+    def hello_facts(self) -> Dict[str, Any]:
+        from . import sysinfo
+
+        facts: Dict[str, Any] = {"agent_version": __version__, "protocol": PROTOCOL_VERSION}
+        facts.update(self.static)
+        facts.update(sysinfo.dynamic_state())
+        facts["power_meters"] = [
+            {"source": m.source, "kind": m.kind, "scope": m.scope} for m in self.power.meters
+        ]
+        facts["power_unavailable"] = None if self.power.meters else self.power.unavailable_reason()
+        facts["cache"] = {
+            "dir": str(self.store.root),
+            "max_bytes": self.store.max_bytes,
+            "models": len(self.store.models()),
+        }
+        facts["agent_rss_mb"] = self.baseline_rss_mb
+        return facts
+
+    def progress(self) -> Dict[str, Any]:
+        if self._progress is None:
+            return {}
+        return {"stage": self._progress.stage, "iterations": self._progress.iterations}
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def put_model(self, frame: Frame) -> Reply:
+        sha, size = _sha_field(frame, "sha256"), _field(frame, "size", int)
+        if self.store.get(sha) is not None:
+            return FrameType.REPLY, {"cached": True, "sha256": sha}, b""
+        if size <= 0:
+            raise AgentError(ErrorCode.BAD_REQUEST, "size must be > 0")
+        self.upload = Upload(frame.seq, self.store.begin(sha, size))
+        return FrameType.REPLY, {"cached": False, "sha256": sha, "next": 0}, b""
+
+    def put_inputs(self, frame: Frame) -> Reply:
+        sha, size = _sha_field(frame, "sha256"), _field(frame, "size", int)
+        if self.inputs.get(sha) is not None:
+            return FrameType.REPLY, {"cached": True, "sha256": sha}, b""
+        if size <= 0:
+            raise AgentError(ErrorCode.BAD_REQUEST, "size must be > 0")
+        self.upload = Upload(frame.seq, PendingInputs(sha, size, self.max_input_bytes))
+        return FrameType.REPLY, {"cached": False, "sha256": sha, "next": 0}, b""
+
+    def chunk(self, frame: Frame) -> Reply:
+        upload = self.upload
+        if upload is None:
+            raise AgentError(ErrorCode.UPLOAD_STATE, "chunk received but no upload is in progress")
+        offset = _field(frame, "offset", int)
+        if offset == upload.received:
+            try:
+                upload.pending.write(frame.payload)
+            except AgentError:
+                self.abandon_upload("a chunk ran past the declared size")
+                raise
+        # offset != received: a repeat or a gap; either way "next" tells the host where to go
+        if not upload.complete:
+            return FrameType.ACK, {"next": upload.received, "done": False}, b""
+        self.upload = None
+        sha = upload.pending.sha256
+        if isinstance(upload.pending, PendingInputs):
+            self.inputs.add(sha, upload.pending.commit())
+        else:
+            upload.pending.commit()
+        self.abandoned.pop(sha, None)
+        return FrameType.ACK, {"next": upload.received, "done": True, "sha256": sha}, b""
+
+    def abandon_upload(self, why: str) -> None:
+        upload = self.upload
+        if upload is None:
+            return
+        self.upload = None
+        self.abandoned[upload.pending.sha256] = f"its upload stopped at {upload.describe()}: {why}"
+        upload.pending.discard()
+
+    # -- bench and profile ----------------------------------------------------------------
+
+    def _model_path(self, frame: Frame) -> Tuple[str, Path]:
+        sha = _sha_field(frame, "model")
+        path = self.store.get(sha)
+        if path is None:
+            why = self.abandoned.get(sha, "send it with put_model first")
+            raise AgentError(
+                ErrorCode.MODEL_NOT_FOUND, f"model {sha[:12]}… is not on the board; {why}"
+            )
+        return sha, path
+
+    def feeds(self, session: Any, settings: BenchSettings) -> Dict[str, Any]:
+        from . import inputs
+
+        declared = session.get_inputs()
+        if settings.inputs is None:
+            return inputs.synthesise(declared, settings.dims, settings.seed)
+        pack = self.inputs.get(settings.inputs)
+        if pack is None:
+            raise AgentError(
+                ErrorCode.BAD_INPUT,
+                f"input pack {settings.inputs[:12]}… is not on the board; send it with put_inputs",
+            )
+        inputs.check(declared, pack)
+        return pack
+
+    def bench(self, frame: Frame) -> Reply:
+        from . import runner
+        from .measure import bench_once
+
+        sha, path = self._model_path(frame)
+        settings = _settings(frame)
+        if self._sessions is None:
+            self._sessions = runner.SessionCache()
+        self._progress = runner.LoopProgress()
+        try:
+            header, samples = bench_once(self, sha, path, settings, self._progress)
+        finally:
+            self._progress = None
+        header["samples"] = {"dtype": SAMPLES_DTYPE, "unit": "ns", "count": int(samples.size)}
+        return FrameType.REPLY, header, samples.astype(SAMPLES_DTYPE).tobytes()
+
+    def session(self, sha: str, path: Path, settings: BenchSettings) -> Tuple[Any, bool]:
+        result: Tuple[Any, bool] = self._sessions.get(sha, path, settings)
+        return result
+
+    def profile(self, frame: Frame) -> Reply:
+        from . import runner
+
+        sha, path = self._model_path(frame)
+        settings = _settings(frame)
+        iterations = frame.header.get("iterations", 20)
+        if not isinstance(iterations, int) or not 1 <= iterations <= 100_000:
+            raise AgentError(ErrorCode.BAD_REQUEST, "iterations must be an integer in 1..100000")
+        self._progress = runner.LoopProgress()
+        with tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
+            options = runner.session_options(settings)
+            options.enable_profiling = True
+            options.profile_file_prefix = os.path.join(tmp, "trace")
+            session = runner.create_session(path, settings, options)
+            feeds = self.feeds(session, settings)
+            settings.min_iterations = settings.max_iterations = iterations
+            settings.min_time_s = 0.0
+            try:
+                runner.timed_loop(session, feeds, settings, self._progress)
+            finally:
+                self._progress = None
+                trace_path = session.end_profiling()
+            with open(trace_path, "rb") as fh:
+                raw = fh.read()
+        summary = runner.profile_nodes(json.loads(raw))
+        summary["model"] = sha
+        summary["warmup_runs_included"] = True
+        summary["providers"] = session.get_providers()
+        want_trace = bool(frame.header.get("trace", False))
+        return FrameType.REPLY, summary, raw if want_trace else b""

@@ -1,0 +1,110 @@
+"""Byte streams the agent serves on: stdio (local and SSH), a serial port, a TCP connection.
+
+Each link reads with a timeout and returns ``b""`` when nothing arrived, or ``None`` when
+the stream has ended (the host went away); the serial line never ends.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sys
+from typing import Any, Optional
+
+
+class Link:
+    """What the agent needs of a byte stream."""
+
+    #: False for a serial line, where bytes can be lost or damaged on the way.
+    reliable = True
+
+    def read(self, timeout: float) -> Optional[bytes]:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the stream (default: nothing to release)."""
+
+
+class StdioLink(Link):
+    """The agent's own stdin/stdout.
+
+    The protocol gets a private duplicate of stdout, and fd 1 is pointed at stderr, so that
+    a stray print or a native library's log line can never land in the middle of a frame.
+    """
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        self._in = sys.stdin.fileno()
+        self._out = os.dup(sys.stdout.fileno())
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    def read(self, timeout: float) -> Optional[bytes]:
+        ready, _, _ = select.select([self._in], [], [], timeout)
+        if not ready:
+            return b""
+        data = os.read(self._in, 1 << 16)
+        return data if data else None
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._out, view)
+            view = view[written:]
+
+    def close(self) -> None:
+        os.close(self._out)
+
+
+class SerialLink(Link):
+    """A serial port through pyserial (imported only in this mode)."""
+
+    reliable = False
+
+    def __init__(self, port: str, baudrate: int) -> None:
+        import serial  # type: ignore[import-untyped, unused-ignore]
+
+        self._port: Any = serial.serial_for_url(port, baudrate=baudrate, timeout=0)
+        self._port.reset_input_buffer()
+
+    def read(self, timeout: float) -> Optional[bytes]:
+        self._port.timeout = timeout
+        first: bytes = self._port.read(1)
+        if not first:
+            return b""
+        waiting = self._port.in_waiting
+        return first + (self._port.read(waiting) if waiting else b"")
+
+    def write(self, data: bytes) -> None:
+        self._port.write(data)
+        self._port.flush()
+
+    def close(self) -> None:
+        self._port.close()
+
+
+class SocketLink(Link):
+    """One accepted TCP connection."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+
+    def read(self, timeout: float) -> Optional[bytes]:
+        self._conn.settimeout(timeout)
+        try:
+            data = self._conn.recv(1 << 16)
+        except socket.timeout:
+            return b""
+        except OSError:
+            return None
+        return data if data else None
+
+    def write(self, data: bytes) -> None:
+        self._conn.settimeout(None)
+        self._conn.sendall(data)
+
+    def close(self) -> None:
+        self._conn.close()

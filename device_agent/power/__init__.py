@@ -1,0 +1,33 @@
+"""Power and energy measured on the board while a benchmark runs.
+
+``discover_meters()`` finds the board's sensors (external INA2xx, Jetson INA3221, the
+Raspberry Pi 5 PMIC, RAPL, NVML); a ``PowerSampler`` polls one during the timed loop and
+integrates it into a ``PowerResult``; ``power_summary()`` turns that into the reply's dict.
+"""
+
+from __future__ import annotations
+
+from .discovery import Discovery, discover_meters
+from .errors import CommandError, CommandNotFoundError, PowerError, PowerReadError
+from .integrate import Sample, integrate
+from .meter import KIND_ENERGY, KIND_POWER, SCOPES, PowerMeter
+from .result import PowerResult, power_summary
+from .sampler import PowerSampler
+
+__all__ = [
+    "KIND_ENERGY",
+    "KIND_POWER",
+    "SCOPES",
+    "CommandError",
+    "CommandNotFoundError",
+    "Discovery",
+    "PowerError",
+    "PowerMeter",
+    "PowerReadError",
+    "PowerResult",
+    "PowerSampler",
+    "Sample",
+    "discover_meters",
+    "integrate",
+    "power_summary",
+]

@@ -1,0 +1,59 @@
+"""What one sampled window measured, and its wire form per inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+
+@dataclass
+class PowerResult:
+    """Energy over one benchmark window.
+
+    ``mean_w`` and ``energy_j`` are both numbers or both None; when None, ``reason``
+    says why (window too short, a read failed, a counter went backwards).
+    """
+
+    source: str
+    duration_s: float
+    n_samples: int
+    mean_w: Optional[float]
+    energy_j: Optional[float]
+    reason: Optional[str]
+    #: the sampling interval actually used (the request raised to the sensor's period)
+    interval_s: Optional[float] = None
+
+
+def power_summary(
+    result: Optional[PowerResult], n_inferences: int, unavailable_reason: str = ""
+) -> Dict[str, Any]:
+    """The ``power`` dict of a bench reply; ``energy_mj`` is per inference.
+
+    Keys are always: mean_w, energy_mj, source, reason, samples, interval_s, duration_s.
+    """
+    if result is None:
+        return {
+            "mean_w": None,
+            "energy_mj": None,
+            "source": None,
+            "reason": unavailable_reason or "power was not measured",
+            "samples": None,
+            "interval_s": None,
+            "duration_s": None,
+        }
+    energy_mj: Optional[float] = None
+    reason = result.reason
+    if result.energy_j is not None:
+        if n_inferences > 0:
+            energy_mj = result.energy_j * 1000.0 / n_inferences
+        else:
+            reason = "no inference ran in the window, so there is no energy per inference"
+    return {
+        "mean_w": result.mean_w,
+        "energy_mj": energy_mj,
+        "source": result.source,
+        "reason": reason,
+        "samples": result.n_samples,
+        "interval_s": result.interval_s,
+        "duration_s": result.duration_s,
+    }

@@ -1,0 +1,125 @@
+"""Requests, replies and error codes of the hwnas protocol: the one place they are defined.
+
+The host (`hwnas_bench`) imports this module; the agent implements it. docs/protocol.md
+describes the same things for people.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Mapping, Optional
+
+
+class Op(str, enum.Enum):
+    """Request operations (the ``op`` field of a REQUEST header)."""
+
+    HELLO = "hello"
+    PUT_MODEL = "put_model"
+    PUT_INPUTS = "put_inputs"
+    BENCH = "bench"
+    PROFILE = "profile"
+    FETCH = "fetch"
+    SHUTDOWN = "shutdown"
+
+
+class ErrorCode(str, enum.Enum):
+    """``error.code`` of a failed REPLY. The message beside it is for people."""
+
+    BAD_FRAME = "bad_frame"  #: damaged, truncated or unparseable frame
+    FRAME_TOO_LARGE = "frame_too_large"  #: declared lengths above the receiver's limits
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_OP = "unknown_op"
+    BAD_REQUEST = "bad_request"  #: a field is missing, of the wrong type or out of range
+    UNAUTHORIZED = "unauthorized"  #: TCP mode: hello without the right token
+    MODEL_NOT_FOUND = "model_not_found"  #: bench/profile of a sha256 the board does not hold
+    MODEL_TOO_LARGE = "model_too_large"
+    DIGEST_MISMATCH = "digest_mismatch"  #: an upload's bytes do not hash to the declared sha256
+    UPLOAD_STATE = "upload_state"  #: a chunk that belongs to no upload, or out of range
+    INVALID_MODEL = "invalid_model"  #: onnxruntime cannot load the model
+    BAD_INPUT = "bad_input"  #: inputs do not match the model (shape, dtype, names)
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    RUNTIME_ERROR = "runtime_error"  #: onnxruntime failed while running
+    INTERNAL = "internal"  #: a bug in the agent; it keeps serving
+
+
+class GraphOptimization(str, enum.Enum):
+    DISABLE = "disable"
+    BASIC = "basic"
+    EXTENDED = "extended"
+    ALL = "all"
+
+
+@dataclass
+class BenchSettings:
+    """How to run one benchmark. Defaults follow TFLite's benchmark_model and onnxruntime_perf_test.
+
+    The timed loop stops when ``min_iterations`` AND ``min_time_s`` are both reached, or
+    when ``max_time_s`` or ``max_iterations`` is reached first (``stopped_by`` says which).
+    """
+
+    provider: str = "CPUExecutionProvider"
+    threads: int = 0  #: intra-op threads; 0 lets onnxruntime choose
+    inter_op_threads: int = 0
+    graph_optimization: str = GraphOptimization.ALL.value
+    warmup_runs: int = 1
+    warmup_min_s: float = 0.5
+    min_iterations: int = 50
+    min_time_s: float = 1.0
+    max_time_s: float = 60.0
+    max_iterations: int = 1_000_000
+    #: values for symbolic/dynamic input dimensions, e.g. {"batch": 8}; unnamed ones default to 1
+    dims: Optional[Dict[str, int]] = None
+    #: sha256 of an input pack sent with put_inputs; None = synthesise from the model's shapes
+    inputs: Optional[str] = None
+    seed: int = 0
+    power_interval_s: float = 0.1
+    #: source name of the power meter to use; None = the board's preferred meter
+    power_meter: Optional[str] = None
+
+    def to_wire(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> BenchSettings:
+        """Build settings from a request, ignoring keys that are not settings."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field that is out of range."""
+        if not self.provider:
+            raise ValueError("provider must be a non-empty string")
+        for name in ("threads", "inter_op_threads", "warmup_runs"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an integer >= 0")
+        for name in ("min_iterations", "max_iterations"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1")
+        for name in ("warmup_min_s", "min_time_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0")
+        if not isinstance(self.max_time_s, (int, float)) or self.max_time_s <= 0:
+            raise ValueError("max_time_s must be a number > 0")
+        if not isinstance(self.power_interval_s, (int, float)) or self.power_interval_s <= 0:
+            raise ValueError("power_interval_s must be a number > 0")
+        if self.graph_optimization not in {g.value for g in GraphOptimization}:
+            allowed = ", ".join(g.value for g in GraphOptimization)
+            raise ValueError(f"graph_optimization must be one of {allowed}")
+        dims_ok = self.dims is None or (
+            isinstance(self.dims, dict)
+            and all(
+                isinstance(k, str) and isinstance(v, int) and v >= 1 for k, v in self.dims.items()
+            )
+        )
+        if not dims_ok:
+            raise ValueError("dims must map dimension names to integers >= 1")
+
+    def expected_duration_s(self) -> float:
+        """Upper bound on the time the timed part may take, for the host's timeouts."""
+        return self.warmup_min_s + self.max_time_s
+
+
+#: Samples travel as the raw payload of a bench REPLY: little-endian int64 nanoseconds.
+SAMPLES_DTYPE = "<i8"

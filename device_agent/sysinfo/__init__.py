@@ -1,0 +1,20 @@
+"""What the board is and what state it is in, read from procfs and sysfs.
+
+Every file is read relative to ``root`` (``Path("/")`` on a board), so tests point the
+functions at a fake tree. Nothing here guesses: a value the board does not expose is ``None``
+(or ``{}``/``[]`` where the key holds a collection), never a default that looks real.
+Units are in the key names; "MB" means MiB (the kernel's kB are KiB).
+
+- `static_facts` once per session: hardware, OS and runtime versions.
+- `dynamic_state` before and after a measurement: governor, clocks, temperatures;
+  `throttle_check` compares two such snapshots.
+- `MemoryProbe` gives the peak RSS of this process over one request.
+"""
+
+from __future__ import annotations
+
+from .dynamic import dynamic_state, throttle_check
+from .memory import MemoryProbe
+from .static import static_facts
+
+__all__ = ["MemoryProbe", "dynamic_state", "static_facts", "throttle_check"]

@@ -1,0 +1,53 @@
+"""hwnas-bench host side: reach boards, measure models on them, compare the results.
+
+Works without torch; the search lives in the separate ``search`` package.
+"""
+
+from __future__ import annotations
+
+from device_agent.protocol import BenchSettings
+
+from .config import Config, load_config
+from .device import Device, Profile
+from .errors import (
+    AgentError,
+    ConfigError,
+    ConnectError,
+    ConnectionLostError,
+    DeployError,
+    DeviceTimeoutError,
+    HwnasError,
+    LinkError,
+    MeasurementFormatError,
+    TargetError,
+)
+from .measurement import Environment, Latency, Measurement, Memory, ModelInfo, Power
+from .targets import TargetSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentError",
+    "BenchSettings",
+    "Config",
+    "ConfigError",
+    "ConnectError",
+    "ConnectionLostError",
+    "DeployError",
+    "Device",
+    "DeviceTimeoutError",
+    "Environment",
+    "HwnasError",
+    "Latency",
+    "LinkError",
+    "Measurement",
+    "MeasurementFormatError",
+    "Memory",
+    "ModelInfo",
+    "Power",
+    "Profile",
+    "TargetError",
+    "TargetSpec",
+    "__version__",
+    "load_config",
+]

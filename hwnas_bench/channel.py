@@ -1,0 +1,301 @@
+"""Requests and replies over a transport: sequence numbers, retries, chunked transfers.
+
+On a reliable stream (local, SSH) a request is sent once and the only failures are a dead
+link or a timeout. On a serial line bytes get lost and damaged, so the channel also
+- resends a frame the agent NAKed or did not answer in time (same sequence number: the
+  agent answers repeats from its reply cache, so nothing runs twice);
+- NAKs a damaged reply, so the agent sends it again;
+- sizes upload chunks adaptively, halving after a failed chunk and doubling after a run of
+  clean ones (as ZMODEM does), so a noisy line still makes progress and a clean one is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from device_agent.protocol import (
+    MAX_PAYLOAD,
+    DamagedFrame,
+    Frame,
+    FrameDecoder,
+    FrameType,
+    Op,
+    Skipped,
+    encode_frame,
+)
+
+from .errors import AgentError, DeviceTimeoutError, LinkError
+from .transports.base import Transport
+
+ProgressCallback = Callable[[Mapping[str, Any]], None]
+
+#: A frame that started arriving and then paused this long is abandoned as truncated.
+GAP_TIMEOUT_S = 1.0
+
+
+@dataclass
+class LinkStats:
+    """Bytes and incidents on the wire since the channel was made (for benchmarks/)."""
+
+    wire_tx: int = 0
+    wire_rx: int = 0
+    resends: int = 0
+    naks_sent: int = 0
+    damaged: int = 0
+    skipped_bytes: int = 0
+
+
+@dataclass
+class ChunkSizer:
+    """Adaptive chunk size: halve on a failure, double after ``grow_after`` clean chunks."""
+
+    size: int
+    minimum: int
+    maximum: int
+    grow_after: int = 4
+    _clean: int = field(default=0, repr=False)
+
+    def record(self, attempts: int) -> None:
+        if attempts > 1:
+            self.size = max(self.minimum, self.size // 2)
+            self._clean = 0
+            return
+        self._clean += 1
+        if self._clean >= self.grow_after:
+            self.size = min(self.maximum, self.size * 2)
+            self._clean = 0
+
+
+@dataclass(frozen=True)
+class Reply:
+    header: dict[str, Any]
+    payload: bytes
+
+
+class Channel:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        retry_s: float = 1.5,
+        max_attempts: int = 12,
+        seed: int | None = None,
+    ) -> None:
+        self.transport = transport
+        self.retry_s = retry_s
+        self.max_attempts = max_attempts
+        self.stats = LinkStats()
+        self._decoder = FrameDecoder()
+        self._seq = random.Random(seed).randrange(1, 1 << 31)
+        reliable = transport.reliable
+        self.sizer = ChunkSizer(
+            size=MAX_PAYLOAD // 8 if reliable else 4096,
+            minimum=256,
+            maximum=MAX_PAYLOAD // 8 if reliable else 64 * 1024,
+        )
+
+    @property
+    def target(self) -> str:
+        return self.transport.target
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        return self._seq
+
+    # -- bytes in and out -----------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        self.transport.write(data)
+        self.stats.wire_tx += len(data)
+
+    def _events(self, timeout: float) -> Iterator[Any]:
+        data = self.transport.read(1 << 16, timeout)
+        if data:
+            self.stats.wire_rx += len(data)
+            self._decoder.feed(data)
+            yield from self._decoder.events()
+        elif self._decoder.mid_frame:
+            yield from self._decoder.abandon()
+
+    # -- one exchange ---------------------------------------------------------------------
+
+    def exchange(
+        self,
+        ftype: FrameType,
+        header: Mapping[str, Any],
+        payload: bytes = b"",
+        *,
+        step: str,
+        timeout: float,
+        idle_timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> tuple[Frame, int]:
+        """Send one frame and wait for its answer; return it and how many sends it took.
+
+        ``timeout`` bounds the whole exchange; ``idle_timeout`` (default: ``timeout``)
+        bounds the silence between frames from the agent, which PROGRESS frames reset.
+        """
+        seq = self._next_seq()
+        data = encode_frame(ftype, seq, dict(header), payload)
+        reliable = self.transport.reliable
+        retry_every = self.retry_s + 2 * self.transport.transfer_time(len(data))
+        idle_limit = idle_timeout or timeout
+        start = last_heard = time.monotonic()
+        self._write(data)
+        attempts = 1
+        next_retry = start + retry_every
+        while True:
+            now = time.monotonic()
+            if now - start >= timeout:
+                raise DeviceTimeoutError(self.target, step, f"no reply within {timeout:.1f} s")
+            if now - last_heard >= idle_limit:
+                raise DeviceTimeoutError(
+                    self.target, step, f"the agent fell silent for {idle_limit:.1f} s"
+                )
+            wait = min(start + timeout, last_heard + idle_limit) - now
+            if not reliable:
+                if now >= next_retry:
+                    attempts = self._resend(data, attempts, step)
+                    next_retry = now + retry_every
+                wait = min(wait, next_retry - now)
+            wait = min(wait, GAP_TIMEOUT_S) if self._decoder.mid_frame else wait
+            for event in self._events(max(wait, 0.0)):
+                if isinstance(event, Skipped):
+                    self.stats.skipped_bytes += event.count
+                    continue
+                if isinstance(event, DamagedFrame):
+                    self.stats.damaged += 1
+                    if event.seq == seq:  # our answer arrived damaged: ask for it again
+                        self._write(encode_frame(FrameType.NAK, seq, {"reason": event.reason}))
+                        self.stats.naks_sent += 1
+                    continue
+                if event.seq != seq:
+                    continue  # a late answer to an earlier, already settled exchange
+                last_heard = time.monotonic()
+                next_retry = last_heard + retry_every
+                if event.type is FrameType.PROGRESS:
+                    if on_progress is not None:
+                        on_progress(event.header)
+                elif event.type is FrameType.NAK:
+                    attempts = self._resend(data, attempts, step)
+                else:
+                    return event, attempts
+
+    def _resend(self, data: bytes, attempts: int, step: str) -> int:
+        if attempts >= self.max_attempts:
+            raise LinkError(
+                self.target,
+                step,
+                f"no intact answer after {attempts} sends; the line is too noisy "
+                f"(damaged frames: {self.stats.damaged})",
+            )
+        self._write(data)
+        self.stats.resends += 1
+        return attempts + 1
+
+    # -- requests -------------------------------------------------------------------------
+
+    def request(
+        self,
+        header: Mapping[str, Any],
+        payload: bytes = b"",
+        *,
+        timeout: float,
+        idle_timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Reply:
+        """Send a REQUEST, return its successful REPLY (raise AgentError for an error reply).
+
+        A reply payload the agent held back (larger than we take in one frame) is fetched
+        in chunks and checked against its sha256.
+        """
+        step = str(header.get("op", "request"))
+        full = dict(header)
+        if not self.transport.reliable:
+            full["inline_max"] = self.sizer.size
+        frame, _ = self.exchange(
+            FrameType.REQUEST,
+            full,
+            payload,
+            step=step,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            on_progress=on_progress,
+        )
+        reply = self._check(frame, step)
+        held = reply.header.get("held_payload")
+        if held:
+            return Reply(reply.header, self._fetch(frame.seq, held, step, timeout))
+        return reply
+
+    def _check(self, frame: Frame, step: str) -> Reply:
+        if frame.type is not FrameType.REPLY and frame.type is not FrameType.ACK:
+            raise AgentError(self.target, step, "bad_frame", f"unexpected {frame.type.name}")
+        if frame.type is FrameType.REPLY and not frame.header.get("ok", False):
+            error = frame.header.get("error") or {}
+            raise AgentError(
+                self.target,
+                step,
+                str(error.get("code", "unknown")),
+                str(error.get("message", "the agent reported an error")),
+            )
+        return Reply(frame.header, frame.payload)
+
+    def _fetch(self, of: int, held: Mapping[str, Any], step: str, timeout: float) -> bytes:
+        size, digest = int(held["size"]), str(held["sha256"])
+        parts: list[bytes] = []
+        got = 0
+        while got < size:
+            header = {"op": Op.FETCH.value, "of": of, "offset": got, "length": self.sizer.size}
+            frame, attempts = self.exchange(
+                FrameType.REQUEST, header, step=f"{step} (fetch)", timeout=timeout
+            )
+            self.sizer.record(attempts)
+            part = self._check(frame, step).payload
+            if not part:
+                raise AgentError(self.target, step, "bad_frame", "empty fetch reply")
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise LinkError(self.target, step, "fetched reply payload failed its sha256 check")
+        return data
+
+    def upload(
+        self,
+        op: Op,
+        data: bytes,
+        *,
+        timeout: float,
+        on_bytes: Callable[[int, int], None] | None = None,
+    ) -> bool:
+        """Upload ``data`` content-addressed; return False if the board already had it."""
+        sha = hashlib.sha256(data).hexdigest()
+        step = op.value
+        start = time.monotonic()
+        reply = self.request({"op": op.value, "sha256": sha, "size": len(data)}, timeout=timeout)
+        if reply.header.get("cached"):
+            return False
+        offset = int(reply.header.get("next", 0))
+        while True:
+            remaining = timeout - (time.monotonic() - start)
+            if remaining <= 0:
+                raise DeviceTimeoutError(
+                    self.target, step, f"upload not finished within {timeout:.1f} s"
+                )
+            chunk = data[offset : offset + self.sizer.size]
+            frame, attempts = self.exchange(
+                FrameType.CHUNK, {"offset": offset}, chunk, step=step, timeout=remaining
+            )
+            self.sizer.record(attempts)
+            header = self._check(frame, step).header
+            offset = int(header.get("next", offset))
+            if on_bytes is not None:
+                on_bytes(offset, len(data))
+            if header.get("done"):
+                return True

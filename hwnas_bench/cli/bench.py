@@ -1,0 +1,155 @@
+"""``hwnas bench MODEL`` and ``hwnas profile MODEL``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from device_agent.protocol import BenchSettings, GraphOptimization
+
+from ..errors import HwnasError
+from .common import add_target_options, open_device
+from .render import console, measurement_table, profile_table
+
+_DEFAULTS = BenchSettings()
+
+
+def _dims(values: list[str]) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            raise HwnasError(f"--dim expects NAME=INT, got '{item}'")
+        dims[name] = int(value)
+    return dims
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("measurement")
+    group.add_argument(
+        "--threads", type=int, default=_DEFAULTS.threads, help="intra-op threads (0 = auto)"
+    )
+    group.add_argument(
+        "--provider", default=_DEFAULTS.provider, help="onnxruntime execution provider"
+    )
+    group.add_argument(
+        "--graph-optimization",
+        default=_DEFAULTS.graph_optimization,
+        choices=[g.value for g in GraphOptimization],
+    )
+    group.add_argument("--warmup-runs", type=int, default=_DEFAULTS.warmup_runs)
+    group.add_argument("--warmup-time", type=float, default=_DEFAULTS.warmup_min_s, metavar="S")
+    group.add_argument("--min-iterations", type=int, default=_DEFAULTS.min_iterations)
+    group.add_argument("--min-time", type=float, default=_DEFAULTS.min_time_s, metavar="S")
+    group.add_argument("--max-time", type=float, default=_DEFAULTS.max_time_s, metavar="S")
+    group.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help="value of a dynamic input dimension, e.g. --dim batch=8 (repeatable)",
+    )
+    group.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of synthetic inputs")
+    group.add_argument("--power-meter", default=None, help="power meter source to use")
+    group.add_argument(
+        "--power-interval", type=float, default=_DEFAULTS.power_interval_s, metavar="S"
+    )
+
+
+def settings_from(args: argparse.Namespace) -> BenchSettings:
+    settings = BenchSettings(
+        provider=args.provider,
+        threads=args.threads,
+        graph_optimization=args.graph_optimization,
+        warmup_runs=args.warmup_runs,
+        warmup_min_s=args.warmup_time,
+        min_iterations=args.min_iterations,
+        min_time_s=args.min_time,
+        max_time_s=args.max_time,
+        dims=_dims(args.dim) or None,
+        seed=args.seed,
+        power_meter=args.power_meter,
+        power_interval_s=args.power_interval,
+    )
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise HwnasError(f"bad measurement option: {exc}") from exc
+    return settings
+
+
+def _load_inputs(path: Path | None) -> Mapping[str, Any] | None:
+    if path is None:
+        return None
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (OSError, ValueError) as exc:
+        raise HwnasError(f"cannot read inputs {path}: {exc}") from exc
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    inputs = _load_inputs(args.inputs)
+    out = console()
+    with open_device(args) as device:
+        if sys.stderr.isatty() and not args.quiet:
+            with console(stderr=True).status(f"measuring on {device.name}…") as status:
+
+                def show(progress: Mapping[str, Any]) -> None:
+                    stage, runs = progress.get("stage", ""), progress.get("iterations", 0)
+                    elapsed = progress.get("elapsed_s", 0)
+                    status.update(f"{device.name}: {stage} {runs} runs, {elapsed:.0f} s")
+
+                m = device.bench(args.model, settings, inputs=inputs, on_progress=show)
+        else:
+            m = device.bench(args.model, settings, inputs=inputs)
+    if args.json:
+        m.save(args.json)
+    if not args.quiet:
+        out.print(measurement_table(m))
+        if args.json:
+            out.print(f"measurement written to {args.json}")
+    return 0
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with open_device(args) as device:
+        profile = device.profile(
+            args.model, settings, iterations=args.iterations, trace=args.trace is not None
+        )
+    console().print(profile_table(profile, args.top))
+    if args.trace is not None and profile.trace is not None:
+        args.trace.write_bytes(profile.trace)
+        console().print(
+            f"Chrome trace written to {args.trace} (open in Perfetto or chrome://tracing)"
+        )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser("bench", help="measure an ONNX model on a board")
+    bench.add_argument("model", type=Path, help="the .onnx file")
+    add_target_options(bench)
+    add_settings_options(bench)
+    bench.add_argument("--inputs", type=Path, default=None, help=".npz of input arrays to use")
+    bench.add_argument(
+        "--json", type=Path, default=None, metavar="OUT", help="write the Measurement JSON"
+    )
+    bench.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    bench.set_defaults(func=run_bench)
+
+    prof = sub.add_parser("profile", help="per-node times from onnxruntime's profiler")
+    prof.add_argument("model", type=Path)
+    add_target_options(prof)
+    add_settings_options(prof)
+    prof.add_argument("--iterations", type=int, default=20)
+    prof.add_argument("--top", type=int, default=15, help="rows to show")
+    prof.add_argument("--trace", type=Path, default=None, metavar="OUT", help="write the raw trace")
+    prof.set_defaults(func=run_profile)

@@ -1,0 +1,154 @@
+"""Board configuration: ``hwnas.toml`` or ``[tool.hwnas]`` in ``pyproject.toml``.
+
+::
+
+    [boards.pi5]
+    transport = "ssh"
+    host = "pi5.local"
+    user = "pi"
+    python = "/home/pi/venv/bin/python"
+    profile = "raspberry-pi-5"
+    tags = ["pi5", "arm64"]
+
+Every mistake is reported as one line naming the file, the board and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .targets import COMMON_KEYS, LOCAL, REQUIRED_KEYS, TRANSPORT_KEYS, TargetSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_ENV = "HWNAS_CONFIG"
+TOP_LEVEL_KEYS = ("boards",)
+
+
+@dataclass(frozen=True)
+class Config:
+    boards: dict[str, TargetSpec] = field(default_factory=lambda: {"local": LOCAL})
+    path: Path | None = None
+
+    def target(self, name: str) -> TargetSpec:
+        try:
+            return self.boards[name]
+        except KeyError:
+            where = f" in {self.path}" if self.path else " (no config file found)"
+            hint = _did_you_mean(name, self.boards)
+            raise ConfigError(
+                f"no board named '{name}'{where}; known: {', '.join(sorted(self.boards))}{hint}"
+            ) from None
+
+    def with_tag(self, tag: str) -> list[TargetSpec]:
+        return [spec for spec in self.boards.values() if tag in spec.tags]
+
+
+def _did_you_mean(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """$HWNAS_CONFIG, else hwnas.toml or a pyproject.toml with [tool.hwnas] in the working
+    directory or its parents, else ~/.config/hwnas/hwnas.toml."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "hwnas.toml").is_file():
+            return folder / "hwnas.toml"
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and b"[tool.hwnas" in pyproject.read_bytes():
+            return pyproject
+    user = Path("~/.config/hwnas/hwnas.toml").expanduser()
+    return user if user.is_file() else None
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read the board configuration; without a file, only ``local`` is known."""
+    found = Path(path) if path is not None else find_config()
+    if found is None:
+        return Config()
+    file = str(found)
+    try:
+        data = tomllib.loads(found.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=file) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from exc
+    if found.name == "pyproject.toml":
+        data = data.get("tool", {}).get("hwnas", {})
+    return Config(parse_boards(data, file), found)
+
+
+def parse_boards(data: dict[str, Any], file: str) -> dict[str, TargetSpec]:
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            hint = _did_you_mean(key, TOP_LEVEL_KEYS)
+            raise ConfigError(f"unknown top-level key{hint}", file=file, key=key)
+    boards = data.get("boards", {})
+    if not isinstance(boards, dict):
+        raise ConfigError("'boards' must be a table of boards", file=file, key="boards")
+    specs = {"local": LOCAL}
+    for name, table in boards.items():
+        if not isinstance(table, dict):
+            raise ConfigError("a board must be a table", file=file, board=name)
+        specs[name] = parse_board(name, table, file)
+    return specs
+
+
+def _check_type(value: Any, kind: type | tuple[type, ...], file: str, name: str, key: str) -> None:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        kinds = ()  # TOML true is not a number here
+    if not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ConfigError(f"must be {names}, got {value!r}", file=file, board=name, key=key)
+
+
+def parse_board(name: str, table: dict[str, Any], file: str) -> TargetSpec:
+    transport = table.get("transport", "local" if name == "local" else None)
+    if transport is None:
+        raise ConfigError(
+            f"missing (one of: {', '.join(TRANSPORT_KEYS)})", file=file, board=name, key="transport"
+        )
+    if transport not in TRANSPORT_KEYS:
+        hint = _did_you_mean(str(transport), TRANSPORT_KEYS)
+        raise ConfigError(
+            f"unknown transport '{transport}'{hint}", file=file, board=name, key="transport"
+        )
+    allowed = {**COMMON_KEYS, **TRANSPORT_KEYS[transport]}
+    for key, value in table.items():
+        if key not in allowed:
+            hint = _did_you_mean(key, allowed)
+            raise ConfigError(
+                f"unknown key for a {transport} board{hint}", file=file, board=name, key=key
+            )
+        _check_type(value, allowed[key], file, name, key)
+    for key in REQUIRED_KEYS.get(transport, ()):
+        if key not in table:
+            raise ConfigError(f"required for a {transport} board", file=file, board=name, key=key)
+    tags = table.get("tags", [])
+    if not all(isinstance(t, str) for t in tags):
+        raise ConfigError("tags must be strings", file=file, board=name, key="tags")
+    return TargetSpec(
+        name=name,
+        transport=transport,
+        options={k: v for k, v in table.items() if k in TRANSPORT_KEYS[transport]},
+        profile=table.get("profile"),
+        tags=tuple(tags),
+        timeout=float(table.get("timeout", 30.0)),
+        token=table.get("token"),
+        source=file,
+    )

@@ -1,0 +1,157 @@
+"""Zero-install deploy: the agent travels to the board as one zipapp.
+
+The zipapp is built from the installed ``device_agent`` package with fixed timestamps and
+file order, so the same agent always gives the same bytes; its name carries their sha256,
+which is how the host knows whether a board already runs this very agent.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import device_agent.protocol
+
+from .errors import DeployError
+
+#: Where agents live on a board, relative to the login user's home directory.
+REMOTE_AGENT_DIR = ".cache/hwnas-bench/agent"
+
+#: The oldest Python the agent is written for (JetPack 5 ships 3.8).
+MIN_BOARD_PYTHON = (3, 8)
+
+_ZIP_MAIN = (
+    "import sys\nfrom device_agent.__main__ import main\n\nif __name__ == '__main__':\n"
+    "    sys.exit(main())\n"
+)
+
+#: Run on the board with its python: prints what the agent needs, as JSON, never fails.
+BOARD_PROBE = r"""
+import json, platform, sys
+out = {"python": platform.python_version(), "executable": sys.executable}
+for mod in ("numpy", "onnxruntime", "serial"):
+    try:
+        m = __import__(mod)
+        out[mod] = getattr(m, "__version__", "unknown")
+    except Exception as exc:
+        out[mod] = None
+        out[mod + "_error"] = "%s: %s" % (type(exc).__name__, exc)
+try:
+    import onnxruntime
+    out["providers"] = onnxruntime.get_available_providers()
+except Exception:
+    out["providers"] = []
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class AgentBundle:
+    data: bytes
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return f"device_agent-{device_agent_version()}-{self.sha256[:12]}.pyz"
+
+    @property
+    def remote_path(self) -> str:
+        return f"{REMOTE_AGENT_DIR}/{self.name}"
+
+
+def device_agent_version() -> str:
+    import device_agent
+
+    return device_agent.__version__
+
+
+def _package_dir() -> Path:
+    return Path(device_agent.protocol.__file__).resolve().parent.parent
+
+
+@functools.cache
+def build_agent_zipapp() -> AgentBundle:
+    """The agent as a runnable zip (``python agent.pyz --stdio``), built once per process."""
+    root = _package_dir()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+
+        def add(name: str, data: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+
+        add("__main__.py", _ZIP_MAIN.encode())
+        for path in sorted(root.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                add(f"device_agent/{path.relative_to(root).as_posix()}", path.read_bytes())
+    data = buf.getvalue()
+    return AgentBundle(data, hashlib.sha256(data).hexdigest())
+
+
+@dataclass(frozen=True)
+class BoardCheck:
+    python: str
+    numpy: str | None
+    onnxruntime: str | None
+    providers: list[str]
+    missing: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
+def parse_probe(output: str) -> BoardCheck:
+    facts = json.loads(output.strip().splitlines()[-1])
+    missing: list[str] = []
+    version = tuple(int(p) for p in str(facts["python"]).split(".")[:2])
+    if version < MIN_BOARD_PYTHON:
+        missing.append(f"python >= {'.'.join(map(str, MIN_BOARD_PYTHON))} (has {facts['python']})")
+    for module in ("numpy", "onnxruntime"):
+        if facts.get(module) is None:
+            missing.append(f"{module} ({facts.get(module + '_error', 'not importable')})")
+    return BoardCheck(
+        python=str(facts["python"]),
+        numpy=facts.get("numpy"),
+        onnxruntime=facts.get("onnxruntime"),
+        providers=list(facts.get("providers") or []),
+        missing=missing,
+    )
+
+
+def check_board(target: str, python: str, run: Callable[[str], tuple[int, str, str]]) -> BoardCheck:
+    """Run the probe with the board's python; raise DeployError saying exactly what is missing."""
+    import shlex
+
+    code, out, err = run(f"{shlex.quote(python)} -c {shlex.quote(BOARD_PROBE)}")
+    if code != 0 or not out.strip():
+        reason = err.strip().splitlines()[-1] if err.strip() else f"exit code {code}"
+        raise DeployError(
+            target,
+            f"cannot run '{python}' on the board: {reason}. Install Python 3 there or pass "
+            "--remote-python PATH (e.g. a venv's bin/python)",
+            missing=[python],
+        )
+    try:
+        check = parse_probe(out)
+    except (ValueError, KeyError) as exc:
+        raise DeployError(
+            target, f"unexpected probe output from '{python}': {out[:200]!r}"
+        ) from exc
+    if not check.ok:
+        raise DeployError(
+            target,
+            f"'{python}' on the board lacks: {'; '.join(check.missing)}. On the board run: "
+            f"{python} -m pip install numpy onnxruntime (or pass --remote-python for a venv "
+            "that has them)",
+            missing=check.missing,
+        )
+    return check

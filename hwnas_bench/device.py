@@ -1,0 +1,235 @@
+"""``Device``: one board, reached through a transport, asked to measure models.
+
+Every call has a timeout. When the link breaks or the agent stops answering, the call
+raises a typed error naming the target and the step, the transport is closed, and the next
+call connects afresh. An error the agent reports (a bad model, a wrong input) leaves the
+connection up: the agent is still serving.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from device_agent.protocol import BenchSettings, Op, pack_tensors
+
+from .channel import Channel, ProgressCallback
+from .errors import ConnectionLostError, DeviceTimeoutError, HwnasError, LinkError
+from .measurement import Environment, Latency, Measurement, Memory, ModelInfo, Power
+from .transports.base import Transport
+
+ModelSource = str | Path | bytes
+T = TypeVar("T")
+
+#: Errors after which the link cannot be trusted: close it, reconnect on the next call.
+_LINK_ERRORS = (ConnectionLostError, DeviceTimeoutError, LinkError)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    data: bytes
+    sha256: str
+    name: str | None
+
+    @classmethod
+    def load(cls, model: ModelSource) -> LoadedModel:
+        if isinstance(model, bytes):
+            return cls(model, hashlib.sha256(model).hexdigest(), None)
+        path = Path(model)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise HwnasError(f"cannot read model {path}: {exc.strerror or exc}") from exc
+        return cls(data, hashlib.sha256(data).hexdigest(), path.name)
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.sha256, len(self.data), self.name)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Per-node times from onnxruntime's profiler; ``trace`` is the raw Chrome trace if asked."""
+
+    target: str
+    summary: dict[str, Any]
+    trace: bytes | None
+
+
+class Device:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        timeout: float = 30.0,
+        idle_timeout: float = 15.0,
+        token: str | None = None,
+    ) -> None:
+        self.transport = transport
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self.token = token
+        self.facts: dict[str, Any] | None = None
+        self._channel: Channel | None = None
+
+    @property
+    def name(self) -> str:
+        return self.transport.target
+
+    def __repr__(self) -> str:
+        return f"Device({self.name!r}, {self.transport.description})"
+
+    # -- connection -----------------------------------------------------------------------
+
+    def open(self) -> dict[str, Any]:
+        """Connect (start the agent if needed) and greet it; return the board facts."""
+        if self._channel is not None and self.transport.is_open and self.facts is not None:
+            return self.facts
+        self.close()
+        self.transport.open(self.timeout)
+        self._channel = Channel(self.transport)
+        return self._call(self._hello)
+
+    def close(self) -> None:
+        self._channel = None
+        self.facts = None
+        self.transport.close()
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, fn: Callable[[Channel], T]) -> T:
+        if self._channel is None or not self.transport.is_open:
+            self.open()
+        assert self._channel is not None
+        try:
+            return fn(self._channel)
+        except _LINK_ERRORS:
+            self.close()
+            raise
+
+    def _hello(self, channel: Channel) -> dict[str, Any]:
+        header: dict[str, Any] = {"op": Op.HELLO.value}
+        if self.token:
+            header["token"] = self.token
+        self.facts = channel.request(header, timeout=self.timeout).header
+        return self.facts
+
+    @property
+    def channel(self) -> Channel:
+        """The open channel (connecting first); for diagnostics and benchmarks."""
+        self.open()
+        assert self._channel is not None
+        return self._channel
+
+    # -- requests -------------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """Fresh board facts (temperatures and clocks change)."""
+        return self._call(self._hello)
+
+    def put_model(self, model: ModelSource) -> ModelInfo:
+        """Make sure the board holds the model (uploaded only if it does not)."""
+        loaded = LoadedModel.load(model)
+        self._put(loaded)
+        return loaded.info
+
+    def _put(self, loaded: LoadedModel) -> None:
+        timeout = self.timeout + 3 * self.transport.transfer_time(len(loaded.data))
+        self._call(lambda ch: ch.upload(Op.PUT_MODEL, loaded.data, timeout=timeout))
+
+    def _put_inputs(self, inputs: Mapping[str, np.ndarray]) -> str:
+        data = pack_tensors(inputs)
+        timeout = self.timeout + 3 * self.transport.transfer_time(len(data))
+        self._call(lambda ch: ch.upload(Op.PUT_INPUTS, data, timeout=timeout))
+        return hashlib.sha256(data).hexdigest()
+
+    def bench(
+        self,
+        model: ModelSource,
+        settings: BenchSettings | None = None,
+        *,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        **overrides: Any,
+    ) -> Measurement:
+        """Measure ``model`` on this board; ``overrides`` replace fields of ``settings``."""
+        settings = replace(settings or BenchSettings(), **overrides)
+        settings.validate()
+        loaded = LoadedModel.load(model)
+        self._put(loaded)
+        if inputs is not None:
+            settings = replace(settings, inputs=self._put_inputs(inputs))
+        limit = timeout or self.timeout + 2 * settings.expected_duration_s()
+        header = {"op": Op.BENCH.value, "model": loaded.sha256, **settings.to_wire()}
+        reply = self._call(
+            lambda ch: ch.request(
+                header, timeout=limit, idle_timeout=self.idle_timeout, on_progress=on_progress
+            )
+        )
+        samples = np.frombuffer(reply.payload, dtype=reply.header["samples"]["dtype"])
+        return self._measurement(loaded.info, reply.header, (samples / 1e6).tolist())
+
+    def _measurement(
+        self, model: ModelInfo, r: dict[str, Any], samples_ms: list[float]
+    ) -> Measurement:
+        return Measurement(
+            target=self.name,
+            board=dict(self.facts or {}),
+            model=model,
+            settings=r["settings"],
+            latency=Latency(**r["latency"]),
+            samples_ms=samples_ms,
+            throughput_ips=r.get("throughput_ips"),
+            power=Power(**r["power"]),
+            memory=Memory(**r["memory"]),
+            environment=Environment(**r["environment"]),
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            stopped_by=r.get("stopped_by"),
+            window_s=r.get("window_s"),
+            warmup=r.get("warmup", {}),
+            inputs=r.get("inputs", []),
+        )
+
+    def profile(
+        self,
+        model: ModelSource,
+        settings: BenchSettings | None = None,
+        *,
+        iterations: int = 20,
+        trace: bool = False,
+        timeout: float | None = None,
+        **overrides: Any,
+    ) -> Profile:
+        """Per-node times from onnxruntime's profiler over ``iterations`` runs."""
+        settings = replace(settings or BenchSettings(), **overrides)
+        settings.validate()
+        loaded = LoadedModel.load(model)
+        self._put(loaded)
+        header = {
+            "op": Op.PROFILE.value,
+            "model": loaded.sha256,
+            "iterations": iterations,
+            "trace": trace,
+            **settings.to_wire(),
+        }
+        limit = timeout or self.timeout + 2 * settings.expected_duration_s()
+        reply = self._call(
+            lambda ch: ch.request(header, timeout=limit, idle_timeout=self.idle_timeout)
+        )
+        return Profile(self.name, reply.header, reply.payload if trace else None)
+
+    def shutdown(self) -> None:
+        """Ask the agent to exit (a serial or TCP agent stops serving)."""
+        self._call(lambda ch: ch.request({"op": Op.SHUTDOWN.value}, timeout=self.timeout))
+        self.close()

@@ -1,0 +1,172 @@
+"""One benchmark run as a record: the ``Measurement`` and its versioned JSON.
+
+Every figure hwnas-bench prints comes from one of these. The JSON keys are public: users'
+scripts read them, so they change only with the schema version (``hwnas.measurement/1``);
+new keys may be added within a version and readers ignore keys they do not know.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import MeasurementFormatError
+
+SCHEMA = "hwnas.measurement/1"
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Statistics of the timed samples, in milliseconds. Outliers are counted, not dropped."""
+
+    n: int
+    mean_ms: float
+    median_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    std_ms: float
+    iqr_ms: float
+    outliers: int
+
+
+@dataclass(frozen=True)
+class Power:
+    """Power over the timed window; numbers are None without an honest reading (``reason``)."""
+
+    mean_w: float | None = None
+    energy_mj: float | None = None  #: per inference
+    source: str | None = None
+    reason: str | None = None
+    samples: int | None = None
+    interval_s: float | None = None
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    peak_rss_mb: float | None = None  #: the agent process's peak RSS during this benchmark
+    rss_before_mb: float | None = None
+    agent_baseline_rss_mb: float | None = None  #: the agent alone, before any model
+    session_reused: bool | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    governor: Any = None
+    cpu_freq_mhz_start: list[float | None] | None = None
+    cpu_freq_mhz_end: list[float | None] | None = None
+    temperature_c_start: dict[str, float | None] = field(default_factory=dict)
+    temperature_c_end: dict[str, float | None] = field(default_factory=dict)
+    throttled: bool | None = None
+    drift: bool | None = None  #: last quarter of samples significantly slower than the first
+    drift_slowdown_pct: float | None = None
+    drift_p_value: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    sha256: str
+    bytes: int
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    target: str
+    board: dict[str, Any]
+    model: ModelInfo
+    settings: dict[str, Any]
+    latency: Latency
+    samples_ms: list[float]
+    throughput_ips: float | None
+    power: Power
+    memory: Memory
+    environment: Environment
+    created: str = ""
+    stopped_by: str | None = None
+    window_s: float | None = None
+    warmup: dict[str, Any] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    schema: str = SCHEMA
+
+    # -- JSON -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def save(self, path: str | Path) -> Path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(self.to_json() + "\n")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        schema = data.get("schema")
+        if not isinstance(schema, str) or not schema.startswith("hwnas.measurement/"):
+            raise MeasurementFormatError(f"not a hwnas measurement (schema={schema!r})")
+        if schema.split("/", 1)[1].split(".")[0] != SCHEMA.rsplit("/", 1)[1]:
+            raise MeasurementFormatError(
+                f"unsupported measurement schema {schema!r}; read {SCHEMA}"
+            )
+        try:
+            return cls(
+                target=data["target"],
+                board=dict(data["board"]),
+                model=_build(ModelInfo, data["model"], "model"),
+                settings=dict(data["settings"]),
+                latency=_build(Latency, data["latency"], "latency"),
+                samples_ms=[float(x) for x in data["samples_ms"]],
+                throughput_ips=data["throughput_ips"],
+                power=_build(Power, data["power"], "power"),
+                memory=_build(Memory, data.get("memory", {}), "memory"),
+                environment=_build(Environment, data.get("environment", {}), "environment"),
+                created=data.get("created", ""),
+                stopped_by=data.get("stopped_by"),
+                window_s=data.get("window_s"),
+                warmup=dict(data.get("warmup", {})),
+                inputs=list(data.get("inputs", [])),
+                schema=schema,
+            )
+        except KeyError as exc:
+            raise MeasurementFormatError(f"measurement lacks the key {exc.args[0]!r}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> Measurement:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise MeasurementFormatError(f"not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise MeasurementFormatError("a measurement is a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Measurement:
+        try:
+            return cls.from_json(Path(path).read_text())
+        except MeasurementFormatError as exc:
+            raise MeasurementFormatError(f"{path}: {exc}") from exc
+
+
+T = TypeVar("T")
+
+
+def _build(kind: type[T], data: Any, key: str) -> T:
+    """Construct a section, ignoring unknown keys (newer minor versions may add some)."""
+    if not isinstance(data, dict):
+        raise MeasurementFormatError(f"'{key}' must be an object")
+    names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    try:
+        return kind(**{k: v for k, v in data.items() if k in names})
+    except TypeError as exc:
+        raise MeasurementFormatError(f"'{key}': {exc}") from exc

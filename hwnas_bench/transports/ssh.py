@@ -1,0 +1,245 @@
+"""SSH transport: the agent runs on the board in a paramiko exec channel.
+
+Honours ``~/.ssh/config`` (HostName, User, Port, IdentityFile, ProxyCommand,
+UserKnownHostsFile, StrictHostKeyChecking), keys and ssh-agent. A host whose key is not
+in known_hosts is refused unless the user opts in (``trust_unknown_host`` or
+``StrictHostKeyChecking no|accept-new`` in ssh_config); an opted-in key is remembered.
+The agent itself is deployed on first use (see :mod:`hwnas_bench.deploy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shlex
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from ..deploy import build_agent_zipapp, check_board
+from ..errors import ConnectError, ConnectionLostError, DeployError
+from .base import StderrTail, Transport
+
+_DEFAULT_CONFIG = Path("~/.ssh/config")
+_DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+
+
+class _RememberNewKey(paramiko.MissingHostKeyPolicy):
+    """Accept an unknown host key (the user opted in) and append it to known_hosts."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with self.known_hosts.open("a") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+class SSHTransport(Transport):
+    def __init__(
+        self,
+        target: str,
+        host: str,
+        *,
+        user: str | None = None,
+        port: int | None = None,
+        python: str = "python3",
+        identity_file: str | None = None,
+        trust_unknown_host: bool = False,
+        ssh_config: Path | None = None,
+        known_hosts: Path | None = None,
+        agent_args: list[str] | None = None,
+    ) -> None:
+        super().__init__(target)
+        self.host, self.user, self.port = host, user, port
+        self.python = python
+        self.identity_file = identity_file
+        self.trust_unknown_host = trust_unknown_host
+        self.ssh_config = ssh_config
+        self.known_hosts = known_hosts
+        self.agent_args = agent_args or []
+        self._client: paramiko.SSHClient | None = None
+        self._chan: paramiko.Channel | None = None
+        self._stderr = StderrTail()
+        self.deployed: str | None = None  # remote path, set when this transport uploaded it
+
+    @property
+    def description(self) -> str:
+        who = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"ssh {who}{self.host}{port}"
+
+    @property
+    def is_open(self) -> bool:
+        return self._chan is not None and not self._chan.closed
+
+    # -- connecting -----------------------------------------------------------------------
+
+    def _resolve(self) -> dict[str, Any]:
+        """Merge explicit settings over the user's ssh_config for this host."""
+        path = (self.ssh_config or _DEFAULT_CONFIG).expanduser()
+        config = paramiko.SSHConfig.from_path(str(path)) if path.is_file() else paramiko.SSHConfig()
+        found = config.lookup(self.host)
+        known = self.known_hosts or Path(
+            str(found.get("userknownhostsfile", _DEFAULT_KNOWN_HOSTS)).split()[0]
+        )
+        strict = str(found.get("stricthostkeychecking", "yes")).lower()
+        identity = [self.identity_file] if self.identity_file else found.get("identityfile")
+        return {
+            "hostname": found.get("hostname", self.host),
+            "port": int(self.port or found.get("port", 22)),
+            "username": self.user or found.get("user"),
+            "key_filename": [os.path.expanduser(p) for p in identity] if identity else None,
+            "proxy": found.get("proxycommand"),
+            "known_hosts": known.expanduser(),
+            "trust": self.trust_unknown_host or strict in ("no", "accept-new", "off"),
+        }
+
+    def connect_client(self, timeout: float) -> paramiko.SSHClient:
+        """An authenticated SSH client (also used by ``hwnas agent deploy``)."""
+        opts = self._resolve()
+        client = paramiko.SSHClient()
+        client.load_system_host_keys()
+        if opts["known_hosts"].is_file():
+            client.load_host_keys(str(opts["known_hosts"]))
+        client.set_missing_host_key_policy(
+            _RememberNewKey(opts["known_hosts"]) if opts["trust"] else paramiko.RejectPolicy()
+        )
+        where = f"{opts['hostname']}:{opts['port']}"
+        try:
+            client.connect(
+                opts["hostname"],
+                port=opts["port"],
+                username=opts["username"],
+                key_filename=opts["key_filename"],
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                allow_agent=True,
+                look_for_keys=True,
+                sock=paramiko.ProxyCommand(opts["proxy"]) if opts["proxy"] else None,  # type: ignore[arg-type]
+            )
+        except paramiko.BadHostKeyException as exc:
+            raise ConnectError(
+                self.target, "connect", f"{where}: host key CHANGED ({exc}); refusing"
+            ) from exc
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise ConnectError(
+                    self.target,
+                    "connect",
+                    f"{where}: unknown host key (not in {opts['known_hosts']}); connect once with "
+                    "ssh, or opt in with --trust-host-key / trust_unknown_host = true",
+                ) from exc
+            raise ConnectError(self.target, "connect", f"{where}: {exc}") from exc
+        except (OSError, EOFError) as exc:
+            raise ConnectError(self.target, "connect", f"{where}: {exc}") from exc
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(15)
+        return client
+
+    def run(self, command: str, timeout: float = 60.0) -> tuple[int, str, str]:
+        """Run a short command on the board: exit code, stdout, stderr."""
+        assert self._client is not None, "connect first"
+        _, out, err = self._client.exec_command(command, timeout=timeout)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+        return out.channel.recv_exit_status(), stdout, stderr
+
+    def ensure_agent(self, force: bool = False) -> str:
+        """Upload this host's agent unless the board already has these exact bytes."""
+        assert self._client is not None, "connect first"
+        bundle = build_agent_zipapp()
+        sftp = self._client.open_sftp()
+        try:
+            if not force:
+                try:
+                    if sftp.stat(bundle.remote_path).st_size == len(bundle.data):
+                        return bundle.remote_path
+                except OSError:
+                    pass  # not there: deploy
+            check_board(self.target, self.python, self.run)
+            parts = Path(bundle.remote_path).parts
+            for depth in range(1, len(parts)):
+                with contextlib.suppress(OSError):  # exists already
+                    sftp.mkdir("/".join(parts[:depth]))
+            partial = bundle.remote_path + ".part"
+            with sftp.open(partial, "wb") as fh:
+                fh.write(bundle.data)
+            sftp.posix_rename(partial, bundle.remote_path)
+            self.deployed = bundle.remote_path
+            return bundle.remote_path
+        except OSError as exc:
+            raise DeployError(self.target, f"upload over SFTP failed: {exc}") from exc
+        finally:
+            sftp.close()
+
+    def open(self, timeout: float) -> None:
+        self._client = self.connect_client(timeout)
+        try:
+            remote = self.ensure_agent()
+            transport = self._client.get_transport()
+            assert transport is not None
+            chan = transport.open_session(timeout=timeout)
+            args = " ".join(shlex.quote(a) for a in ["--stdio", *self.agent_args])
+            chan.exec_command(f'{shlex.quote(self.python)} "$HOME/{remote}" {args}')
+        except Exception:
+            self.close()
+            raise
+        self._stderr = StderrTail()
+        self._stderr.drain(lambda: chan.recv_stderr(4096))
+        self._chan = chan
+
+    # -- the stream -----------------------------------------------------------------------
+
+    def _lost(self, step: str, why: str) -> ConnectionLostError:
+        chan = self._chan
+        code = chan.recv_exit_status() if chan is not None and chan.exit_status_ready() else None
+        note = f" (agent exit status {code})" if code not in (None, -1) else ""
+        tail = self._stderr.text()
+        return ConnectionLostError(
+            self.target, step, f"{why}{note}" + (f"; agent stderr:\n{tail}" if tail else "")
+        )
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        chan = self._chan
+        if chan is None:
+            raise ConnectionLostError(self.target, "read", "not connected")
+        if not chan.recv_ready():
+            ready, _, _ = select.select([chan], [], [], max(timeout, 0.0))
+            if not ready:
+                return b""
+        try:
+            data: bytes = chan.recv(max_bytes)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._lost("read", f"SSH connection failed: {exc}") from exc
+        if not data:
+            raise self._lost("read", "the SSH channel closed")
+        return data
+
+    def write(self, data: bytes) -> None:
+        chan = self._chan
+        if chan is None:
+            raise ConnectionLostError(self.target, "write", "not connected")
+        try:
+            chan.sendall(data)
+        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._lost("write", f"SSH connection failed: {exc}") from exc
+
+    def close(self) -> None:
+        chan, self._chan = self._chan, None
+        client, self._client = self._client, None
+        if chan is not None:
+            chan.close()
+        if client is not None:
+            client.close()
+
+    def diagnostics(self) -> str:
+        return self._stderr.text()

@@ -1,0 +1,146 @@
+"""Integration rules and the wire summary, against hand-computed values."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from device_agent.power import PowerResult, integrate, power_summary
+
+SUMMARY_KEYS = {"mean_w", "energy_mj", "source", "reason", "samples", "interval_s", "duration_s"}
+
+
+def test_trapezoid_over_power_samples():
+    samples = [(0.0, 1.0), (1.0, 3.0), (2.0, 3.0), (3.0, 1.0), (4.0, 2.0), (5.0, 2.0)]
+    result = integrate(samples, "power", "fake", interval_s=1.0)
+    # (1+3)/2 + (3+3)/2 + (3+1)/2 + (1+2)/2 + (2+2)/2 = 2 + 3 + 2 + 1.5 + 2
+    assert result.energy_j == pytest.approx(10.5)
+    assert result.mean_w == pytest.approx(2.1)
+    assert result.duration_s == pytest.approx(5.0)
+    assert result.n_samples == 6
+    assert result.reason is None
+    assert result.interval_s == 1.0
+
+
+def test_uneven_sample_times_are_weighted_by_their_spacing():
+    samples = [(10.0, 4.0), (10.1, 4.0), (10.5, 8.0)]
+    result = integrate(samples, "power", "fake", interval_s=0.1)
+    assert result.energy_j == pytest.approx(0.4 + 2.4)  # 0.1 s at 4 W, 0.4 s from 4 to 8 W
+
+
+def test_energy_counter_is_differenced():
+    samples = [(0.0, 100.0), (0.1, 100.5), (0.2, 101.5), (0.3, 101.5), (0.4, 102.0), (0.5, 103.0)]
+    result = integrate(samples, "energy", "fake", interval_s=0.1, wrap_j=1000.0)
+    assert result.energy_j == pytest.approx(3.0)
+    assert result.mean_w == pytest.approx(6.0)
+
+
+def test_counter_going_backwards_without_a_wrap_value_gives_no_number():
+    samples = [(0.1 * i, e) for i, e in enumerate([5.0, 6.0, 7.0, 1.0, 2.0, 3.0])]
+    result = integrate(samples, "energy", "nvml:gpu0", interval_s=0.1, wrap_j=None)
+    assert result.energy_j is None
+    assert result.mean_w is None
+    assert result.reason == (
+        "energy counter went backwards (7.000 J -> 1.000 J) and its wrap value is unknown"
+    )
+
+
+def test_window_shorter_than_five_sampling_periods():
+    samples = [(0.0, 5.0), (0.1, 5.0), (0.2, 5.0)]
+    result = integrate(samples, "power", "fake", interval_s=0.1)
+    assert result.energy_j is None
+    assert result.mean_w is None
+    assert result.reason == (
+        "window 0.20 s is shorter than 5 sampling periods of 0.10 s; raise min_time_s"
+    )
+    assert result.duration_s == pytest.approx(0.2)
+    assert result.n_samples == 3
+
+
+def test_window_of_exactly_five_periods_is_enough():
+    samples = [(0.0, 5.0), (0.5, 5.0)]
+    assert integrate(samples, "power", "fake", interval_s=0.1).energy_j == pytest.approx(2.5)
+
+
+def test_window_shorter_than_three_sensor_updates():
+    samples = [(0.1 * i, 5.0) for i in range(21)]  # 2.0 s, plenty of sampling periods
+    result = integrate(samples, "power", "fake", interval_s=0.1, update_interval_s=1.0)
+    assert result.energy_j is None
+    assert result.reason == (
+        "window 2.00 s is shorter than 3 sensor updates of 1.00 s; raise min_time_s"
+    )
+    samples = [(0.1 * i, 5.0) for i in range(31)]
+    result = integrate(samples, "power", "fake", interval_s=0.1, update_interval_s=1.0)
+    assert result.energy_j == pytest.approx(15.0)
+
+
+def test_fewer_than_two_samples():
+    assert integrate([(0.0, 1.0)], "power", "f", 0.1).reason == (
+        "only 1 sample(s): a window needs at least 2"
+    )
+    assert integrate([], "power", "f", 0.1).n_samples == 0
+
+
+def test_unknown_kind_is_a_bug_not_a_reason():
+    with pytest.raises(ValueError, match="unknown meter kind"):
+        integrate([(0.0, 1.0), (1.0, 1.0)], "volts", "f", 0.1)
+
+
+@given(
+    watts=st.floats(min_value=0.0, max_value=500.0),
+    gaps=st.lists(st.floats(min_value=0.01, max_value=1.0), min_size=5, max_size=50),
+)
+def test_constant_power_integrates_to_power_times_duration(watts, gaps):
+    times = [0.0]
+    for gap in gaps:
+        times.append(times[-1] + gap)
+    result = integrate([(t, watts) for t in times], "power", "f", interval_s=0.01)
+    assert result.energy_j == pytest.approx(watts * times[-1])
+    assert result.mean_w == pytest.approx(watts)
+
+
+def _result(energy_j, mean_w=2.0, reason=None):
+    return PowerResult("hwmon:ina226 (hwmon3) power1_input", 1.5, 16, mean_w, energy_j, reason, 0.1)
+
+
+def test_summary_gives_energy_per_inference_in_millijoules():
+    summary = power_summary(_result(energy_j=3.0), n_inferences=600)
+    assert set(summary) == SUMMARY_KEYS
+    assert summary == {
+        "mean_w": 2.0,
+        "energy_mj": pytest.approx(5.0),  # 3 J * 1000 / 600
+        "source": "hwmon:ina226 (hwmon3) power1_input",
+        "reason": None,
+        "samples": 16,
+        "interval_s": 0.1,
+        "duration_s": 1.5,
+    }
+
+
+def test_summary_without_a_result_carries_the_unavailable_reason():
+    summary = power_summary(None, 100, "no power sensor found: vcgencmd: not found")
+    assert summary == {
+        "mean_w": None,
+        "energy_mj": None,
+        "source": None,
+        "reason": "no power sensor found: vcgencmd: not found",
+        "samples": None,
+        "interval_s": None,
+        "duration_s": None,
+    }
+    assert power_summary(None, 100)["reason"] == "power was not measured"
+
+
+def test_summary_passes_a_result_reason_through():
+    summary = power_summary(_result(None, None, "sensor read failed: x"), 100)
+    assert summary["energy_mj"] is None
+    assert summary["mean_w"] is None
+    assert summary["reason"] == "sensor read failed: x"
+
+
+def test_summary_with_no_inferences_has_no_energy_per_inference():
+    summary = power_summary(_result(energy_j=3.0), n_inferences=0)
+    assert summary["energy_mj"] is None
+    assert summary["mean_w"] == 2.0
+    assert "no inference ran" in summary["reason"]
