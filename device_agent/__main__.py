@@ -81,7 +81,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     handlers = Handlers(store)
     log.info("agent %s ready on %s", __version__, "stdio" if args.stdio else args.serial)
     try:
-        Agent(link, handlers, heartbeat_s=args.heartbeat_s).serve()
+        # A serial line outlives host sessions: keep serving until asked to shut down.
+        while Agent(link, handlers, heartbeat_s=args.heartbeat_s).serve() != "shutdown":
+            if args.stdio:
+                break
     except KeyboardInterrupt:
         pass
     finally:

@@ -98,7 +98,7 @@ class Handlers:
             return FrameType.REPLY, {"cached": True, "sha256": sha}, b""
         if size <= 0:
             raise AgentError(ErrorCode.BAD_REQUEST, "size must be > 0")
-        self.upload = Upload(frame.seq, self.store.begin(sha, size))
+        self.upload = Upload(self.store.begin(sha, size))
         return FrameType.REPLY, {"cached": False, "sha256": sha, "next": 0}, b""
 
     def put_inputs(self, frame: Frame) -> Reply:
@@ -107,7 +107,7 @@ class Handlers:
             return FrameType.REPLY, {"cached": True, "sha256": sha}, b""
         if size <= 0:
             raise AgentError(ErrorCode.BAD_REQUEST, "size must be > 0")
-        self.upload = Upload(frame.seq, PendingInputs(sha, size, self.max_input_bytes))
+        self.upload = Upload(PendingInputs(sha, size, self.max_input_bytes))
         return FrameType.REPLY, {"cached": False, "sha256": sha, "next": 0}, b""
 
     def chunk(self, frame: Frame) -> Reply:
@@ -194,24 +194,28 @@ class Handlers:
         sha, path = self._model_path(frame)
         settings = _settings(frame)
         iterations = frame.header.get("iterations", 20)
-        if not isinstance(iterations, int) or not 1 <= iterations <= 100_000:
+        if isinstance(iterations, bool) or not isinstance(iterations, int):
             raise AgentError(ErrorCode.BAD_REQUEST, "iterations must be an integer in 1..100000")
+        if not 1 <= iterations <= 100_000:
+            raise AgentError(ErrorCode.BAD_REQUEST, "iterations must be an integer in 1..100000")
+        settings.min_iterations = settings.max_iterations = iterations
+        settings.min_time_s = 0.0
         self._progress = runner.LoopProgress()
-        with tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
-            options = runner.session_options(settings)
-            options.enable_profiling = True
-            options.profile_file_prefix = os.path.join(tmp, "trace")
-            session = runner.create_session(path, settings, options)
-            feeds = self.feeds(session, settings)
-            settings.min_iterations = settings.max_iterations = iterations
-            settings.min_time_s = 0.0
-            try:
-                runner.timed_loop(session, feeds, settings, self._progress)
-            finally:
-                self._progress = None
-                trace_path = session.end_profiling()
-            with open(trace_path, "rb") as fh:
-                raw = fh.read()
+        try:
+            with tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
+                options = runner.session_options(settings)
+                options.enable_profiling = True
+                options.profile_file_prefix = os.path.join(tmp, "trace")
+                session = runner.create_session(path, settings, options)
+                feeds = self.feeds(session, settings)
+                try:
+                    runner.timed_loop(session, feeds, settings, self._progress)
+                finally:
+                    trace_path = session.end_profiling()
+                with open(trace_path, "rb") as fh:
+                    raw = fh.read()
+        finally:
+            self._progress = None
         summary = runner.profile_nodes(json.loads(raw))
         summary["model"] = sha
         summary["warmup_runs_included"] = True

@@ -16,9 +16,6 @@ from typing import Any, Optional
 class Link:
     """What the agent needs of a byte stream."""
 
-    #: False for a serial line, where bytes can be lost or damaged on the way.
-    reliable = True
-
     def read(self, timeout: float) -> Optional[bytes]:
         raise NotImplementedError
 
@@ -61,8 +58,6 @@ class StdioLink(Link):
 
 class SerialLink(Link):
     """A serial port through pyserial (imported only in this mode)."""
-
-    reliable = False
 
     def __init__(self, port: str, baudrate: int) -> None:
         import serial  # type: ignore[import-untyped, unused-ignore]

@@ -42,13 +42,17 @@ def bench_once(
     sampler = power.PowerSampler(meter, settings.power_interval_s) if meter else None
     power_result: Optional[power.PowerResult] = None
 
-    def on_window(started: bool) -> None:
-        nonlocal power_result
+    running = False
+
+    def on_window(start: bool) -> None:
+        nonlocal power_result, running
         if sampler is None:
             return
-        if started:
+        if start:
             sampler.start()
-        elif power_result is None:
+            running = True
+        elif running:  # also called on the error path, maybe before the window began
+            running = False
             power_result = sampler.stop()
 
     run = timed_loop(session, feeds, settings, progress, on_window)

@@ -109,10 +109,15 @@ class Agent:
                 events = list(self._decoder.events())
             else:  # a silent gap: a frame that stopped arriving is not coming back whole
                 events = self._decoder.abandon()
-            for event in events:
-                self._on_event(event)
-                if not self._running:
-                    break
+            try:
+                for event in events:
+                    self._on_event(event)
+                    if not self._running:
+                        break
+            except OSError as exc:  # the host went away while we were answering
+                log.info("write failed, ending this session: %s", exc)
+                self.handlers.abandon_upload("the host went away")
+                return "eof"
         return "shutdown"
 
     def _on_event(self, event: Any) -> None:
@@ -126,25 +131,34 @@ class Agent:
 
     def _on_damage(self, event: DamagedFrame) -> None:
         self.counters.damaged_frames += 1
-        log.warning("damaged frame seq=%d: %s %s", event.seq, event.reason, event.detail)
+        log.info("damaged frame seq=%d: %s %s", event.seq, event.reason, event.detail)
         code = _DAMAGE_CODES.get(event.reason)
         if code is None:  # crc / truncated: the sender can simply send it again
             self._send(FrameType.NAK, event.seq, {"reason": event.reason})
         else:
-            self._send_error(event.seq, code, f"frame seq {event.seq}: {event.detail}")
+            self._send_error(event.seq, code, f"frame seq {event.seq}: {event.detail}", cache=False)
 
     def _on_frame(self, frame: Frame) -> None:
         if frame.type is FrameType.NAK:  # the host got our reply damaged: send it again
-            cached = self._replies.get(frame.seq)
+            cached = self._replies.get(frame.seq) if self.authenticated else None
             if cached is not None:
                 self._write(cached)
             return
         if frame.type not in (FrameType.REQUEST, FrameType.CHUNK):
             self._send_error(
-                frame.seq, ErrorCode.BAD_FRAME, f"the agent does not accept {frame.type.name}"
+                frame.seq,
+                ErrorCode.BAD_FRAME,
+                f"the agent does not accept {frame.type.name} frames",
+                cache=False,
             )
             return
-        if frame.type is FrameType.REQUEST and frame.header.get("op") == Op.HELLO.value:
+        is_hello = frame.type is FrameType.REQUEST and frame.header.get("op") == Op.HELLO.value
+        if not self.authenticated and not is_hello:
+            self._send_error(
+                frame.seq, ErrorCode.UNAUTHORIZED, "send hello with the token first", cache=False
+            )
+            return
+        if is_hello:
             self._replies.clear()  # a new host session: its sequence numbers start afresh
         cached = self._replies.get(frame.seq)
         if cached is not None:
@@ -161,9 +175,6 @@ class Agent:
         if handler is None:
             known = ", ".join(self._table)
             self._send_error(frame.seq, ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; known: {known}")
-            return
-        if op != Op.HELLO.value and not self.authenticated:
-            self._send_error(frame.seq, ErrorCode.UNAUTHORIZED, "send hello with the token first")
             return
         if op != Op.FETCH.value:
             self.handlers.abandon_upload(f"request {op!r} arrived")
@@ -187,14 +198,20 @@ class Agent:
         if reply_type is FrameType.REPLY:
             header = {"ok": True, **header}
             inline_max = frame.header.get("inline_max", MAX_PAYLOAD)
-            if isinstance(inline_max, int) and len(payload) > max(inline_max, 0):
-                header["held_payload"] = {
-                    "size": len(payload),
-                    "sha256": hashlib.sha256(payload).hexdigest(),
-                }
+            if not isinstance(inline_max, int) or isinstance(inline_max, bool):
+                inline_max = MAX_PAYLOAD
+            if len(payload) > min(max(inline_max, 1), MAX_PAYLOAD):
+                digest = hashlib.sha256(payload).hexdigest()
+                header["held_payload"] = {"size": len(payload), "sha256": digest}
                 self._held = (frame.seq, payload)
                 payload = b""
-        self._send(reply_type, frame.seq, header, payload, cache=True)
+        try:
+            data = encode_frame(reply_type, frame.seq, header, payload)
+        except ValueError as exc:  # a reply beyond the protocol's limits, or NaN in it
+            self._send_error(frame.seq, ErrorCode.INTERNAL, f"reply could not be sent: {exc}")
+            return
+        self._cache(frame.seq, data)
+        self._write(data)
 
     # -- requests the loop answers itself -------------------------------------------------
 
@@ -203,12 +220,15 @@ class Agent:
             import hmac
 
             given = frame.header.get("token")
-            if not isinstance(given, str) or not hmac.compare_digest(given, self.token):
-                self.authenticated = False
+            self.authenticated = isinstance(given, str) and hmac.compare_digest(
+                given.encode("utf-8"), self.token.encode("utf-8")
+            )
+            if not self.authenticated:
                 raise AgentError(ErrorCode.UNAUTHORIZED, "wrong or missing token")
             self.authenticated = True
         facts = self.handlers.hello_facts()
         facts["counters"] = self.counters.as_dict()
+        facts["heartbeat_s"] = self.heartbeat_s
         return FrameType.REPLY, facts, b""
 
     def _fetch(self, frame: Frame) -> Reply:
@@ -225,25 +245,25 @@ class Agent:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _send(
-        self,
-        ftype: FrameType,
-        seq: int,
-        header: Dict[str, Any],
-        payload: bytes = b"",
-        cache: bool = False,
-    ) -> None:
-        data = encode_frame(ftype, seq, header, payload)
-        if cache:
-            self._replies[seq] = data
-            while len(self._replies) > REPLY_CACHE:
-                self._replies.popitem(last=False)
-        self._write(data)
+    def _cache(self, seq: int, data: bytes) -> None:
+        self._replies[seq] = data
+        while len(self._replies) > REPLY_CACHE:
+            self._replies.popitem(last=False)
 
-    def _send_error(self, seq: int, code: ErrorCode, message: str) -> None:
+    def _send(
+        self, ftype: FrameType, seq: int, header: Dict[str, Any], payload: bytes = b""
+    ) -> None:
+        self._write(encode_frame(ftype, seq, header, payload))
+
+    def _send_error(self, seq: int, code: ErrorCode, message: str, cache: bool = True) -> None:
+        """An error REPLY. Cached when it answers a request or chunk, so a repeat of that
+        frame gets the same answer; not cached when it answers a frame we could not read."""
         self.counters.errors += 1
-        error = {"ok": False, "error": {"code": code.value, "message": message}}
-        self._send(FrameType.REPLY, seq, error, cache=True)
+        error = {"ok": False, "error": {"code": code.value, "message": message[:4000]}}
+        data = encode_frame(FrameType.REPLY, seq, error)
+        if cache:
+            self._cache(seq, data)
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         with self._write_lock:
@@ -256,13 +276,17 @@ class Agent:
 
         def beat() -> None:
             start = time.monotonic()
-            while not stop.wait(self.heartbeat_s):
+            # The first beat goes at once: it tells a host on a lossy line that the request
+            # arrived, so it stops resending it while the work runs.
+            while True:
                 header = {"elapsed_s": round(time.monotonic() - start, 3)}
                 header.update(self.handlers.progress())
                 try:
                     self._send(FrameType.PROGRESS, seq, header)
                 except OSError:
                     return  # the host is gone; the main loop will notice
+                if stop.wait(self.heartbeat_s):
+                    return
 
         thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
         thread.start()

@@ -50,10 +50,9 @@ Pending = Union[PendingModel, PendingInputs]
 
 
 class Upload:
-    """The upload in flight: which request started it and how far it has come."""
+    """The upload in flight and how far it has come."""
 
-    def __init__(self, started_by: int, pending: Pending) -> None:
-        self.started_by = started_by
+    def __init__(self, pending: Pending) -> None:
         self.pending = pending
 
     @property
@@ -91,7 +90,10 @@ class InputStore:
         return tensors
 
     def get(self, sha256: str) -> Optional[Dict[str, np.ndarray]]:
-        return self._packs.get(sha256)
+        pack = self._packs.get(sha256)
+        if pack is not None:
+            self._packs.move_to_end(sha256)  # recently used: evicted last
+        return pack
 
     def _total(self) -> int:
         return sum(a.nbytes for pack in self._packs.values() for a in pack.values())

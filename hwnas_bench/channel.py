@@ -15,7 +15,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from device_agent.protocol import (
@@ -30,12 +30,16 @@ from device_agent.protocol import (
 )
 
 from .errors import AgentError, DeviceTimeoutError, LinkError
+from .pacing import ChunkSizer, RetryTimer
 from .transports.base import Transport
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
 
 #: A frame that started arriving and then paused this long is abandoned as truncated.
 GAP_TIMEOUT_S = 1.0
+
+#: Damage that sending the same frame again can cure (line noise); the rest cannot.
+_RESENDABLE = ("crc", "truncated")
 
 
 @dataclass
@@ -50,27 +54,6 @@ class LinkStats:
     skipped_bytes: int = 0
 
 
-@dataclass
-class ChunkSizer:
-    """Adaptive chunk size: halve on a failure, double after ``grow_after`` clean chunks."""
-
-    size: int
-    minimum: int
-    maximum: int
-    grow_after: int = 4
-    _clean: int = field(default=0, repr=False)
-
-    def record(self, attempts: int) -> None:
-        if attempts > 1:
-            self.size = max(self.minimum, self.size // 2)
-            self._clean = 0
-            return
-        self._clean += 1
-        if self._clean >= self.grow_after:
-            self.size = min(self.maximum, self.size * 2)
-            self._clean = 0
-
-
 @dataclass(frozen=True)
 class Reply:
     header: dict[str, Any]
@@ -82,17 +65,19 @@ class Channel:
         self,
         transport: Transport,
         *,
-        retry_s: float = 1.5,
+        retry_s: float = 0.4,
         max_attempts: int = 12,
+        heartbeat_s: float = 1.0,
         seed: int | None = None,
     ) -> None:
         self.transport = transport
-        self.retry_s = retry_s
+        self.heartbeat_s = heartbeat_s  #: the agent's PROGRESS interval (its --heartbeat-s)
         self.max_attempts = max_attempts
         self.stats = LinkStats()
         self._decoder = FrameDecoder()
         self._seq = random.Random(seed).randrange(1, 1 << 31)
         reliable = transport.reliable
+        self.timer = RetryTimer(initial=retry_s)
         self.sizer = ChunkSizer(
             size=MAX_PAYLOAD // 8 if reliable else 4096,
             minimum=256,
@@ -143,12 +128,13 @@ class Channel:
         seq = self._next_seq()
         data = encode_frame(ftype, seq, dict(header), payload)
         reliable = self.transport.reliable
-        retry_every = self.retry_s + 2 * self.transport.transfer_time(len(data))
+        # On a slow UART the frame itself takes time to cross; never retry before it could.
+        on_wire = 2 * self.transport.transfer_time(len(data))
         idle_limit = idle_timeout or timeout
-        start = last_heard = time.monotonic()
+        start = last_heard = sent_at = time.monotonic()
         self._write(data)
-        attempts = 1
-        next_retry = start + retry_every
+        attempts, working = 1, False
+        next_retry = start + on_wire + self.timer.timeout()
         while True:
             now = time.monotonic()
             if now - start >= timeout:
@@ -161,7 +147,7 @@ class Channel:
             if not reliable:
                 if now >= next_retry:
                     attempts = self._resend(data, attempts, step)
-                    next_retry = now + retry_every
+                    next_retry = now + on_wire + self.timer.timeout(attempts)
                 wait = min(wait, next_retry - now)
             wait = min(wait, GAP_TIMEOUT_S) if self._decoder.mid_frame else wait
             for event in self._events(max(wait, 0.0)):
@@ -170,20 +156,31 @@ class Channel:
                     continue
                 if isinstance(event, DamagedFrame):
                     self.stats.damaged += 1
-                    if event.seq == seq:  # our answer arrived damaged: ask for it again
+                    if event.seq == seq and event.reason in _RESENDABLE:
+                        # our answer arrived damaged: ask for it again
                         self._write(encode_frame(FrameType.NAK, seq, {"reason": event.reason}))
                         self.stats.naks_sent += 1
+                    elif event.seq == seq:
+                        raise LinkError(
+                            self.target, step, f"unreadable answer: {event.reason} {event.detail}"
+                        )
                     continue
                 if event.seq != seq:
                     continue  # a late answer to an earlier, already settled exchange
                 last_heard = time.monotonic()
-                next_retry = last_heard + retry_every
                 if event.type is FrameType.PROGRESS:
+                    # The agent has the request and is working on it: stop resending, and
+                    # ask again only if its heartbeats stop (our final reply may be lost).
+                    attempts, working = 1, True
+                    next_retry = last_heard + on_wire + 2.5 * self.heartbeat_s
                     if on_progress is not None:
                         on_progress(event.header)
                 elif event.type is FrameType.NAK:
                     attempts = self._resend(data, attempts, step)
+                    next_retry = last_heard + on_wire + self.timer.timeout(attempts)
                 else:
+                    if attempts == 1 and not working:  # Karn: only unambiguous round trips
+                        self.timer.sample(last_heard - sent_at)
                     return event, attempts
 
     def _resend(self, data: bytes, attempts: int, step: str) -> int:

@@ -121,8 +121,10 @@ class Device:
         header: dict[str, Any] = {"op": Op.HELLO.value}
         if self.token:
             header["token"] = self.token
-        self.facts = channel.request(header, timeout=self.timeout).header
-        return self.facts
+        facts = dict(channel.request(header, timeout=self.timeout).header)
+        facts.pop("ok", None)
+        self.facts = facts
+        return facts
 
     @property
     def channel(self) -> Channel:

@@ -26,7 +26,7 @@ class Op(str, enum.Enum):
 class ErrorCode(str, enum.Enum):
     """``error.code`` of a failed REPLY. The message beside it is for people."""
 
-    BAD_FRAME = "bad_frame"  #: damaged, truncated or unparseable frame
+    BAD_FRAME = "bad_frame"  #: a frame that resending cannot cure (bad header, wrong type)
     FRAME_TOO_LARGE = "frame_too_large"  #: declared lengths above the receiver's limits
     UNSUPPORTED_VERSION = "unsupported_version"
     UNKNOWN_OP = "unknown_op"
@@ -87,31 +87,33 @@ class BenchSettings:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def validate(self) -> None:
-        """Raise ValueError naming the first field that is out of range."""
-        if not self.provider:
-            raise ValueError("provider must be a non-empty string")
-        for name in ("threads", "inter_op_threads", "warmup_runs"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+        """Raise ValueError naming the first field of the wrong type or out of range."""
+        for name in ("threads", "inter_op_threads", "warmup_runs", "seed"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0")
         for name in ("min_iterations", "max_iterations"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1")
+        if self.min_iterations > self.max_iterations:
+            raise ValueError("min_iterations must not exceed max_iterations")
         for name in ("warmup_min_s", "min_time_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
+            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a number >= 0")
-        if not isinstance(self.max_time_s, (int, float)) or self.max_time_s <= 0:
-            raise ValueError("max_time_s must be a number > 0")
-        if not isinstance(self.power_interval_s, (int, float)) or self.power_interval_s <= 0:
-            raise ValueError("power_interval_s must be a number > 0")
+        for name in ("max_time_s", "power_interval_s"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a number > 0")
+        for name in ("provider", "graph_optimization"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty string")
         if self.graph_optimization not in {g.value for g in GraphOptimization}:
             allowed = ", ".join(g.value for g in GraphOptimization)
             raise ValueError(f"graph_optimization must be one of {allowed}")
+        for name in ("inputs", "power_meter"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string or null")
         dims_ok = self.dims is None or (
             isinstance(self.dims, dict)
-            and all(
-                isinstance(k, str) and isinstance(v, int) and v >= 1 for k, v in self.dims.items()
-            )
+            and all(isinstance(k, str) and _is_int(v) and v >= 1 for k, v in self.dims.items())
         )
         if not dims_ok:
             raise ValueError("dims must map dimension names to integers >= 1")
@@ -119,6 +121,14 @@ class BenchSettings:
     def expected_duration_s(self) -> float:
         """Upper bound on the time the timed part may take, for the host's timeouts."""
         return self.warmup_min_s + self.max_time_s
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 #: Samples travel as the raw payload of a bench REPLY: little-endian int64 nanoseconds.

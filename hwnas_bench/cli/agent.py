@@ -8,7 +8,7 @@ from ..deploy import build_agent_zipapp
 from ..errors import ConfigError
 from ..transports.ssh import SSHTransport
 from .common import add_target_options, open_device, resolve_target
-from .render import console, facts_table
+from .render import console, facts_table, say
 
 
 def run_deploy(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     finally:
         transport.close()
     verb = "uploaded" if transport.deployed else "already present"
-    console().print(f"{spec.name}: agent {verb} at ~/{path}")
+    say(f"{spec.name}: agent {verb} at ~/{path}")
     return 0
 
 
@@ -39,7 +39,7 @@ def run_ping(args: argparse.Namespace) -> int:
 def run_build(args: argparse.Namespace) -> int:
     bundle = build_agent_zipapp()
     args.output.write_bytes(bundle.data)
-    console().print(f"wrote {args.output} ({len(bundle.data)} bytes, sha256 {bundle.sha256[:12]}…)")
+    say(f"wrote {args.output} ({len(bundle.data)} bytes, sha256 {bundle.sha256[:12]}…)")
     return 0
 
 

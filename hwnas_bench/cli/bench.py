@@ -12,7 +12,7 @@ from device_agent.protocol import BenchSettings, GraphOptimization
 
 from ..errors import HwnasError
 from .common import add_target_options, open_device
-from .render import console, measurement_table, profile_table
+from .render import console, measurement_notes, measurement_table, profile_table, say
 
 _DEFAULTS = BenchSettings()
 
@@ -113,8 +113,10 @@ def run_bench(args: argparse.Namespace) -> int:
         m.save(args.json)
     if not args.quiet:
         out.print(measurement_table(m))
+        for note in measurement_notes(m):
+            say(note)
         if args.json:
-            out.print(f"measurement written to {args.json}")
+            say(f"measurement written to {args.json}")
     return 0
 
 

@@ -15,6 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hwnas", description="Measure models on real boards; search architectures by it."
     )
     parser.add_argument("--version", action="version", version=f"hwnas-bench {__version__}")
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="on failure, print the full detail (agent stderr) and the traceback",
+    )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     bench.register(sub)
     agent.register(sub)
@@ -26,16 +32,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
-        print(f"hwnas: error: {exc}", file=sys.stderr)
-        return 2
     except HwnasError as exc:
-        print(f"hwnas: error: {exc}", file=sys.stderr)
-        return 1
+        _report(exc, args.verbose)
+        return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         print("hwnas: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def _report(exc: HwnasError, verbose: bool) -> None:
+    """One line by default; the agent's stderr tail and the traceback with --verbose."""
+    first, _, rest = str(exc).partition("\n")
+    print(f"hwnas: error: {first}", file=sys.stderr)
+    if verbose:
+        import traceback
+
+        if rest:
+            print(rest, file=sys.stderr)
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

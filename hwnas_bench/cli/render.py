@@ -18,8 +18,7 @@ def _ms(value: float) -> str:
 def measurement_table(m: Measurement) -> Table:
     lat = m.latency
     title = f"{m.model.name or m.model.sha256[:12]} on {m.target}"
-    caption = None if m.power.mean_w is not None else f"power unavailable: {m.power.reason}"
-    table = Table(title=title, caption=caption, caption_justify="left", header_style="bold")
+    table = Table(title=title, header_style="bold")
     table.add_column("statistic")
     table.add_column("value", justify="right")
     rows: list[tuple[str, str]] = [
@@ -39,7 +38,7 @@ def measurement_table(m: Measurement) -> Table:
         rows.append(("energy mJ/inference", f"{m.power.energy_mj:.4f}"))
         rows.append(("power source", m.power.source or "-"))
     else:
-        rows.append(("power", "unavailable (see below)"))
+        rows.append(("power", "unavailable (reason below)"))
     if m.memory.peak_rss_mb is not None:
         rows.append(("peak RSS MB", f"{m.memory.peak_rss_mb:.1f}"))
     env = m.environment
@@ -60,6 +59,21 @@ def measurement_table(m: Measurement) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def measurement_notes(m: Measurement) -> list[str]:
+    """Lines printed under the table: what is missing and why."""
+    notes = []
+    if m.power.mean_w is None:
+        notes.append(f"power unavailable: {m.power.reason}")
+    if m.environment.drift:
+        notes.append(
+            "drift: the last quarter of samples was significantly slower than the first "
+            "(thermal throttling or background load?)"
+        )
+    if m.stopped_by == "max_time" and m.latency.n < m.settings.get("min_iterations", 0):
+        notes.append(f"stopped by --max-time after {m.latency.n} runs, before --min-iterations")
+    return notes
 
 
 def profile_table(profile: Profile, top: int) -> Table:
@@ -117,3 +131,8 @@ def facts_table(target: str, facts: dict[str, Any]) -> Table:
 
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
+
+
+def say(message: str) -> None:
+    """A plain line on stdout (never wrapped, easy to grep)."""
+    print(message, flush=True)

@@ -1,0 +1,52 @@
+"""How fast to retry and how much to send at once, on a line that loses bytes.
+
+``RetryTimer`` is TCP's retransmission timer (Jacobson/Karels smoothed round-trip time with
+Karn's rule: only answers to a frame sent once are sampled, and each timeout doubles the
+wait). ``ChunkSizer`` halves the upload chunk after a failed send and doubles it after a
+run of clean ones, as ZMODEM does, so a noisy line still makes progress and a clean one
+runs at full size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RetryTimer:
+    initial: float  #: the wait before any round trip has been measured
+    minimum: float = 0.05
+    maximum: float = 5.0
+    srtt: float | None = None
+    rttvar: float = 0.0
+
+    def timeout(self, attempt: int = 1) -> float:
+        """How long to wait for an answer to the ``attempt``-th send of a frame."""
+        base = self.initial if self.srtt is None else self.srtt + 4 * self.rttvar
+        return min(self.maximum, max(self.minimum, base) * 2 ** (attempt - 1))
+
+    def sample(self, rtt: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+            return
+        self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+        self.srtt = 0.875 * self.srtt + 0.125 * rtt
+
+
+@dataclass
+class ChunkSizer:
+    size: int
+    minimum: int
+    maximum: int
+    grow_after: int = 4
+    _clean: int = field(default=0, repr=False)
+
+    def record(self, attempts: int) -> None:
+        if attempts > 1:
+            self.size = max(self.minimum, self.size // 2)
+            self._clean = 0
+            return
+        self._clean += 1
+        if self._clean >= self.grow_after:
+            self.size = min(self.maximum, self.size * 2)
+            self._clean = 0
