@@ -195,7 +195,7 @@ def profile_nodes(trace: List[Dict[str, Any]]) -> Dict[str, Any]:
         }
         for (name, op, provider), durs in nodes.items()
     ]
-    rows.sort(key=lambda r: r["total_us"], reverse=True)
+    rows.sort(key=lambda r: int(r["total_us"]), reverse=True)  # type: ignore[call-overload]
     return {
         "runs": len(runs),
         "model_run_mean_us": (sum(runs) / len(runs)) if runs else None,

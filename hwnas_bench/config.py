@@ -28,7 +28,7 @@ from .targets import COMMON_KEYS, LOCAL, REQUIRED_KEYS, TRANSPORT_KEYS, TargetSp
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 CONFIG_ENV = "HWNAS_CONFIG"
 TOP_LEVEL_KEYS = ("boards",)

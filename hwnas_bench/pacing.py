@@ -23,7 +23,7 @@ class RetryTimer:
     def timeout(self, attempt: int = 1) -> float:
         """How long to wait for an answer to the ``attempt``-th send of a frame."""
         base = self.initial if self.srtt is None else self.srtt + 4 * self.rttvar
-        return min(self.maximum, max(self.minimum, base) * 2 ** (attempt - 1))
+        return float(min(self.maximum, max(self.minimum, base) * 2.0 ** (attempt - 1)))
 
     def sample(self, rtt: float) -> None:
         if self.srtt is None:

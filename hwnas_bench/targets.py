@@ -64,9 +64,9 @@ class TargetSpec:
         if self.transport == "ssh":
             from .transports.ssh import SSHTransport
 
-            paths = {
-                k: Path(opts[k]).expanduser() for k in ("ssh_config", "known_hosts") if k in opts
-            }
+            def path(key: str) -> Path | None:
+                return Path(opts[key]).expanduser() if key in opts else None
+
             return SSHTransport(
                 self.name,
                 opts["host"],
@@ -75,7 +75,8 @@ class TargetSpec:
                 python=opts.get("python", "python3"),
                 identity_file=opts.get("identity_file"),
                 trust_unknown_host=bool(opts.get("trust_unknown_host", False)),
-                **paths,
+                ssh_config=path("ssh_config"),
+                known_hosts=path("known_hosts"),
             )
         if self.transport == "serial":
             from .transports.serial import SerialTransport

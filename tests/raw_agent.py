@@ -84,7 +84,8 @@ class RawAgent:
         for offset in range(0, len(data), chunk):
             seq = self.send(FrameType.CHUNK, {"offset": offset}, data[offset : offset + chunk])
             last = self.receive()  # type: ignore[assignment]
-            assert isinstance(last, Frame) and last.seq == seq
+            assert isinstance(last, Frame)
+            assert last.seq == seq
             if last.type is FrameType.REPLY:
                 return last  # an error
         return last
@@ -104,5 +105,6 @@ class RawAgent:
 
 
 def error_code(frame: Frame) -> str:
-    assert frame.type is FrameType.REPLY and frame.header["ok"] is False, frame
+    assert frame.type is FrameType.REPLY, frame
+    assert frame.header["ok"] is False, frame
     return str(frame.header["error"]["code"])

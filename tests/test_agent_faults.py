@@ -53,17 +53,21 @@ def test_flipped_bit_gets_a_nak_then_the_resend_is_served(agent: RawAgent) -> No
     frame[26] ^= 0x04  # inside the JSON header
     agent.send_bytes(bytes(frame))
     nak = agent.receive()
-    assert nak.type is FrameType.NAK and nak.seq == 500 and nak.header["reason"] == "crc"  # type: ignore[union-attr]
+    assert nak.type is FrameType.NAK
+    assert nak.seq == 500
+    assert nak.header["reason"] == "crc"
     agent.send(FrameType.REQUEST, {"op": "hello"}, seq=500)
     reply = agent.receive()
-    assert reply.seq == 500 and reply.header["ok"] is True  # type: ignore[union-attr]
+    assert reply.seq == 500
+    assert reply.header["ok"] is True
 
 
 def test_truncated_frame_gets_a_nak_after_a_silent_gap(agent: RawAgent) -> None:
     whole = encode_frame(FrameType.REQUEST, 600, {"op": "hello"}, b"x" * 1000)
     agent.send_bytes(whole[:400])
     nak = agent.receive(timeout=10)
-    assert nak.type is FrameType.NAK and nak.seq == 600  # type: ignore[union-attr]
+    assert nak.type is FrameType.NAK
+    assert nak.seq == 600
     assert nak.header["reason"] == "truncated"  # type: ignore[union-attr]
     agent.hello_ok()
 
@@ -74,7 +78,8 @@ def test_abandoned_upload_is_discarded_and_named(agent: RawAgent, mlp_model: Pat
     agent.request({"op": "put_model", "sha256": sha, "size": len(data)})
     seq = agent.send(FrameType.CHUNK, {"offset": 0}, data[:1000])
     ack = agent.receive()
-    assert ack.type is FrameType.ACK and ack.header == {"next": 1000, "done": False}  # type: ignore[union-attr]
+    assert ack.type is FrameType.ACK
+    assert ack.header == {"next": 1000, "done": False}
     assert ack.seq == seq
     # the host gives up and asks for a benchmark of the half-sent model
     reply = agent.request(bench_header(sha))
@@ -95,7 +100,8 @@ def test_oversize_length_header_is_refused(agent: RawAgent) -> None:
     prelude = PRELUDE.pack(MAGIC, 1, FrameType.REQUEST, 0, 700, 16, 0x7FFFFFFF)
     agent.send_bytes(prelude + struct.pack(">I", zlib.crc32(prelude)))
     reply = agent.receive()
-    assert reply.seq == 700 and error_code(reply) == "frame_too_large"  # type: ignore[arg-type]
+    assert reply.seq == 700
+    assert error_code(reply) == "frame_too_large"
     agent.hello_ok()
 
 
@@ -131,14 +137,16 @@ def test_request_without_op_and_frames_the_agent_does_not_take(agent: RawAgent) 
     assert error_code(agent.request({"nothing": 1})) == "unknown_op"
     seq = agent.send(FrameType.REPLY, {"ok": True})
     reply = agent.receive()
-    assert reply.seq == seq and error_code(reply) == "bad_frame"  # type: ignore[arg-type]
+    assert reply.seq == seq
+    assert error_code(reply) == "bad_frame"
     agent.hello_ok()
 
 
 def test_chunk_without_upload(agent: RawAgent) -> None:
     seq = agent.send(FrameType.CHUNK, {"offset": 0}, b"abc")
     reply = agent.receive()
-    assert reply.seq == seq and error_code(reply) == "upload_state"  # type: ignore[arg-type]
+    assert reply.seq == seq
+    assert error_code(reply) == "upload_state"
 
 
 def test_repeated_request_is_answered_from_the_cache(agent: RawAgent, mlp_model: Path) -> None:
@@ -179,7 +187,8 @@ def test_wrong_input_shape_then_right_one(local_device: Device, conv_model: Path
     with pytest.raises(AgentError) as info:
         local_device.bench(conv_model, inputs=wrong, min_time_s=0.05, min_iterations=3)
     assert info.value.code == "bad_input"
-    assert "[1, 3, 32, 32]" in info.value.message and "64" in info.value.message
+    assert "[1, 3, 32, 32]" in info.value.message
+    assert "64" in info.value.message
     right = {"x": np.ones((1, 3, 64, 64), dtype=np.float32)}
     m = local_device.bench(conv_model, inputs=right, min_time_s=0.05, min_iterations=3)
     assert m.inputs == [{"name": "x", "dtype": "float32", "shape": [1, 3, 64, 64]}]
@@ -199,7 +208,8 @@ def test_input_pack_that_is_not_npz(agent: RawAgent) -> None:
     agent.request({"op": "put_inputs", "sha256": sha, "size": len(junk)})
     seq = agent.send(FrameType.CHUNK, {"offset": 0}, junk)
     reply = agent.receive()
-    assert reply.seq == seq and error_code(reply) == "bad_input"  # type: ignore[arg-type]
+    assert reply.seq == seq
+    assert error_code(reply) == "bad_input"
     agent.hello_ok()
 
 

@@ -47,7 +47,9 @@ def test_bench_prints_a_table_and_writes_json(
     for row in ("median ms", "p95 ms", "p99 ms", "throughput", "power"):
         assert row in printed
     m = Measurement.load(out)
-    assert m.target == "local" and m.settings["threads"] == 1 and m.latency.n >= 10
+    assert m.target == "local"
+    assert m.settings["threads"] == 1
+    assert m.latency.n >= 10
 
 
 def test_missing_model_file(capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,7 +89,9 @@ def test_unknown_board_name(
     config.write_text('[boards.pi5]\ntransport = "ssh"\nhost = "pi5.local"\n')
     assert main(["bench", str(mlp_model), "--target", "pi4", "--config", str(config)]) == 2
     line = one_error_line(capsys)
-    assert "no board named 'pi4'" in line and str(config) in line and "did you mean 'pi5'" in line
+    assert "no board named 'pi4'" in line
+    assert str(config) in line
+    assert "did you mean 'pi5'" in line
 
 
 def test_typo_in_config_key(
@@ -104,7 +108,8 @@ def test_typo_in_config_key(
 def test_agent_ping_and_profile(capsys: pytest.CaptureFixture[str], conv_model: Path) -> None:
     assert main(["agent", "ping"]) == 0
     facts = capsys.readouterr().out
-    assert "onnxruntime" in facts and "power_unavailable" in facts
+    assert "onnxruntime" in facts
+    assert "power_unavailable" in facts
     assert main(["profile", str(conv_model), "--iterations", "3", "--top", "3"]) == 0
     assert "Conv" in capsys.readouterr().out
 
@@ -141,7 +146,8 @@ def test_deploy_names_what_the_board_lacks(
     assert main(["agent", "deploy", "bare", "--config", str(config), "--force"]) == 1
     line = one_error_line(capsys)
     assert "bare: deploy: '/usr/bin/python3' on the board lacks:" in line
-    assert "onnxruntime" in line and "pip install" in line
+    assert "onnxruntime" in line
+    assert "pip install" in line
 
 
 def test_console_script_runs(mlp_model: Path, tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def test_round_trip_one_frame() -> None:
 def test_layout_matches_the_spec() -> None:
     data = encode_frame(FrameType.REPLY, 0x01020304, {}, b"xyz")
     assert data[:4] == MAGIC
-    assert data[4] == 1 and data[5] == FrameType.REPLY
+    assert data[4] == 1
+    assert data[5] == FrameType.REPLY
     assert struct.unpack(">III", data[8:20]) == (0x01020304, 2, 3)  # "{}" and "xyz"
     assert struct.unpack(">I", data[20:24])[0] == zlib.crc32(data[:20])
     assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(b"{}xyz")
@@ -142,7 +143,7 @@ def test_encoder_refuses_what_decoders_would_refuse() -> None:
         encode_frame(FrameType.REQUEST, 1, {"x": "a" * MAX_HEADER})
     with pytest.raises(ValueError, match="sequence"):
         encode_frame(FrameType.REQUEST, -1, {})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="JSON compliant"):
         encode_frame(FrameType.REQUEST, 1, {"x": float("nan")})
 
 

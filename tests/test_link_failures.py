@@ -60,7 +60,8 @@ def test_killing_the_local_agent_mid_benchmark(local_device: Device, conv_model:
     pid = local_device.transport.pid  # type: ignore[attr-defined]
     error, after = bench_and_cut(local_device, conv_model, lambda: os.kill(pid, signal.SIGKILL))
     assert isinstance(error, ConnectionLostError)
-    assert error.target == "local" and error.step == "read"
+    assert error.target == "local"
+    assert error.step == "read"
     assert "exit code -9" in str(error)
     assert after < 5
     assert local_device.bench(conv_model, **FAST).latency.n >= 10  # a fresh agent
@@ -140,7 +141,8 @@ def test_upload_and_bench_through_a_noisy_line(
         m = device.bench(big_model, min_iterations=50, min_time_s=0.5)
         assert m.latency.n == len(m.samples_ms) >= 50
         stats = device.channel.stats
-        assert relay.stats.corrupted > 20 and relay.stats.dropped > 20  # the line really was bad
+        assert relay.stats.corrupted > 20
+        assert relay.stats.dropped > 20
         assert stats.resends > 0
     finally:
         device.close()

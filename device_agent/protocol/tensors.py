@@ -21,7 +21,8 @@ class TensorPackError(ValueError):
 def pack_tensors(tensors: Mapping[str, np.ndarray]) -> bytes:
     """Serialise named arrays (uncompressed: model inputs are rarely compressible)."""
     buf = io.BytesIO()
-    np.savez(buf, **{name: np.ascontiguousarray(a) for name, a in tensors.items()})
+    arrays = {name: np.ascontiguousarray(a) for name, a in tensors.items()}
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types the kwargs poorly
     return buf.getvalue()
 
 

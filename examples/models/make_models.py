@@ -55,11 +55,20 @@ def convnet(size: int = 64, width: int = 32, seed: int = 0) -> onnx.ModelProto:
         inits += [_init(f"c{i}_w", w), _init(f"c{i}_b", np.zeros(out))]
         nodes += [
             helper.make_node(
-                "Conv", [current, f"c{i}_w", f"c{i}_b"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]
+                "Conv",
+                [current, f"c{i}_w", f"c{i}_b"],
+                [f"c{i}"],
+                name=f"conv{i}",
+                pads=[1, 1, 1, 1],
             ),
             helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"),
             helper.make_node(
-                "MaxPool", [f"r{i}"], [f"p{i}"], name=f"pool{i}", kernel_shape=[2, 2], strides=[2, 2]
+                "MaxPool",
+                [f"r{i}"],
+                [f"p{i}"],
+                name=f"pool{i}",
+                kernel_shape=[2, 2],
+                strides=[2, 2],
             ),
         ]
         channels, current = out, f"p{i}"

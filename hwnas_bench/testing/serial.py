@@ -115,7 +115,7 @@ class FaultyRelay:
         self.stats.bytes_in += arr.size
         self.stats.corrupted += int(flips.sum())
         self.stats.dropped += int(arr.size - keep.sum())
-        return arr[keep].tobytes()
+        return bytes(arr[keep].tobytes())
 
     def _run(self) -> None:
         peer = {self._left: self._right, self._right: self._left}
@@ -132,7 +132,8 @@ class FaultyRelay:
                     out = self._damage(data)
                     while out:
                         try:
-                            out = out[os.write(peer[fd], out) :]
+                            written: int = os.write(peer[fd], out)
+                            out = out[written:]
                         except BlockingIOError:
                             select.select([], [peer[fd]], [], 1.0)
 

@@ -93,7 +93,7 @@ class SSHTransport(Transport):
         identity = [self.identity_file] if self.identity_file else found.get("identityfile")
         return {
             "hostname": found.get("hostname", self.host),
-            "port": int(self.port or found.get("port", 22)),
+            "port": int(self.port or found.get("port") or 22),
             "username": self.user or found.get("user"),
             "key_filename": [os.path.expanduser(p) for p in identity] if identity else None,
             "proxy": found.get("proxycommand"),
@@ -123,7 +123,7 @@ class SSHTransport(Transport):
                 auth_timeout=timeout,
                 allow_agent=True,
                 look_for_keys=True,
-                sock=paramiko.ProxyCommand(opts["proxy"]) if opts["proxy"] else None,  # type: ignore[arg-type]
+                sock=paramiko.ProxyCommand(opts["proxy"]) if opts["proxy"] else None,
             )
         except paramiko.BadHostKeyException as exc:
             raise ConnectError(
