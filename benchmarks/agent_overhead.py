@@ -34,8 +34,10 @@ from hwnas_bench.testing import FaultyRelay, start_pty_pair, start_sshd
 from hwnas_bench.transports.local import LocalTransport
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"~0.1 ms": ROOT / "examples/models/convnet.onnx",
-          "~10 ms": ROOT / "examples/models/convnet_large.onnx"}
+MODELS = {
+    "~0.1 ms": ROOT / "examples/models/convnet.onnx",
+    "~10 ms": ROOT / "examples/models/convnet_large.onnx",
+}
 
 
 def in_process_median(path: Path, threads: int, seconds: float, seed: int) -> float:
@@ -79,10 +81,21 @@ def call_overhead_ms(device: Device, path: Path, calls: int = 30) -> float:
     return statistics.median(overheads)
 
 
-def upload_ratio(port: Path, host_port: Path, model: bytes, work: Path, name: str) -> tuple[float, float]:
+def upload_ratio(
+    port: Path, host_port: Path, model: bytes, work: Path, name: str
+) -> tuple[float, float]:
     agent = subprocess.Popen(
-        [sys.executable, "-m", "device_agent", "--serial", str(port), "--cache-dir",
-         str(work / f"cache-{name}"), "--log-level", "ERROR"]
+        [
+            sys.executable,
+            "-m",
+            "device_agent",
+            "--serial",
+            str(port),
+            "--cache-dir",
+            str(work / f"cache-{name}"),
+            "--log-level",
+            "ERROR",
+        ]
     )
     device = serial_target(f"{host_port}@4000000").device(timeout=300)
     try:
@@ -111,14 +124,18 @@ def main() -> None:
         "local": Device(LocalTransport(cache_dir=work / "cache-local")),
         "ssh": sshd.target("ssh").device(),
     }
-    print(f"onnxruntime {ort.__version__}, threads={args.threads}, rounds={args.rounds}, "
-          f"{args.seconds:.1f} s per measurement\n")
+    print(
+        f"onnxruntime {ort.__version__}, threads={args.threads}, rounds={args.rounds}, "
+        f"{args.seconds:.1f} s per measurement\n"
+    )
     print("1. agent median / in-process median (median of interleaved pairs; target 0.97-1.03)")
     for label, path in MODELS.items():
         for name, device in devices.items():
             pairs = ratios(device, path, args)
-            print(f"   {path.name:20s} {label:8s} {name:5s}  ratio {statistics.median(pairs):.3f}"
-                  f"   (pairs {min(pairs):.3f} .. {max(pairs):.3f})")
+            print(
+                f"   {path.name:20s} {label:8s} {name:5s}  ratio {statistics.median(pairs):.3f}"
+                f"   (pairs {min(pairs):.3f} .. {max(pairs):.3f})"
+            )
     print("\n2. round-trip overhead per bench call, model cached (wall - agent's timed work)")
     for name, device in devices.items():
         print(f"   {name:5s} {call_overhead_ms(device, MODELS['~0.1 ms']):7.2f} ms per call")
@@ -138,8 +155,10 @@ def main() -> None:
     agent_side, host_side = start_pty_pair(work, "na"), start_pty_pair(work, "nh")
     relay = FaultyRelay(agent_side.b, host_side.a, corrupt_rate=1e-4, drop_rate=1e-4, seed=7)
     ratio, seconds = upload_ratio(agent_side.a, host_side.b, model, work, "noisy")
-    print(f"   1e-4 flip + drop  {ratio:.3f}  ({seconds:.1f} s; {relay.stats.corrupted} bytes "
-          f"flipped, {relay.stats.dropped} dropped)")
+    print(
+        f"   1e-4 flip + drop  {ratio:.3f}  ({seconds:.1f} s; {relay.stats.corrupted} bytes "
+        f"flipped, {relay.stats.dropped} dropped)"
+    )
     relay.stop()
     agent_side.stop()
     host_side.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,3 +161,49 @@ def test_tcp_agent_needs_its_token(tmp_path: Path, mlp_model: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ssh_agent_supplies_the_key(sshd: SSHServer, tmp_path: Path, mlp_model: Path) -> None:
+    """No IdentityFile anywhere: the key comes from a real ssh-agent, as on a laptop."""
+    import os
+    import shutil
+
+    from hwnas_bench.targets import TargetSpec
+
+    if not shutil.which("ssh-agent"):
+        pytest.skip("ssh-agent not installed")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.PIPE)
+    try:
+        assert agent.stdout is not None
+        agent.stdout.readline()  # it prints its environment once the socket is listening
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], env=env, check=True)
+        config = tmp_path / "ssh_config"
+        config.write_text(
+            f"Host board\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+        )
+        spec = TargetSpec(
+            "agent-key",
+            "ssh",
+            {
+                "host": "board",
+                "python": sys.executable,
+                "ssh_config": str(config),
+                "known_hosts": str(sshd.known_hosts),
+            },
+        )
+        old = os.environ.get("SSH_AUTH_SOCK")
+        os.environ["SSH_AUTH_SOCK"] = str(sock)
+        try:
+            device = spec.device()
+            assert device.bench(mlp_model, **FAST).latency.n >= 20
+            device.close()
+        finally:
+            if old is None:
+                os.environ.pop("SSH_AUTH_SOCK")
+            else:
+                os.environ["SSH_AUTH_SOCK"] = old
+    finally:
+        agent.kill()
+        agent.wait()
