@@ -87,6 +87,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 break
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # the port vanished (adapter unplugged): let systemd restart us
+        log.error("link failed: %s", exc)
+        return 1
     finally:
         link.close()
     return 0

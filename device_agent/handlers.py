@@ -126,10 +126,14 @@ class Handlers:
             return FrameType.ACK, {"next": upload.received, "done": False}, b""
         self.upload = None
         sha = upload.pending.sha256
-        if isinstance(upload.pending, PendingInputs):
-            self.inputs.add(sha, upload.pending.commit())
-        else:
-            upload.pending.commit()
+        try:
+            if isinstance(upload.pending, PendingInputs):
+                self.inputs.add(sha, upload.pending.commit())
+            else:
+                upload.pending.commit()
+        except AgentError as exc:
+            self.abandoned[sha] = f"its upload was refused: {exc.message}"
+            raise
         self.abandoned.pop(sha, None)
         return FrameType.ACK, {"next": upload.received, "done": True, "sha256": sha}, b""
 

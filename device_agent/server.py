@@ -17,7 +17,10 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 from .errors import AgentError
 from .handlers import Handlers, Reply
@@ -48,6 +51,10 @@ _DAMAGE_CODES = {
     "type": ErrorCode.BAD_FRAME,
     "header": ErrorCode.BAD_FRAME,
 }
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class Counters:
@@ -197,6 +204,7 @@ class Agent:
         reply_type, header, payload = reply
         if reply_type is FrameType.REPLY:
             header = {"ok": True, **header}
+        if reply_type is FrameType.REPLY and frame.header.get("op") != Op.FETCH.value:
             inline_max = frame.header.get("inline_max", MAX_PAYLOAD)
             if not isinstance(inline_max, int) or isinstance(inline_max, bool):
                 inline_max = MAX_PAYLOAD
@@ -207,7 +215,7 @@ class Agent:
                 payload = b""
         try:
             data = encode_frame(reply_type, frame.seq, header, payload)
-        except ValueError as exc:  # a reply beyond the protocol's limits, or NaN in it
+        except (ValueError, TypeError) as exc:  # beyond the limits, NaN, or not JSON at all
             self._send_error(frame.seq, ErrorCode.INTERNAL, f"reply could not be sent: {exc}")
             return
         self._cache(frame.seq, data)
@@ -235,9 +243,10 @@ class Agent:
         of, offset, length = (frame.header.get(k) for k in ("of", "offset", "length"))
         if self._held is None or self._held[0] != of:
             raise AgentError(ErrorCode.BAD_REQUEST, f"no held payload for request {of}")
-        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0 < length):
+        if not (_is_count(offset) and _is_count(length) and length > 0):
             raise AgentError(ErrorCode.BAD_REQUEST, "fetch needs integer offset >= 0, length > 0")
-        return FrameType.REPLY, {"offset": offset}, self._held[1][offset : offset + length]
+        end = offset + min(length, MAX_PAYLOAD)
+        return FrameType.REPLY, {"offset": offset}, self._held[1][offset:end]
 
     def _shutdown(self, frame: Frame) -> Reply:
         self._running = False

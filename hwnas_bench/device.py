@@ -123,6 +123,7 @@ class Device:
             header["token"] = self.token
         facts = dict(channel.request(header, timeout=self.timeout).header)
         facts.pop("ok", None)
+        channel.heartbeat_s = float(facts.get("heartbeat_s", channel.heartbeat_s))
         self.facts = facts
         return facts
 

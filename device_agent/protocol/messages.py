@@ -7,6 +7,7 @@ describes the same things for people.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Mapping, Optional
 
@@ -128,7 +129,8 @@ def _is_int(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    """A finite int or float (no bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 #: Samples travel as the raw payload of a bench REPLY: little-endian int64 nanoseconds.
