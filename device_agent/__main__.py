@@ -39,6 +39,19 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=None, help="where models are cached")
     parser.add_argument("--cache-max-mb", type=float, default=2048.0, help="model cache bound")
     parser.add_argument("--heartbeat-s", type=float, default=1.0, help="PROGRESS interval")
+    parser.add_argument(
+        "--power-plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module with discover(root, run_command) adding power meters (repeatable)",
+    )
+    parser.add_argument(
+        "--power-root",
+        type=Path,
+        default=Path("/"),
+        help="where /sys is found for power sensors (default /; for containers and tests)",
+    )
     parser.add_argument("--log-level", default="INFO", help="stderr log level")
     parser.add_argument(
         "--version",
@@ -75,10 +88,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not token:
             print("device_agent: --tcp needs --token or HWNAS_AGENT_TOKEN", file=sys.stderr)
             return 2
-        _serve_tcp(args.tcp, token, Handlers(store), args.heartbeat_s)
+        _serve_tcp(
+            args.tcp,
+            token,
+            Handlers(store, power_root=args.power_root, power_plugins=args.power_plugin),
+            args.heartbeat_s,
+        )
         return 0
     link = StdioLink() if args.stdio else SerialLink(args.serial, args.baud)
-    handlers = Handlers(store)
+    handlers = Handlers(store, power_root=args.power_root, power_plugins=args.power_plugin)
     log.info("agent %s ready on %s", __version__, "stdio" if args.stdio else args.serial)
     try:
         # A serial line outlives host sessions: keep serving until asked to shut down.

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from . import __version__
 from .errors import AgentError
@@ -50,7 +50,14 @@ def _settings(frame: Frame) -> BenchSettings:
 class Handlers:
     """The agent's state on the board: model cache, input packs, the upload in flight."""
 
-    def __init__(self, store: ModelStore, max_input_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        max_input_bytes: int = 256 * 1024 * 1024,
+        *,
+        power_root: Path = Path("/"),
+        power_plugins: Sequence[str] = (),
+    ) -> None:
         from . import power, sysinfo  # sysinfo reads onnxruntime's version lazily
 
         self.store = store
@@ -58,7 +65,7 @@ class Handlers:
         self.max_input_bytes = max_input_bytes
         self.upload: Optional[Upload] = None
         self.abandoned: Dict[str, str] = {}  # sha256 -> why its upload never finished
-        self.power = power.discover_meters()
+        self.power = power.discover_meters(power_root, plugins=power_plugins)
         self.static = sysinfo.static_facts()
         self.memory = sysinfo.MemoryProbe()
         self.baseline_rss_mb = self.memory.rss_mb()

@@ -36,7 +36,7 @@ class ProfileError(ValueError):
 class CpuSpec:
     arch: str  #: as ``uname -m`` prints it
     cores: int  #: physical cores
-    max_clock_mhz: float
+    max_clock_mhz: float | None  #: None only where unknown (a detected `local` machine)
     microarchitecture: str  #: e.g. "Cortex-A76", "Zen 3"
     threads: int | None = None  #: hardware threads, if more than cores
     isa_extensions: tuple[str, ...] = ()  #: e.g. ("neon", "dotprod", "avx2")
@@ -97,8 +97,9 @@ class HardwareProfile:
     def summary(self) -> str:
         """One line for listings."""
         accel = ", ".join(a.name for a in self.accelerators) or "no accelerator"
+        clock = f" @ {self.cpu.max_clock_mhz:.0f} MHz" if self.cpu.max_clock_mhz else ""
         return (
-            f"{self.cpu.cores}x {self.cpu.microarchitecture} @ {self.cpu.max_clock_mhz:.0f} MHz, "
+            f"{self.cpu.cores}x {self.cpu.microarchitecture}{clock}, "
             f"{self.memory.total_mb / 1024:.0f} GB, {accel}"
         )
 
@@ -163,7 +164,8 @@ def _check(p: HardwareProfile, file: str) -> None:
     for key, value in (("cpu.cores", p.cpu.cores), ("memory.total_mb", p.memory.total_mb)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ProfileError("must be a positive integer", file=file, key=key)
-    if not isinstance(p.cpu.max_clock_mhz, (int, float)) or p.cpu.max_clock_mhz <= 0:
+    clock = p.cpu.max_clock_mhz
+    if not isinstance(clock, (int, float)) or isinstance(clock, bool) or clock <= 0:
         raise ProfileError("must be a positive number", file=file, key="cpu.max_clock_mhz")
     for accel in p.accelerators:
         if accel.kind not in ACCELERATOR_KINDS:

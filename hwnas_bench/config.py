@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .targets import COMMON_KEYS, LOCAL, REQUIRED_KEYS, TRANSPORT_KEYS, TargetSpec
+from .plugins import transport_plugins
+from .targets import COMMON_KEYS, LOCAL, TargetSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,17 +119,19 @@ def _check_type(value: Any, kind: type | tuple[type, ...], file: str, name: str,
 
 
 def parse_board(name: str, table: dict[str, Any], file: str) -> TargetSpec:
+    plugins = transport_plugins()
     transport = table.get("transport", "local" if name == "local" else None)
     if transport is None:
         raise ConfigError(
-            f"missing (one of: {', '.join(TRANSPORT_KEYS)})", file=file, board=name, key="transport"
+            f"missing (one of: {', '.join(plugins)})", file=file, board=name, key="transport"
         )
-    if transport not in TRANSPORT_KEYS:
-        hint = _did_you_mean(str(transport), TRANSPORT_KEYS)
+    if transport not in plugins:
+        hint = _did_you_mean(str(transport), plugins)
         raise ConfigError(
             f"unknown transport '{transport}'{hint}", file=file, board=name, key="transport"
         )
-    allowed = {**COMMON_KEYS, **TRANSPORT_KEYS[transport]}
+    plugin = plugins[transport]
+    allowed = {**COMMON_KEYS, **plugin.keys}
     for key, value in table.items():
         if key not in allowed:
             hint = _did_you_mean(key, allowed)
@@ -136,19 +139,36 @@ def parse_board(name: str, table: dict[str, Any], file: str) -> TargetSpec:
                 f"unknown key for a {transport} board{hint}", file=file, board=name, key=key
             )
         _check_type(value, allowed[key], file, name, key)
-    for key in REQUIRED_KEYS.get(transport, ()):
+    for key in plugin.required:
         if key not in table:
             raise ConfigError(f"required for a {transport} board", file=file, board=name, key=key)
     tags = table.get("tags", [])
     if not all(isinstance(t, str) for t in tags):
         raise ConfigError("tags must be strings", file=file, board=name, key="tags")
+    profile = table.get("profile")
+    if profile is not None:
+        _check_profile(profile, file, name)
     return TargetSpec(
         name=name,
         transport=transport,
-        options={k: v for k, v in table.items() if k in TRANSPORT_KEYS[transport]},
-        profile=table.get("profile"),
+        options={k: v for k, v in table.items() if k in plugin.keys},
+        profile=profile,
         tags=tuple(tags),
         timeout=float(table.get("timeout", 30.0)),
         token=table.get("token"),
         source=file,
     )
+
+
+def _check_profile(profile: str, file: str, board: str) -> None:
+    import hw_targets
+
+    known = hw_targets.hardware_profiles()
+    if profile != "local" and profile not in known:
+        hint = _did_you_mean(profile, known)
+        raise ConfigError(
+            f"unknown hardware profile '{profile}'{hint}; `hwnas targets list` shows them",
+            file=file,
+            board=board,
+            key="profile",
+        )

@@ -75,9 +75,33 @@ def _package_dir() -> Path:
     return Path(device_agent.protocol.__file__).resolve().parent.parent
 
 
+def _module_files(module: str) -> list[tuple[str, Path]]:
+    """(archive name, file) pairs for an importable module or package, for the zipapp."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise DeployError("local", f"power plugin module '{module}' cannot be found")
+    origin = Path(spec.origin)
+    parts = module.split(".")
+    if spec.submodule_search_locations:  # a package: take all of it
+        base = origin.parent
+        prefix = "/".join(parts)
+        return [
+            (f"{prefix}/{p.relative_to(base).as_posix()}", p)
+            for p in sorted(base.rglob("*.py"))
+            if "__pycache__" not in p.parts
+        ]
+    return [("/".join(parts) + ".py", origin)]
+
+
 @functools.cache
-def build_agent_zipapp() -> AgentBundle:
-    """The agent as a runnable zip (``python agent.pyz --stdio``), built once per process."""
+def build_agent_zipapp(plugin_modules: tuple[str, ...] = ()) -> AgentBundle:
+    """The agent as a runnable zip (``python agent.pyz --stdio``), built once per process.
+
+    ``plugin_modules`` (power readers from plugins) are packed beside ``device_agent``.
+    Parent packages of a dotted module get an ``__init__.py`` of their own if missing.
+    """
     root = _package_dir()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -92,6 +116,18 @@ def build_agent_zipapp() -> AgentBundle:
         for path in sorted(root.rglob("*.py")):
             if "__pycache__" not in path.parts:
                 add(f"device_agent/{path.relative_to(root).as_posix()}", path.read_bytes())
+        written = set(archive.namelist())
+        for module in plugin_modules:
+            parts = module.split(".")
+            for depth in range(1, len(parts)):
+                init = "/".join(parts[:depth]) + "/__init__.py"
+                if init not in written:
+                    add(init, b"")
+                    written.add(init)
+            for name, path in _module_files(module):
+                if name not in written:
+                    add(name, path.read_bytes())
+                    written.add(name)
     data = buf.getvalue()
     return AgentBundle(data, hashlib.sha256(data).hexdigest())
 

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .device import Device
 from .errors import ConfigError
 from .transports.base import Transport
 
-#: Keys each transport accepts in a board's config table (besides the common ones).
-TRANSPORT_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "local": {"python": str, "cache_dir": str},
-    "ssh": {
-        "host": str,
-        "user": str,
-        "port": int,
-        "python": str,
-        "identity_file": str,
-        "trust_unknown_host": bool,
-        "ssh_config": str,
-        "known_hosts": str,
-    },
-    "serial": {"url": str, "baud": int},
-}
-REQUIRED_KEYS = {"ssh": ("host",), "serial": ("url",)}
 COMMON_KEYS: dict[str, type | tuple[type, ...]] = {
     "transport": str,
     "profile": str,
@@ -51,43 +34,18 @@ class TargetSpec:
     source: str | None = None  #: the config file it came from
 
     def make_transport(self) -> Transport:
-        opts = self.options
-        if self.transport == "local":
-            from .transports.local import LocalTransport
+        from .plugins import transport_plugins
 
-            cache = opts.get("cache_dir")
-            return LocalTransport(
-                self.name,
-                **({"python": opts["python"]} if "python" in opts else {}),
-                cache_dir=Path(cache).expanduser() if cache else None,
+        plugins = transport_plugins()
+        if self.transport not in plugins:
+            raise ConfigError(
+                f"unknown transport '{self.transport}' (known: {', '.join(plugins)})",
+                file=self.source,
+                board=self.name,
+                key="transport",
             )
-        if self.transport == "ssh":
-            from .transports.ssh import SSHTransport
-
-            def path(key: str) -> Path | None:
-                return Path(opts[key]).expanduser() if key in opts else None
-
-            return SSHTransport(
-                self.name,
-                opts["host"],
-                user=opts.get("user"),
-                port=opts.get("port"),
-                python=opts.get("python", "python3"),
-                identity_file=opts.get("identity_file"),
-                trust_unknown_host=bool(opts.get("trust_unknown_host", False)),
-                ssh_config=path("ssh_config"),
-                known_hosts=path("known_hosts"),
-            )
-        if self.transport == "serial":
-            from .transports.serial import SerialTransport
-
-            return SerialTransport(self.name, opts["url"], int(opts.get("baud", 115200)))
-        raise ConfigError(
-            f"unknown transport '{self.transport}' (known: {', '.join(TRANSPORT_KEYS)})",
-            file=self.source,
-            board=self.name,
-            key="transport",
-        )
+        transport: Transport = plugins[self.transport].factory(self.name, self.options)
+        return transport
 
     def device(self, **kwargs: Any) -> Device:
         kwargs.setdefault("timeout", self.timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ._io import CommandRunner, run_subprocess
 from .hwmon_ina2xx import find_hwmon_ina2xx
@@ -12,6 +12,7 @@ from .jetson_ina3221 import find_jetson_ina3221
 from .jetson_ina3221x import find_jetson_ina3221x
 from .meter import SCOPES, PowerMeter
 from .nvml import NvmlLoader, find_nvml
+from .plugins import find_plugin
 from .rapl import find_rapl
 from .rpi5_pmic import find_rpi5_pmic
 
@@ -52,6 +53,7 @@ def discover_meters(
     run_command: Optional[CommandRunner] = None,
     *,
     nvml_loader: Optional[NvmlLoader] = None,
+    plugins: Sequence[str] = (),
 ) -> Discovery:
     """Look for every kind of sensor this package reads. Never raises for a missing or
     unreadable sensor: that becomes a reason.
@@ -59,6 +61,7 @@ def discover_meters(
     :param root: where ``/sys`` is found (a fake tree in tests).
     :param run_command: runs ``vcgencmd``; default: subprocess with a 2 s timeout.
     :param nvml_loader: returns the ``pynvml`` module; default: import it.
+    :param plugins: modules of plugin readers (see :mod:`device_agent.power.plugins`).
     """
     runner = run_command or run_subprocess
     finders: List[Callable[[], Found]] = [
@@ -69,6 +72,8 @@ def discover_meters(
         lambda: find_rapl(root),
         lambda: find_nvml(nvml_loader),
     ]
+    for module in plugins:
+        finders.append(lambda module=module: find_plugin(module, root, runner))  # type: ignore[misc]
     meters: List[PowerMeter] = []
     reasons: List[str] = []
     for find in finders:

@@ -55,6 +55,7 @@ class SSHTransport(Transport):
         ssh_config: Path | None = None,
         known_hosts: Path | None = None,
         agent_args: list[str] | None = None,
+        plugin_modules: tuple[str, ...] = (),
     ) -> None:
         super().__init__(target)
         self.host, self.user, self.port = host, user, port
@@ -64,6 +65,7 @@ class SSHTransport(Transport):
         self.ssh_config = ssh_config
         self.known_hosts = known_hosts
         self.agent_args = agent_args or []
+        self.plugin_modules = plugin_modules  #: power readers shipped inside the zipapp
         self._client: paramiko.SSHClient | None = None
         self._chan: paramiko.Channel | None = None
         self._stderr = StderrTail()
@@ -156,7 +158,7 @@ class SSHTransport(Transport):
     def ensure_agent(self, force: bool = False) -> str:
         """Upload this host's agent unless the board already has these exact bytes."""
         assert self._client is not None, "connect first"
-        bundle = build_agent_zipapp()
+        bundle = build_agent_zipapp(self.plugin_modules)
         sftp = self._client.open_sftp()
         try:
             if not force:

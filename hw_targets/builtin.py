@@ -1,0 +1,20 @@
+"""The built-in plugin: the profiles shipped in ``hw_targets/profiles/``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .detect import match_device_model
+from .hookspecs import hookimpl
+from .profile import HardwareProfile, builtin_profile_files, load_profile
+
+
+@hookimpl
+def hwnas_hardware_profiles() -> Sequence[HardwareProfile]:
+    return [load_profile(path) for path in builtin_profile_files()]
+
+
+@hookimpl(trylast=True)
+def hwnas_match_profile(facts: Mapping[str, Any]) -> str | None:
+    return match_device_model(facts)
