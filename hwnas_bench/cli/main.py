@@ -7,7 +7,8 @@ import sys
 
 from .. import __version__
 from ..errors import ConfigError, HwnasError
-from . import agent, bench
+from ..plugins import plugin_manager
+from . import agent, bench, targets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     bench.register(sub)
     agent.register(sub)
+    targets.register(sub)
+    plugin_manager().hook.hwnas_add_commands(subparsers=sub)  # e.g. `hwnas search`
     return parser
 
 

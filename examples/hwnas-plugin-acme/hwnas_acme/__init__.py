@@ -1,0 +1,1 @@
+"""Example hwnas-bench plugin (see README.md)."""

@@ -1,0 +1,176 @@
+"""The hooks: options, target parametrization, collection of results, report, comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..compare import CompareExpressionError, parse_checks, setup_differences
+from ..config import load_config
+from ..errors import ConfigError
+from ..report import (
+    Entry,
+    ReportError,
+    Storage,
+    build_report,
+    entries_by_test,
+    read_report,
+    write_report,
+)
+from . import fixtures, summary
+from .options import add_options
+from .state import STATE, HwState, get_state
+
+hw_target = fixtures.hw_target
+hw_bench = fixtures.hw_bench
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "hw(targets=None, **settings): run on these boards (names or tag:X) with these "
+        "BenchSettings defaults for hw_bench",
+    )
+    try:
+        hw_config = load_config(config.getoption("hw_config"))
+        requested = config.getoption("hw_target")
+        for what in requested:
+            if what.startswith("tag:"):
+                if not hw_config.with_tag(what[4:]):
+                    raise ConfigError(f"--hw-target {what}: no board has that tag")
+            else:
+                hw_config.target(what)
+        expression = config.getoption("hw_compare_fail")
+        checks = parse_checks(expression) if expression else []
+    except (ConfigError, CompareExpressionError) as exc:
+        raise pytest.UsageError(f"hwnas: {exc}") from None
+    compare = config.getoption("hw_compare")
+    if compare is None and checks:
+        compare = ""  # --hw-compare-fail implies comparing with the latest baseline
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    config.stash[STATE] = HwState(
+        config=hw_config,
+        targets=requested or ["local"],
+        explicit_targets=bool(requested),
+        storage=Path(config.rootpath, config.getoption("hw_storage")),
+        checks=checks,
+        compare=compare,
+        worker=worker,
+    )
+    if not _is_worker(config):
+        config.pluginmanager.register(ResultCollector(config.stash[STATE]), "hwnas-results")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if STATE in config.stash:
+        get_state(config).close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "hw_target" not in metafunc.fixturenames:
+        return
+    state = get_state(metafunc.config)
+    marker = metafunc.definition.get_closest_marker("hw")
+    wanted = marker.kwargs.get("targets") if marker else None
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    if wanted is None:
+        targets = state.targets
+    elif state.explicit_targets:
+        targets = [t for t in state.targets if t in wanted]
+    else:
+        targets = list(wanted)
+    if not targets:
+        skip = pytest.mark.skip(reason=f"hwnas: test is for {wanted}, run with {state.targets}")
+        metafunc.parametrize("hw_target", [pytest.param("none", marks=skip)], indirect=True)
+        return
+    metafunc.parametrize("hw_target", targets, indirect=True, ids=targets)
+
+
+class ResultCollector:
+    """Registered per session: gathers the measurements that tests attach to their reports.
+
+    Under pytest-xdist the reports of every worker arrive here, on the controller, with
+    their ``user_properties``; without xdist they come from this process. Either way the
+    controller sees every measurement once.
+    """
+
+    def __init__(self, state: HwState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for key, value in report.user_properties:
+            if key == fixtures.RECORD_KEY and isinstance(value, dict):
+                self.state.entries.append(Entry(**value))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if _is_worker(config) or STATE not in config.stash:
+        return
+    state = get_state(config)
+    if not state.entries:
+        return
+    report = build_report(state.entries)
+    storage = Storage(state.storage)
+    try:
+        if state.compare is not None:
+            _compare(state, storage)
+        if config.getoption("hw_json"):
+            path = write_report(Path(config.getoption("hw_json")), report)
+            state.notes.append(f"JSON report written to {path}")
+        if config.getoption("hw_save"):
+            path = storage.save(report, config.getoption("hw_save"))
+            state.notes.append(f"baseline saved as {path}")
+        if config.getoption("hw_autosave"):
+            path = storage.save(report)
+            state.notes.append(f"baseline saved as {path}")
+    except ReportError as exc:
+        state.notes.append(f"ERROR: {exc}")
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    if any(v.failed for _, v in state.verdicts) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _compare(state: HwState, storage: Storage) -> None:
+    baseline_path = storage.find(state.compare or None)
+    state.notes.append(f"compared with baseline {baseline_path}")
+    baseline = entries_by_test(read_report(baseline_path))
+    checks = state.checks or parse_checks("p95:0%")  # without a rule, show the change
+    for entry in state.entries:
+        old = baseline.get(entry.test)
+        if old is None:
+            state.notes.append(f"{entry.test}: no baseline entry to compare with")
+            continue
+        diffs = setup_differences(old.measurement.get("board", {}), entry.measurement["board"])
+        if diffs:
+            state.setup_warnings.append(
+                f"{entry.test}: baseline measured on a different setup ({'; '.join(diffs)})"
+            )
+        for check in checks:
+            verdict = check.evaluate(old.measurement, entry.measurement)
+            if not state.checks:  # informative only
+                verdict = type(verdict)(
+                    verdict.check, verdict.baseline, verdict.value, False, verdict.skipped
+                )
+            state.verdicts.append((entry, verdict))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if _is_worker(config) or STATE not in config.stash:
+        return
+    summary.write(terminalreporter, get_state(config))

@@ -1,0 +1,76 @@
+"""The terminal summary: one table per board, then the comparison with the baseline."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from ..report import Entry
+from .state import HwState
+
+HEADERS = ("test", "median ms", "p95 ms", "p99 ms", "throughput /s", "energy mJ", "power source")
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _row(entry: Entry) -> tuple[str, ...]:
+    m = entry.measurement
+    lat, power = m["latency"], m["power"]
+    return (
+        entry.test,
+        _num(lat["median_ms"]),
+        _num(lat["p95_ms"]),
+        _num(lat["p99_ms"]),
+        _num(m.get("throughput_ips"), 5),
+        _num(power.get("energy_mj")),
+        power.get("source") or "none",
+    )
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:-1], widths[1:-1], strict=True))
+        return "  ".join([first, *rest, cells[-1]])
+
+    return [line(HEADERS), "-" * (sum(widths) + 2 * (len(widths) - 1)), *(line(r) for r in rows)]
+
+
+def _board_line(board: str, facts: dict[str, Any]) -> str:
+    what = facts.get("device_model") or facts.get("cpu_model") or facts.get("arch") or "?"
+    return (
+        f"{board}: {what}, onnxruntime {facts.get('onnxruntime')}, governor {facts.get('governor')}"
+    )
+
+
+def write(tr: Any, state: HwState) -> None:
+    if not state.entries:
+        return
+    tr.write_sep("=", f"hwnas: {len(state.entries)} measurement(s)")
+    by_board: dict[str, list[Entry]] = defaultdict(list)
+    for entry in state.entries:
+        by_board[entry.board].append(entry)
+    for board, entries in sorted(by_board.items()):
+        tr.write_line(_board_line(board, entries[0].measurement.get("board", {})), bold=True)
+        for text in _table([_row(e) for e in sorted(entries, key=lambda e: e.test)]):
+            tr.write_line(text)
+        reasons = {e.measurement["power"].get("reason") for e in entries} - {None}
+        for reason in sorted(reasons):
+            tr.write_line(f"  power unavailable: {reason}")
+        tr.write_line("")
+    if state.verdicts:
+        tr.write_sep("-", "hwnas: comparison with baseline")
+        for entry, verdict in state.verdicts:
+            text = verdict.describe(entry.test, entry.board)
+            tr.write_line(text, red=verdict.failed, bold=verdict.failed)
+        failed = sum(v.failed for _, v in state.verdicts)
+        if failed:
+            tr.write_line(f"hwnas: {failed} regression(s) beyond --hw-compare-fail", red=True)
+    for warning in state.setup_warnings:
+        tr.write_line(f"hwnas: warning: {warning}", yellow=True)
+    for note in state.notes:
+        tr.write_line(f"hwnas: {note}")
