@@ -110,3 +110,16 @@ def serial_agent(pty_pair: PtyPair, tmp_path: Path) -> Iterator[subprocess.Popen
     yield proc
     proc.kill()
     proc.wait()
+
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def private_lock_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Board locks and the lease log of every test live in a fresh directory."""
+    path = tmp_path_factory.mktemp("locks")
+    monkeypatch.setenv("HWNAS_LOCK_DIR", str(path))
+    return path

@@ -59,7 +59,9 @@ def find_hwmon_ina2xx(root: Path) -> Tuple[List[PowerMeter], List[str]]:
             chip = read_text(directory / "name")
         except PowerReadError:
             continue  # every hwmon device has a name; one without is not ours
-        if chip not in INA2XX_NAMES:
+        # The iio-hwmon bridge names a device after its device-tree node, e.g. "ina260_u14"
+        # on the Kria SOM; its power1_input is µW too (iio_hwmon.c converts mW to µW).
+        if chip not in INA2XX_NAMES and chip.split("_")[0] not in INA2XX_NAMES:
             continue
         meter = HwmonIna2xxMeter(directory, chip, _update_interval_s(directory))
         try:

@@ -32,7 +32,12 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_ping(args: argparse.Namespace) -> int:
     with open_device(args) as device:
         facts = device.open()
-    console().print(facts_table(device.name, facts))
+    if args.json:
+        import json
+
+        print(json.dumps(facts, indent=2))
+    else:
+        console().print(facts_table(device.name, facts))
     return 0
 
 
@@ -52,6 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     deploy.set_defaults(func=run_deploy)
     ping = verbs.add_parser("ping", help="print the board facts from hello")
     add_target_options(ping, positional=True)
+    ping.add_argument("--json", action="store_true", help="print the facts as JSON")
     ping.set_defaults(func=run_ping)
     build = verbs.add_parser("build", help="write the agent zipapp to a file")
     build.add_argument("output", type=__import__("pathlib").Path)

@@ -11,9 +11,9 @@ import pytest
 from device_agent.protocol import BenchSettings
 
 from ..device import Device
-from ..errors import ConfigError, ConnectError, ConnectionLostError, DeviceTimeoutError, HwnasError
+from ..errors import ConnectError, ConnectionLostError, DeviceTimeoutError, HwnasError
 from ..export import is_torch_module, torch_to_onnx
-from ..farm import BoardBusyError, BoardUnhealthyError
+from ..farm import BoardUnhealthyError
 from ..measurement import Measurement
 from ..report import Entry
 from .state import get_state
@@ -52,18 +52,20 @@ def _marker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 def hw_target(request: pytest.FixtureRequest) -> Iterator[HwTarget]:
     state = get_state(request.config)
     what = getattr(request, "param", None) or state.targets[0]
+    error: HwnasError | None = None
     try:
         lease = state.farm().lease(
             what,
             timeout=request.config.getoption("hw_lease_timeout"),
             purpose=f"pytest {state.worker}: {request.node.nodeid}",
         )
-    except UNREACHABLE as exc:
-        if request.config.getoption("hw_skip_unreachable"):
-            pytest.skip(f"hwnas: {exc}".splitlines()[0])
-        pytest.fail(f"hwnas: {exc}".splitlines()[0], pytrace=False)
-    except (BoardBusyError, ConfigError, HwnasError) as exc:
-        pytest.fail(f"hwnas: {exc}".splitlines()[0], pytrace=False)
+    except HwnasError as exc:  # unreachable, unhealthy, busy, misconfigured
+        error = exc
+    if error is not None:  # outside the except block: one line, no exception chain
+        message = f"hwnas: {error}".splitlines()[0]
+        if isinstance(error, UNREACHABLE) and request.config.getoption("hw_skip_unreachable"):
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
     try:
         yield HwTarget(what, lease.name, lease.facts, lease.device, lease.spec.profile)
     finally:
@@ -102,10 +104,13 @@ def hw_bench(request: pytest.FixtureRequest, hw_target: HwTarget) -> Bench:
         merged.update(settings)
         if is_torch_module(model):
             model = torch_to_onnx(model, example_input)
+        failure = None
         try:
             m = hw_target.device.bench(model, BenchSettings(**merged), inputs=inputs)
         except HwnasError as exc:
-            pytest.fail(f"hwnas: {exc}".splitlines()[0], pytrace=False)
+            failure = f"hwnas: {exc}".splitlines()[0]
+        if failure is not None:
+            pytest.fail(failure, pytrace=False)
         key = request.node.nodeid
         if name is not None:
             key = f"{key}::{name}"

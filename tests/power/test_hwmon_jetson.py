@@ -153,3 +153,18 @@ def test_absent_jetson_drivers_give_reasons(make_tree):
     assert find_jetson_ina3221x(root)[1] == [
         "jetson ina3221x (JetPack 4): no /sys/bus/i2c/drivers/ina3221x"
     ]
+
+
+def test_iio_hwmon_bridge_name_with_node_suffix_is_recognised(make_tree):
+    # Kria KV260: the SOM's INA260 reaches hwmon through iio-hwmon, named after its DT node
+    root = make_tree({f"{HW}/hwmon1/name": "ina260_u14", f"{HW}/hwmon1/power1_input": "3100000"})
+    [meter], _ = find_hwmon_ina2xx(root)
+    assert meter.read() == pytest.approx(3.1)
+    assert meter.source.startswith("hwmon:ina260_u14 (hwmon1)")
+
+
+def test_other_chips_with_underscores_are_not_taken(make_tree):
+    root = make_tree({f"{HW}/hwmon1/name": "nct6775_isa", f"{HW}/hwmon1/power1_input": "1"})
+    meters, reasons = find_hwmon_ina2xx(root)
+    assert meters == []
+    assert reasons

@@ -1,0 +1,74 @@
+"""Regression-check expressions and their verdicts, by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwnas_bench.compare import CompareExpressionError, parse_checks, setup_differences
+
+
+def m(p95: float, energy: float | None = None, throughput: float = 100.0) -> dict:
+    return {
+        "latency": {"p95_ms": p95, "median_ms": p95 / 2},
+        "power": {"energy_mj": energy},
+        "throughput_ips": throughput,
+    }
+
+
+def test_parse_percent_and_absolute() -> None:
+    checks = parse_checks("p95:10%, energy:5%,p50:0.5ms , throughput:3%")
+    assert [c.text for c in checks] == ["p95:10%", "energy:5%", "median:0.5ms", "throughput:3%"]
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("p95", "cannot parse"),
+        ("p96:10%", "unknown statistic 'p96'"),
+        ("p95:2mJ", "measured in ms"),
+        ("energy:1ms", "measured in mJ"),
+    ],
+)
+def test_bad_expressions_are_named(expr: str, message: str) -> None:
+    with pytest.raises(CompareExpressionError, match=message):
+        parse_checks(expr)
+
+
+def test_percent_threshold() -> None:
+    (check,) = parse_checks("p95:10%")
+    assert not check.evaluate(m(10.0), m(10.9)).failed
+    verdict = check.evaluate(m(10.0), m(11.5))
+    assert verdict.failed
+    assert verdict.change_pct == pytest.approx(15.0)
+    text = verdict.describe("test_x[pi5]", "pi5")
+    assert text == (
+        "test_x[pi5] on pi5: p95 regressed: 11.5 ms vs baseline 10 ms (+15.0%), threshold +10%"
+    )
+
+
+def test_absolute_threshold() -> None:
+    (check,) = parse_checks("median:0.5ms")
+    assert not check.evaluate(m(10.0), m(10.9)).failed  # medians 5.0 -> 5.45
+    assert check.evaluate(m(10.0), m(12.0)).failed  # 5.0 -> 6.0
+
+
+def test_throughput_regresses_downwards() -> None:
+    (check,) = parse_checks("throughput:5%")
+    assert not check.evaluate(m(1, throughput=100), m(1, throughput=200)).failed
+    assert check.evaluate(m(1, throughput=100), m(1, throughput=90)).failed
+
+
+def test_missing_energy_is_not_a_pass_or_a_fail() -> None:
+    (check,) = parse_checks("energy:5%")
+    verdict = check.evaluate(m(1, energy=None), m(1, energy=2.0))
+    assert not verdict.failed
+    assert verdict.skipped == "no energy in baseline"
+
+
+def test_setup_differences_name_what_changed() -> None:
+    old = {"hostname": "pi5-a", "onnxruntime": "1.17.0", "governor": "performance"}
+    new = {"hostname": "pi5-a", "onnxruntime": "1.18.1", "governor": "ondemand"}
+    assert setup_differences(old, new) == [
+        "onnxruntime: '1.17.0' -> '1.18.1'",
+        "governor: 'performance' -> 'ondemand'",
+    ]
