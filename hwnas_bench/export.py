@@ -8,6 +8,7 @@ host side works without it.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ def torch_to_onnx(module: Any, example_input: Any, opset: int = 18) -> bytes:
     with tempfile.TemporaryDirectory(prefix="hwnas-export-") as tmp:
         path = Path(tmp) / "model.onnx"
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # torch's exporter warns about its own internals; nothing the user can act on
+                warnings.simplefilter("ignore", FutureWarning)
                 program = torch.onnx.export(
                     module, args, dynamo=True, opset_version=opset, verbose=False
                 )

@@ -161,3 +161,14 @@ def test_console_script_runs(mlp_model: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert Measurement.load(tmp_path / "m.json").latency.n >= 10
+
+
+def test_unknown_profile_in_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mlp_model: Path
+) -> None:
+    config = tmp_path / "hwnas.toml"
+    config.write_text('[boards.nano]\ntransport = "ssh"\nhost = "n"\nprofile = "jetson-nan"\n')
+    assert main(["bench", str(mlp_model), "--target", "nano", "--config", str(config)]) == 2
+    line = one_error_line(capsys)
+    assert f"{config}: board 'nano': key 'profile': unknown hardware profile 'jetson-nan'" in line
+    assert "did you mean 'jetson-nano'" in line

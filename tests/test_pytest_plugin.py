@@ -291,3 +291,46 @@ def test_xdist_workers_never_share_a_board(
     report = json.loads((pytester.path / "report.json").read_text())
     assert len(report["results"]) == 12  # the controller saw every worker's measurements
     assert set(report["boards"]) == {"a", "ssh-board"}
+
+
+def test_board_farm_example_runs_as_documented(pytester: pytest.Pytester) -> None:
+    """examples/board_farm is what the README tells users to copy: it must run on local."""
+    example = MODELS.parent / "board_farm"
+    pytester.makefile(".toml", hwnas=(example / "hwnas.toml").read_text())
+    (pytester.path / "models").symlink_to(MODELS)
+    (pytester.path / "farm").mkdir()
+    (pytester.path / "farm/test_models.py").write_text((example / "test_models.py").read_text())
+    result = pytester.runpytest("farm", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+def test_busy_board_times_out_naming_the_holder(
+    pytester: pytest.Pytester, private_lock_dir: Path
+) -> None:
+    from hwnas_bench.locks import BoardLock
+
+    pytester.makefile(".toml", hwnas=TWO_LOCAL_BOARDS)
+    pytester.makepyfile(test_t="def test_t(hw_target): pass")
+    lock = BoardLock(private_lock_dir, "a")
+    assert lock.try_acquire("a long benchmark elsewhere")
+    try:
+        result = pytester.runpytest("--hw-target", "a", "--hw-lease-timeout", "0.3")
+    finally:
+        lock.release()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*hwnas: a: no board free after waiting 0 s: "
+            "a is held by pid * (a long benchmark elsewhere)*"
+        ]
+    )
+
+
+def test_storage_directory_option(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_basic=BASIC)
+    pytester.runpytest("--hw-storage", "perf/baselines", "--hw-save", "v1").assert_outcomes(
+        passed=2
+    )
+    assert (pytester.path / "perf/baselines/v1.json").is_file()
+    result = pytester.runpytest("--hw-storage", "perf/baselines", "--hw-compare", "v1")
+    result.stdout.fnmatch_lines(["hwnas: compared with baseline *perf/baselines/v1.json"])

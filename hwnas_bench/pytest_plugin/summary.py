@@ -15,6 +15,10 @@ def _num(value: Any, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
 
+def _rate(value: Any) -> str:
+    return "-" if value is None else (f"{value:.0f}" if value >= 100 else f"{value:.3g}")
+
+
 def _row(entry: Entry) -> tuple[str, ...]:
     m = entry.measurement
     lat, power = m["latency"], m["power"]
@@ -23,7 +27,7 @@ def _row(entry: Entry) -> tuple[str, ...]:
         _num(lat["median_ms"]),
         _num(lat["p95_ms"]),
         _num(lat["p99_ms"]),
-        _num(m.get("throughput_ips"), 5),
+        _rate(m.get("throughput_ips")),
         _num(power.get("energy_mj")),
         power.get("source") or "none",
     )
