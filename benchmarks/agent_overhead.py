@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import onnxruntime as ort
 from device_agent.inputs import synthesise
 from hwnas_bench import BenchSettings, Device
 from hwnas_bench.targets import serial_target
-from hwnas_bench.testing import FaultyRelay, start_pty_pair, start_sshd
+from hwnas_bench.testing import FaultyRelay, start_pty_pair, start_serial_agent, start_sshd
 from hwnas_bench.transports.local import LocalTransport
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,19 +83,7 @@ def call_overhead_ms(device: Device, path: Path, calls: int = 30) -> float:
 def upload_ratio(
     port: Path, host_port: Path, model: bytes, work: Path, name: str
 ) -> tuple[float, float]:
-    agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "device_agent",
-            "--serial",
-            str(port),
-            "--cache-dir",
-            str(work / f"cache-{name}"),
-            "--log-level",
-            "ERROR",
-        ]
-    )
+    agent = start_serial_agent(port, work / f"cache-{name}", log_level="ERROR")
     device = serial_target(f"{host_port}@4000000").device(timeout=300)
     try:
         device.open()

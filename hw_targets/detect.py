@@ -19,7 +19,7 @@ def profile_from_facts(name: str, facts: Mapping[str, Any]) -> HardwareProfile:
         display_name=str(facts.get("device_model") or facts.get("hostname") or name),
         vendor="detected",
         cpu=CpuSpec(
-            arch=str(facts.get("arch", "unknown")),
+            arch=str(facts.get("arch") or "unknown"),
             cores=int(facts.get("cores_physical") or facts.get("cores_logical") or 1),
             threads=facts.get("cores_logical"),
             max_clock_mhz=max(max_freqs) if max_freqs else None,
@@ -28,7 +28,7 @@ def profile_from_facts(name: str, facts: Mapping[str, Any]) -> HardwareProfile:
         memory=MemorySpec(total_mb=int(facts.get("memory_mb") or 0)),
         execution_providers=tuple(facts.get("providers") or ("CPUExecutionProvider",)),
         power=PowerSpec(sensors=tuple(sensors)),
-        notes=f"detected from the agent on {facts.get('hostname', name)}",
+        notes=f"detected from the agent on {facts.get('hostname') or name}",
         source="detected",
     )
 
@@ -40,7 +40,7 @@ DEVICE_MODELS = {
     "Jetson Nano": "jetson-nano",
     "Orin Nano": "jetson-orin-nano",
     "AGX Orin": "jetson-agx-orin",
-    "Kria KV260": "kria-kv260",
+    "KV260": "kria-kv260",  # mainline: "ZynqMP KV260 revB"; Kria images may say "Xilinx ..."
 }
 
 

@@ -11,7 +11,7 @@ import pluggy
 
 from . import builtin, hookspecs
 from .hookspecs import PowerReaderPlugin, TransportPlugin
-from .profile import HardwareProfile, ProfileError
+from .profile import HardwareProfile, PluginError
 
 #: Set (to anything) to load no plugins from entry points, as PYTEST_DISABLE_PLUGIN_AUTOLOAD.
 DISABLE_AUTOLOAD_ENV = "HWNAS_DISABLE_PLUGIN_AUTOLOAD"
@@ -51,12 +51,12 @@ def hardware_profiles() -> dict[str, HardwareProfile]:
         profiles: Sequence[Any] = impl.function() or ()  # type: ignore[assignment]
         for profile in profiles:
             if not isinstance(profile, HardwareProfile):
-                raise ProfileError(
+                raise PluginError(
                     f"plugin '{_plugin_name(pm, impl.plugin)}' returned {type(profile).__name__}, "
                     "not a HardwareProfile"
                 )
             if profile.name in found:
-                raise ProfileError(
+                raise PluginError(
                     f"profile '{profile.name}' is defined twice: {found[profile.name].source} "
                     f"and {profile.source} (plugin '{_plugin_name(pm, impl.plugin)}')"
                 )
@@ -69,7 +69,7 @@ def transports() -> dict[str, TransportPlugin]:
     for batch in get_plugin_manager().hook.hwnas_transports():
         for plugin in batch or ():
             if plugin.name in found:
-                raise ProfileError(f"transport '{plugin.name}' is registered by two plugins")
+                raise PluginError(f"transport '{plugin.name}' is registered by two plugins")
             found[plugin.name] = plugin
     return found
 

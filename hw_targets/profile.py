@@ -23,7 +23,15 @@ ARCHES = ("aarch64", "armv7l", "x86_64", "riscv64")
 ACCELERATOR_KINDS = ("gpu", "npu", "dpu", "dsp", "fpga", "tpu")
 
 
-class ProfileError(ValueError):
+class HwTargetsError(Exception):
+    """Root of hw_targets' errors."""
+
+
+class PluginError(HwTargetsError):
+    """Plugins that clash (two define the same profile or transport) or return bad objects."""
+
+
+class ProfileError(HwTargetsError, ValueError):
     """A profile file that does not follow the schema; names the file and the key."""
 
     def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:

@@ -81,7 +81,7 @@ def _module_files(module: str) -> list[tuple[str, Path]]:
 
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        raise DeployError("local", f"power plugin module '{module}' cannot be found")
+        raise DeployError("agent zipapp", f"power plugin module '{module}' cannot be found")
     origin = Path(spec.origin)
     parts = module.split(".")
     if spec.submodule_search_locations:  # a package: take all of it

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from hwnas_bench import Device
-from hwnas_bench.testing import MissingPart, PtyPair, SSHServer, start_pty_pair, start_sshd
+from hwnas_bench.testing import (
+    MissingPart,
+    PtyPair,
+    SSHServer,
+    start_pty_pair,
+    start_serial_agent,
+    start_sshd,
+)
 from hwnas_bench.transports.local import LocalTransport
 
 MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
@@ -85,23 +92,6 @@ def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
         missing_part(exc)
     yield pair
     pair.stop()
-
-
-def start_serial_agent(port: Path, cache: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "device_agent",
-            "--serial",
-            str(port),
-            "--cache-dir",
-            str(cache),
-            "--log-level",
-            "WARNING",
-        ],
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture

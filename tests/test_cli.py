@@ -117,11 +117,8 @@ def test_agent_ping_and_profile(capsys: pytest.CaptureFixture[str], conv_model: 
 def test_agent_deploy_over_ssh_from_config(
     sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = sshd.target()
     config = tmp_path / "hwnas.toml"
-    lines = ["[boards.lab-pi]", 'transport = "ssh"']
-    lines += [f'{k} = "{v}"' for k, v in spec.options.items()]
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text(sshd.board_toml("lab-pi"))
     assert main(["agent", "deploy", "lab-pi", "--config", str(config), "--force"]) == 0
     assert "agent uploaded at ~/.cache/hwnas-bench/agent/" in capsys.readouterr().out
     assert main(["agent", "deploy", "lab-pi", "--config", str(config)]) == 0
@@ -131,11 +128,8 @@ def test_agent_deploy_over_ssh_from_config(
 def test_deploy_names_what_the_board_lacks(
     sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = sshd.target()
     config = tmp_path / "hwnas.toml"
-    options = {**spec.options, "python": "/usr/bin/python3"}  # Debian's: no onnxruntime there
-    lines = ["[boards.bare]", 'transport = "ssh"'] + [f'{k} = "{v}"' for k, v in options.items()]
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text(sshd.board_toml("bare", python="/usr/bin/python3"))  # no onnxruntime there
     if (
         subprocess.run(
             ["/usr/bin/python3", "-c", "import onnxruntime"], capture_output=True

@@ -93,7 +93,7 @@ def test_plugin_profiles_join_the_database_and_duplicates_are_refused() -> None:
         assert "extra-board" in hw_targets.hardware_profiles()
         twin = ExtraProfiles()
         pm.register(twin, "test-twin")
-        with pytest.raises(ProfileError, match="profile 'extra-board' is defined twice"):
+        with pytest.raises(hw_targets.PluginError, match="profile 'extra-board' is defined twice"):
             hw_targets.hardware_profiles()
         pm.unregister(twin)
     finally:

@@ -17,9 +17,15 @@ import pytest
 
 from hwnas_bench import ConnectionLostError, Device, DeviceTimeoutError
 from hwnas_bench.targets import serial_target
-from hwnas_bench.testing import FaultyRelay, PtyPair, SSHServer, start_pty_pair
+from hwnas_bench.testing import (
+    FaultyRelay,
+    PtyPair,
+    SSHServer,
+    start_pty_pair,
+    start_serial_agent,
+)
 
-from .conftest import missing_part, start_serial_agent
+from .conftest import missing_part
 
 LONG = {"min_iterations": 10, "min_time_s": 60.0, "max_time_s": 60.0, "warmup_min_s": 0.0}
 FAST = {"min_iterations": 10, "min_time_s": 0.1, "warmup_min_s": 0.0}

@@ -116,12 +116,8 @@ def test_power_reader_runs_inside_the_local_agent(installed: Path, tmp_path: Pat
 def test_power_reader_travels_in_the_zipapp_over_ssh(
     installed: Path, sshd: SSHServer, tmp_path: Path
 ) -> None:
-    spec = sshd.target()
     config = tmp_path / "hwnas.toml"
-    lines = ["[boards.remote]", 'transport = "ssh"'] + [
-        f'{k} = "{v}"' for k, v in spec.options.items()
-    ]
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text(sshd.board_toml("remote"))
     result = run(
         installed,
         sys.executable,

@@ -264,10 +264,8 @@ def test_xdist_workers_never_share_a_board(
     """Two workers, two boards (the local agent and the SSH fixture's board), many tests:
     the lease log shows that no board was ever held by two workers at once."""
     pytest.importorskip("xdist")
-    spec = sshd.target()
-    lines = [TWO_LOCAL_BOARDS.split("[boards.b]")[0], "[boards.ssh-board]", 'transport = "ssh"']
-    lines += [f'{k} = "{v}"' for k, v in spec.options.items()]
-    pytester.makefile(".toml", hwnas="\n".join(lines) + "\n")
+    local_board = TWO_LOCAL_BOARDS.split("[boards.b]")[0]
+    pytester.makefile(".toml", hwnas=local_board + sshd.board_toml("ssh-board"))
     body = "\n".join(
         f"def test_{i}(hw_bench):\n    hw_bench({str(MODELS / 'convnet.onnx')!r}, min_time_s=0.3, "
         "min_iterations=5, warmup_min_s=0.0)\n"

@@ -13,9 +13,7 @@ import pytest
 
 from hwnas_bench import Device, Measurement
 from hwnas_bench.targets import serial_target
-from hwnas_bench.testing import PtyPair, SSHServer
-
-from .conftest import start_serial_agent
+from hwnas_bench.testing import PtyPair, SSHServer, start_serial_agent
 
 FAST = {"min_iterations": 20, "min_time_s": 0.2, "warmup_min_s": 0.05}
 

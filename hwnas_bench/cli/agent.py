@@ -42,9 +42,13 @@ def run_ping(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    bundle = build_agent_zipapp()
+    from ..plugins import agent_plugin_args, power_reader_plugins
+
+    bundle = build_agent_zipapp(tuple(r.module for r in power_reader_plugins()))
     args.output.write_bytes(bundle.data)
     say(f"wrote {args.output} ({len(bundle.data)} bytes, sha256 {bundle.sha256[:12]}…)")
+    flags = " ".join(agent_plugin_args())
+    say(f"on the board: python3 {args.output.name} --serial /dev/ttyS0 {flags}".rstrip())
     return 0
 
 

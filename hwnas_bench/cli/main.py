@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hw_targets import HwTargetsError
+
 from .. import __version__
 from ..errors import ConfigError, HwnasError
 from ..plugins import plugin_manager
@@ -35,16 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except HwnasError as exc:
+    except (HwnasError, HwTargetsError) as exc:
         _report(exc, args.verbose)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return 2 if isinstance(exc, (ConfigError, HwTargetsError)) else 1
     except KeyboardInterrupt:
         print("hwnas: interrupted", file=sys.stderr)
         return 130
     return code
 
 
-def _report(exc: HwnasError, verbose: bool) -> None:
+def _report(exc: Exception, verbose: bool) -> None:
     """One line by default; the agent's stderr tail and the traceback with --verbose."""
     first, _, rest = str(exc).partition("\n")
     print(f"hwnas: error: {first}", file=sys.stderr)

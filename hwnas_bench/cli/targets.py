@@ -20,6 +20,7 @@ from .render import console
 
 def run_list(args: argparse.Namespace) -> int:
     plugin_manager()
+    config = load_config(args.config)  # a config mistake stops before anything is printed
     profiles = hw_targets.hardware_profiles()
     table = Table(title="hardware profiles", header_style="bold")
     for column in ("name", "board", "CPU, memory, accelerators", "execution providers", "sensors"):
@@ -34,7 +35,6 @@ def run_list(args: argparse.Namespace) -> int:
             ", ".join(p.power.sensors) or "none",
         )
     console().print(table)
-    config = load_config(args.config)
     boards = Table(
         title=f"boards ({config.path or 'no config file: only local'})", header_style="bold"
     )

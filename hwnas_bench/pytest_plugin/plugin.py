@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from hw_targets import HwTargetsError
+
 from ..compare import CompareExpressionError, parse_checks, setup_differences
 from ..config import load_config
 from ..errors import ConfigError
@@ -52,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 hw_config.target(what)
         expression = config.getoption("hw_compare_fail")
         checks = parse_checks(expression) if expression else []
-    except (ConfigError, CompareExpressionError) as exc:
+    except (ConfigError, CompareExpressionError, HwTargetsError) as exc:
         raise pytest.UsageError(f"hwnas: {exc}") from None
     compare = config.getoption("hw_compare")
     if compare is None and checks:

@@ -4,7 +4,7 @@ line-noise relay. Tests in this project and in users' projects use them instead 
 from __future__ import annotations
 
 from .parts import MissingPart, require_binary
-from .serial import FaultyRelay, PtyPair, start_pty_pair
+from .serial import FaultyRelay, PtyPair, start_pty_pair, start_serial_agent
 from .sshd import SSHServer, start_sshd
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "SSHServer",
     "require_binary",
     "start_pty_pair",
+    "start_serial_agent",
     "start_sshd",
 ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.metadata
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -106,25 +107,42 @@ def _failing_runner(argv: Any) -> str:
     raise CommandNotFoundError(f"{argv[0]}: not found (conformance test)", argv)
 
 
+#: Standard-library modules newer than the oldest Python a board runs (3.8).
+_NEWER_STDLIB = {"graphlib", "tomllib", "zoneinfo", "_tomllib"}
+
+
+def _reader_files(module: str) -> list[Path]:
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"cannot find module {module}"
+    assert spec.origin, f"module {module} has no source file"
+    if spec.submodule_search_locations:  # a package: every file of it travels
+        return sorted(Path(spec.origin).parent.rglob("*.py"))
+    return [Path(spec.origin)]
+
+
 def test_power_readers_use_only_what_a_board_has(hwnas_plugin: Any) -> None:
-    """A reader is copied to the board: stdlib and device_agent only, nothing of the host."""
+    """A reader is copied to the board alone: Python 3.8 syntax, the standard library and
+    device_agent only (a package reader may also import its own modules)."""
     for reader in _readers(hwnas_plugin):
-        spec = importlib.util.find_spec(reader.module)
-        assert spec is not None, f"cannot find module {reader.module}"
-        assert spec.origin, f"module {reader.module} has no source file"
-        tree = ast.parse(Path(spec.origin).read_text())
-        own = reader.module.split(".")[0]
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            for name in names:
-                top = name.split(".")[0]
-                assert top in sys.stdlib_module_names or top in ("device_agent", own), (
-                    f"{reader.module} imports {name}, which a board does not have"
-                )
+        files = _reader_files(reader.module)
+        is_package = len(files) > 1 or files[0].name == "__init__.py"
+        for path in files:
+            tree = ast.parse(path.read_text(), str(path), feature_version=(3, 8))
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    if node.level:
+                        assert is_package, f"{path}: relative import outside a package reader"
+                        continue
+                    names = [node.module or ""]
+                for name in names:
+                    top = name.split(".")[0]
+                    allowed = (top in sys.stdlib_module_names and top not in _NEWER_STDLIB) or (
+                        top == "device_agent" or (is_package and name.startswith(reader.module))
+                    )
+                    assert allowed, f"{path} imports {name}, which a board does not have"
 
 
 def test_power_readers_report_absence_without_raising(hwnas_plugin: Any, tmp_path: Path) -> None:
@@ -198,7 +216,13 @@ def test_transports_follow_the_contract(hwnas_plugin: Any) -> None:
         options = {}
         for key in plugin.required:
             kind = plugin.keys[key]
-            options[key] = samples[kind[0] if isinstance(kind, tuple) else kind]
+            first = kind[0] if isinstance(kind, tuple) else kind
+            if first not in samples:
+                pytest.fail(
+                    f"transport '{plugin.name}': key '{key}' has type {first}; "
+                    "config values are str, int, float or bool"
+                )
+            options[key] = samples[first]
         transport = plugin.factory("conformance", options)
         assert isinstance(transport, Transport), "the factory must return a Transport"
         assert transport.description

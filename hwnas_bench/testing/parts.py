@@ -46,6 +46,29 @@ def wait_for_line(proc: subprocess.Popen[bytes], marker: bytes, timeout: float) 
     return seen
 
 
+def start_until_ready(argv: list[str], marker: bytes, timeout: float) -> subprocess.Popen[bytes]:
+    """Start a server and return once its stderr says ``marker`` (it is listening)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_line(proc, marker, timeout)
+    except Exception:
+        proc.kill()
+        proc.wait()
+        raise
+    drain(proc)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate, and kill what does not stop within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def drain(proc: subprocess.Popen[bytes]) -> None:
     """Keep reading a process's stderr so it never blocks on a full pipe."""
     import threading

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .parts import drain, require_binary, wait_for_line
+from .parts import require_binary, start_until_ready, stop_process
 
 
 @dataclass
@@ -34,12 +34,30 @@ class PtyPair:
         for fd in self._holders:
             os.close(fd)
         self._holders.clear()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
+
+
+def start_serial_agent(
+    port: Path, cache: Path, *extra: str, log_level: str = "WARNING"
+) -> subprocess.Popen[bytes]:
+    """An agent serving on one end of a pty pair, as on a board's UART."""
+    import sys
+
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "device_agent",
+            "--serial",
+            str(port),
+            "--cache-dir",
+            str(cache),
+            "--log-level",
+            log_level,
+            *extra,
+        ],
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _open_raw(path: Path) -> int:
@@ -52,24 +70,11 @@ def start_pty_pair(workdir: Path, name: str = "tty", timeout: float = 10.0) -> P
     socat = require_binary("socat")
     workdir.mkdir(parents=True, exist_ok=True)
     a, b = workdir / f"{name}-a", workdir / f"{name}-b"
-    proc = subprocess.Popen(
-        [
-            socat,
-            "-d",
-            "-d",
-            f"pty,rawer,echo=0,link={a}",
-            f"pty,rawer,echo=0,link={b}",
-        ],
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    proc = start_until_ready(
+        [socat, "-d", "-d", f"pty,rawer,echo=0,link={a}", f"pty,rawer,echo=0,link={b}"],
+        b"starting data transfer loop",
+        timeout,
     )
-    try:
-        wait_for_line(proc, b"starting data transfer loop", timeout)
-    except Exception:
-        proc.kill()
-        proc.wait()
-        raise
-    drain(proc)
     # Hold both ends open: when the last user of a pty end closes it, socat sees EOF and
     # exits, and a host that reconnects would find no line. A real UART does not vanish.
     pair = PtyPair(a, b, proc)

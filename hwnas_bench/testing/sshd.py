@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..targets import TargetSpec
-from .parts import drain, require_binary, wait_for_line
+from .parts import require_binary, start_until_ready, stop_process
 
 HOST_ALIAS = "hwnas-test-board"
 
@@ -62,6 +63,13 @@ class SSHServer:
             },
         )
 
+    def board_toml(self, name: str, **overrides: str) -> str:
+        """A ``[boards.NAME]`` table for hwnas.toml that reaches this server."""
+        options = {**self.target(name).options, **overrides}
+        lines = [f"[boards.{name}]", 'transport = "ssh"']
+        lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+        return "\n".join(lines) + "\n"
+
     def session_pids(self) -> list[int]:
         """The per-connection sshd processes (children of the listener)."""
         pids = []
@@ -84,12 +92,7 @@ class SSHServer:
 
     def stop(self) -> None:
         self.kill_sessions()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_sshd(workdir: Path, timeout: float = 15.0) -> SSHServer:
@@ -133,14 +136,5 @@ def start_sshd(workdir: Path, timeout: float = 15.0) -> SSHServer:
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    proc = subprocess.Popen(
-        [sshd, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        wait_for_line(proc, b"Server listening on", timeout)
-    except Exception:
-        proc.kill()
-        proc.wait()
-        raise
-    drain(proc)
+    proc = start_until_ready([sshd, "-D", "-e", "-f", str(config)], b"Server listening on", timeout)
     return SSHServer(workdir, port, user, workdir / "client_ed25519", known_hosts, ssh_config, proc)
