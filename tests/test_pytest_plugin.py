@@ -150,7 +150,9 @@ def test_module(hw_bench):
     assert r.latency.n >= 10
 """
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    # A subprocess: pytester's in-process runs unload the modules each run imported, and
+    # torch cannot be imported twice into one interpreter.
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
 
 
 def _baseline(pytester: pytest.Pytester) -> Path:
@@ -298,7 +300,7 @@ def test_board_farm_example_runs_as_documented(pytester: pytest.Pytester) -> Non
     (pytester.path / "models").symlink_to(MODELS)
     (pytester.path / "farm").mkdir()
     (pytester.path / "farm/test_models.py").write_text((example / "test_models.py").read_text())
-    result = pytester.runpytest("farm", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("farm", "-p", "no:cacheprovider")  # torch: see above
     result.assert_outcomes(passed=3)
 
 
