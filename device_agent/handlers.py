@@ -69,7 +69,7 @@ class Handlers:
         self.static = sysinfo.static_facts()
         self.memory = sysinfo.MemoryProbe()
         self.baseline_rss_mb = self.memory.rss_mb()
-        self._sessions: Any = None
+        self._sessions: Any = None  # runner.SessionCache, made on first use (imports ort)
         self._progress: Any = None
 
     # -- hello ----------------------------------------------------------------------------
@@ -77,7 +77,11 @@ class Handlers:
     def hello_facts(self) -> Dict[str, Any]:
         from . import sysinfo
 
-        facts: Dict[str, Any] = {"agent_version": __version__, "protocol": PROTOCOL_VERSION}
+        facts: Dict[str, Any] = {
+            "agent_version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+        }
         facts.update(self.static)
         facts.update(sysinfo.dynamic_state())
         facts["power_meters"] = [
@@ -93,9 +97,33 @@ class Handlers:
         return facts
 
     def progress(self) -> Dict[str, Any]:
-        if self._progress is None:
+        progress = self._progress  # read once: the request may end meanwhile
+        if progress is None:
             return {}
-        return {"stage": self._progress.stage, "iterations": self._progress.iterations}
+        return {"stage": progress.stage, "iterations": progress.iterations}
+
+    def abort(self) -> None:
+        """The host is gone: make a running benchmark stop at its next iteration."""
+        progress = self._progress
+        if progress is not None:
+            progress.abort = True
+
+    @property
+    def sessions(self) -> Any:
+        if self._sessions is None:
+            from . import runner
+
+            self._sessions = runner.SessionCache()
+        return self._sessions
+
+    def reset(self, frame: Frame) -> Reply:
+        """Free what a benchmark left loaded (session, input packs); the model cache stays."""
+        from . import runner
+
+        self.sessions.drop()
+        self.inputs.clear()
+        runner.release_memory()
+        return FrameType.REPLY, {"rss_mb": self.memory.rss_mb()}, b""
 
     # -- uploads --------------------------------------------------------------------------
 
@@ -185,8 +213,6 @@ class Handlers:
 
         sha, path = self._model_path(frame)
         settings = _settings(frame)
-        if self._sessions is None:
-            self._sessions = runner.SessionCache()
         self._progress = runner.LoopProgress()
         try:
             header, samples = bench_once(self, sha, path, settings, self._progress)
@@ -194,10 +220,6 @@ class Handlers:
             self._progress = None
         header["samples"] = {"dtype": SAMPLES_DTYPE, "unit": "ns", "count": int(samples.size)}
         return FrameType.REPLY, header, samples.astype(SAMPLES_DTYPE).tobytes()
-
-    def session(self, sha: str, path: Path, settings: BenchSettings) -> Tuple[Any, bool]:
-        result: Tuple[Any, bool] = self._sessions.get(sha, path, settings)
-        return result
 
     def profile(self, frame: Frame) -> Reply:
         from . import runner

@@ -32,10 +32,11 @@ def bench_once(
 ) -> Tuple[Dict[str, Any], np.ndarray]:
     meter = _meter(handlers, settings)
     memory = handlers.memory
+    handlers.sessions.prepare(sha, settings)  # the previous model must not count here
     memory.reset_peak()
     rss_before = memory.rss_mb()
     progress.stage = "loading"
-    session, reused = handlers.session(sha, path, settings)
+    session, reused = handlers.sessions.get(sha, path, settings)
     feeds = handlers.feeds(session, settings)
     env_start = sysinfo.dynamic_state()
 
@@ -72,7 +73,7 @@ def bench_once(
         "stopped_by": run.stopped_by,
         "window_s": run.window_s,
         "warmup": {"runs": run.warmup_runs, "seconds": run.warmup_s},
-        "power": power.power_summary(power_result, n, unavailable),
+        "power": power.power_summary(power_result, n, run.window_s, unavailable),
         "memory": {
             "peak_rss_mb": memory.peak_mb(),
             "rss_before_mb": rss_before,

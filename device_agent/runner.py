@@ -8,6 +8,9 @@ this ratio).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +67,13 @@ def create_session(
     return session
 
 
+def release_memory() -> None:
+    """Return freed memory to the OS, so RSS (and the next peak) stop counting it."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only; others lack the call
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class SessionCache:
     """Keeps the last session so repeated benchmarks of one model skip loading it."""
 
@@ -71,17 +81,31 @@ class SessionCache:
         self._key: Optional[Tuple[Any, ...]] = None
         self._session: Optional[ort.InferenceSession] = None
 
-    def get(self, sha256: str, path: Path, settings: BenchSettings) -> Tuple[Any, bool]:
-        key = (
+    @staticmethod
+    def key(sha256: str, settings: BenchSettings) -> Tuple[Any, ...]:
+        return (
             sha256,
             settings.provider,
             settings.threads,
             settings.inter_op_threads,
             settings.graph_optimization,
         )
+
+    def drop(self) -> None:
+        if self._session is not None:
+            self._key, self._session = None, None
+            release_memory()
+
+    def prepare(self, sha256: str, settings: BenchSettings) -> None:
+        """Free a cached session that this benchmark will not use, before memory is read."""
+        if self.key(sha256, settings) != self._key:
+            self.drop()
+
+    def get(self, sha256: str, path: Path, settings: BenchSettings) -> Tuple[Any, bool]:
+        key = self.key(sha256, settings)
         if key == self._key and self._session is not None:
             return self._session, True
-        self._key, self._session = None, None  # free the old one before loading the next
+        self.drop()
         self._session = create_session(path, settings)
         self._key = key
         return self._session, False
@@ -103,11 +127,20 @@ class TimedRun:
 
 
 class LoopProgress:
-    """Written by the loop, read by the heartbeat thread; plain attributes are enough."""
+    """Written by the loop, read by the heartbeat thread; plain attributes are enough.
+
+    ``abort`` is set by the heartbeat when the host has gone: the loop stops instead of
+    running on, unheard, on a board that someone else may lease next.
+    """
 
     def __init__(self) -> None:
         self.stage = "starting"
         self.iterations = 0
+        self.abort = False
+
+
+def _aborted() -> AgentError:
+    return AgentError(ErrorCode.ABORTED, "the host went away; the benchmark was stopped")
 
 
 def timed_loop(
@@ -133,6 +166,8 @@ def timed_loop(
         while warm < settings.warmup_runs or clock() - start < min_warm_ns:
             run(None, feeds)
             warm += 1
+            if progress.abort:
+                raise _aborted()
         warmup_s = (clock() - start) / 1e9
 
         samples: List[int] = []
@@ -149,6 +184,8 @@ def timed_loop(
             append(b - a)
             n = len(samples)
             progress.iterations = n
+            if progress.abort:  # outside the timed region, like everything else here
+                raise _aborted()
             elapsed = b - t0
             if n >= max_n:
                 stopped_by = "max_iterations"

@@ -99,6 +99,7 @@ class Agent:
             Op.BENCH.value: handlers.bench,
             Op.PROFILE.value: handlers.profile,
             Op.FETCH.value: self._fetch,
+            Op.RESET.value: handlers.reset,
             Op.SHUTDOWN.value: self._shutdown,
         }
 
@@ -292,8 +293,9 @@ class Agent:
                 header.update(self.handlers.progress())
                 try:
                     self._send(FrameType.PROGRESS, seq, header)
-                except OSError:
-                    return  # the host is gone; the main loop will notice
+                except OSError:  # the host is gone: stop the work nobody will read
+                    self.handlers.abort()
+                    return
                 if stop.wait(self.heartbeat_s):
                     return
 

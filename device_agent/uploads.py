@@ -89,6 +89,9 @@ class InputStore:
             self._packs.popitem(last=False)
         return tensors
 
+    def clear(self) -> None:
+        self._packs.clear()
+
     def get(self, sha256: str) -> Optional[Dict[str, np.ndarray]]:
         pack = self._packs.get(sha256)
         if pack is not None:

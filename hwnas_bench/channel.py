@@ -75,6 +75,7 @@ class Channel:
         self.max_attempts = max_attempts
         self.stats = LinkStats()
         self._decoder = FrameDecoder()
+        self._last_rx = time.monotonic()  # when the last byte arrived
         self._seq = random.Random(seed).randrange(1, 1 << 31)
         reliable = transport.reliable
         self.timer = RetryTimer(initial=retry_s)
@@ -101,10 +102,12 @@ class Channel:
     def _events(self, timeout: float) -> Iterator[Any]:
         data = self.transport.read(1 << 16, timeout)
         if data:
+            self._last_rx = time.monotonic()
             self.stats.wire_rx += len(data)
             self._decoder.feed(data)
             yield from self._decoder.events()
-        elif self._decoder.mid_frame:
+        elif self._decoder.mid_frame and time.monotonic() - self._last_rx >= GAP_TIMEOUT_S:
+            # only a real silence makes a frame truncated, not a short read we chose
             yield from self._decoder.abandon()
 
     # -- one exchange ---------------------------------------------------------------------
@@ -119,22 +122,26 @@ class Channel:
         timeout: float,
         idle_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        answer_bytes: int = 0,
     ) -> tuple[Frame, int]:
         """Send one frame and wait for its answer; return it and how many sends it took.
 
         ``timeout`` bounds the whole exchange; ``idle_timeout`` (default: ``timeout``)
         bounds the silence between frames from the agent, which PROGRESS frames reset.
+        ``answer_bytes`` is the size of answer expected (a fetch), so a slow line is given
+        the time to carry it before a resend.
         """
         seq = self._next_seq()
         data = encode_frame(ftype, seq, dict(header), payload)
         reliable = self.transport.reliable
         # On a slow UART the frame itself takes time to cross; never retry before it could.
-        on_wire = 2 * self.transport.transfer_time(len(data))
+        on_wire = self.transport.transfer_time(2 * len(data) + answer_bytes)
         idle_limit = idle_timeout or timeout
         start = last_heard = sent_at = time.monotonic()
         self._write(data)
         attempts, working = 1, False
-        next_retry = start + on_wire + self.timer.timeout()
+        nbytes = len(data) + answer_bytes
+        next_retry = start + on_wire + self.timer.timeout(1, nbytes)
         while True:
             now = time.monotonic()
             if now - start >= timeout:
@@ -147,9 +154,10 @@ class Channel:
             if not reliable:
                 if now >= next_retry:
                     attempts = self._resend(data, attempts, step)
-                    next_retry = now + on_wire + self.timer.timeout(attempts)
+                    next_retry = now + on_wire + self.timer.timeout(attempts, nbytes)
                 wait = min(wait, next_retry - now)
-            wait = min(wait, GAP_TIMEOUT_S) if self._decoder.mid_frame else wait
+            if self._decoder.mid_frame:
+                wait = min(wait, self._last_rx + GAP_TIMEOUT_S - now)
             for event in self._events(max(wait, 0.0)):
                 if isinstance(event, Skipped):
                     self.stats.skipped_bytes += event.count
@@ -177,11 +185,17 @@ class Channel:
                         on_progress(event.header)
                 elif event.type is FrameType.NAK:
                     attempts = self._resend(data, attempts, step)
-                    next_retry = last_heard + on_wire + self.timer.timeout(attempts)
+                    next_retry = last_heard + on_wire + self.timer.timeout(attempts, nbytes)
                 else:
                     if attempts == 1 and not working:  # Karn: only unambiguous round trips
-                        self.timer.sample(last_heard - sent_at)
+                        self.timer.sample(last_heard - sent_at, nbytes + len(event.payload))
                     return event, attempts
+            pending = self._decoder.pending
+            if pending is not None and pending[0] == seq:
+                # our answer is on its way: resending now would only queue another copy
+                arrival = self._last_rx + self.transport.transfer_time(pending[1])
+                next_retry = max(next_retry, arrival + self.timer.timeout(attempts, nbytes))
+                last_heard = max(last_heard, self._last_rx)
 
     def _resend(self, data: bytes, attempts: int, step: str) -> int:
         if attempts >= self.max_attempts:
@@ -248,9 +262,14 @@ class Channel:
         parts: list[bytes] = []
         got = 0
         while got < size:
-            header = {"op": Op.FETCH.value, "of": of, "offset": got, "length": self.sizer.size}
+            length = self.sizer.size
+            header = {"op": Op.FETCH.value, "of": of, "offset": got, "length": length}
             frame, attempts = self.exchange(
-                FrameType.REQUEST, header, step=f"{step} (fetch)", timeout=timeout
+                FrameType.REQUEST,
+                header,
+                step=f"{step} (fetch)",
+                timeout=timeout,
+                answer_bytes=length,
             )
             self.sizer.record(attempts)
             part = self._check(frame, step).payload

@@ -173,7 +173,7 @@ class Device:
         self._put(loaded)
         if inputs is not None:
             settings = replace(settings, inputs=self._put_inputs(inputs))
-        limit = timeout or self.timeout + 2 * settings.expected_duration_s()
+        limit = timeout or self._limit(settings)
         header = {"op": Op.BENCH.value, "model": loaded.sha256, **settings.to_wire()}
         reply = self._call(
             lambda ch: ch.request(
@@ -226,11 +226,25 @@ class Device:
             "trace": trace,
             **settings.to_wire(),
         }
-        limit = timeout or self.timeout + 2 * settings.expected_duration_s()
+        limit = timeout or self._limit(settings)
         reply = self._call(
             lambda ch: ch.request(header, timeout=limit, idle_timeout=self.idle_timeout)
         )
         return Profile(self.name, reply.header, reply.payload if trace else None)
+
+    def reset(self) -> None:
+        """Ask the agent to free what the last benchmark loaded (session, inputs).
+
+        A farm does this when a lease ends, so an idle agent does not keep a model in the
+        memory of a board that someone else is measuring on.
+        """
+        self._call(lambda ch: ch.request({"op": Op.RESET.value}, timeout=self.timeout))
+
+    def _limit(self, settings: BenchSettings) -> float:
+        """A ceiling for one bench/profile call. Liveness is the idle timeout's job (the
+        agent heartbeats every second); this only stops a run that never ends, so it leaves
+        room for loading a large model and slow warm-up runs on a small board."""
+        return self.timeout + 2 * settings.expected_duration_s() + 600.0
 
     def shutdown(self) -> None:
         """Ask the agent to exit (a serial or TCP agent stops serving)."""

@@ -16,9 +16,11 @@ the lock directory: who held which board, and when.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 from .config import Config
 from .device import Device
 from .errors import HwnasError, TargetError
-from .locks import BoardLock, Holder, default_lock_dir, safe_name
+from .locks import LOCK_DIR_ENV, BoardLock, Holder, default_lock_dir, safe_name
 from .targets import TargetSpec
 
 
@@ -61,7 +63,13 @@ class Health:
             return cls()
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.__dict__))
+        """Best effort: a health note that cannot be written must not stop a lease."""
+        try:
+            path.write_text(json.dumps(self.__dict__))
+            with contextlib.suppress(OSError):  # shared lock dirs: let the group update it
+                path.chmod(0o664)
+        except OSError as exc:
+            warnings.warn(f"hwnas: health note {path} not written: {exc}", stacklevel=2)
 
 
 @dataclass
@@ -84,7 +92,12 @@ class Lease:
     def release(self) -> None:
         if self.released_at is not None:
             return
-        self.released_at = time.time()
+        try:
+            with contextlib.suppress(HwnasError):  # the next lease health-checks anyway
+                self.device.reset()
+        finally:
+            self.released_at = time.time()
+            self._lock.release()  # whatever happens to the log, the board is free again
         record = {
             "board": self.name,
             "pid": os.getpid(),
@@ -92,9 +105,11 @@ class Lease:
             "start": self.acquired_at,
             "end": self.released_at,
         }
-        with self._log.open("a") as fh:  # one short append per lease: atomic with O_APPEND
-            fh.write(json.dumps(record) + "\n")
-        self._lock.release()
+        try:
+            with self._log.open("a") as fh:  # one short append per lease: atomic (O_APPEND)
+                fh.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            warnings.warn(f"hwnas: lease log {self._log} not written: {exc}", stacklevel=2)
 
     def __enter__(self) -> Lease:
         return self
@@ -122,7 +137,13 @@ class Farm:
     ) -> None:
         self.config = config
         self.lock_dir = lock_dir or default_lock_dir()
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HwnasError(
+                f"cannot use the lock directory {self.lock_dir}: {exc.strerror or exc} "
+                f"(set {LOCK_DIR_ENV} to a writable local directory)"
+            ) from exc
         self.purpose = purpose
         self.unhealthy_after = unhealthy_after
         self._device_factory = device_factory or (lambda spec: spec.device())
@@ -173,6 +194,9 @@ class Farm:
                     last_error = exc
                     if len(specs) == 1:
                         raise
+                except BaseException:  # anything else: never keep a board locked by mistake
+                    lock.release()
+                    raise
             waited = time.monotonic() - start
             if waited >= timeout:
                 if last_error is not None:

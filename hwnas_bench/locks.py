@@ -10,6 +10,7 @@ group-writable directory.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import getpass
@@ -58,7 +59,6 @@ class Holder:
 
 class BoardLock:
     def __init__(self, lock_dir: Path, board: str) -> None:
-        lock_dir.mkdir(parents=True, exist_ok=True)
         self.board = board
         self.path = lock_dir / f"{safe_name(board)}.lock"
         self._fd: int | None = None
@@ -71,22 +71,42 @@ class BoardLock:
         """Take the lock if it is free; never blocks."""
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o664)
+        fd, writable = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(asdict(Holder.me(purpose))).encode(), 0)
+        if writable:  # the holder note is for people; the lock itself is the flock
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(asdict(Holder.me(purpose))).encode(), 0)
         self._fd = fd
         return True
+
+    def _open(self) -> tuple[int, bool]:
+        """Open the lock file; in a shared directory another user may own it (read-only
+        then: flock needs no write access)."""
+        from .errors import HwnasError
+
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o664)
+        except PermissionError:
+            try:
+                return os.open(self.path, os.O_RDONLY), False
+            except OSError as exc:
+                raise HwnasError(f"cannot open the lock {self.path}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise HwnasError(f"cannot open the lock {self.path}: {exc.strerror}") from exc
+        with contextlib.suppress(OSError):  # umask would leave it 0644: others could not lock
+            os.fchmod(fd, 0o664)
+        return fd, True
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        os.ftruncate(fd, 0)
+        with contextlib.suppress(OSError):  # a read-only descriptor cannot truncate
+            os.ftruncate(fd, 0)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 

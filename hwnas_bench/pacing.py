@@ -14,18 +14,30 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RetryTimer:
+    """Jacobson/Karels, plus a per-byte estimate: on a slow line a frame twice as long takes
+    twice as long to cross, and the chunk sizer does double the frames. Without the per-byte
+    term every doubling would look like a loss."""
+
     initial: float  #: the wait before any round trip has been measured
     minimum: float = 0.05
-    maximum: float = 5.0
+    maximum: float = 5.0  #: cap of the size-independent part
     srtt: float | None = None
     rttvar: float = 0.0
+    per_byte: float = 0.0  #: smoothed seconds per byte of a round trip
 
-    def timeout(self, attempt: int = 1) -> float:
-        """How long to wait for an answer to the ``attempt``-th send of a frame."""
-        base = self.initial if self.srtt is None else self.srtt + 4 * self.rttvar
-        return float(min(self.maximum, max(self.minimum, base) * 2.0 ** (attempt - 1)))
+    def timeout(self, attempt: int = 1, nbytes: int = 0) -> float:
+        """How long to wait for the answer to the ``attempt``-th send of ``nbytes``."""
+        if self.srtt is None:
+            base = self.initial
+        else:
+            fixed = min(self.maximum, max(self.minimum, self.srtt + 4 * self.rttvar))
+            base = max(fixed, 2.0 * self.per_byte * nbytes)
+        return float(min(60.0, base * 2.0 ** (attempt - 1)))
 
-    def sample(self, rtt: float) -> None:
+    def sample(self, rtt: float, nbytes: int = 0) -> None:
+        if nbytes > 0:
+            rate = rtt / nbytes
+            self.per_byte = rate if self.srtt is None else 0.875 * self.per_byte + 0.125 * rate
         if self.srtt is None:
             self.srtt, self.rttvar = rtt, rtt / 2
             return

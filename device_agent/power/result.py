@@ -25,9 +25,17 @@ class PowerResult:
 
 
 def power_summary(
-    result: Optional[PowerResult], n_inferences: int, unavailable_reason: str = ""
+    result: Optional[PowerResult],
+    n_inferences: int,
+    window_s: float,
+    unavailable_reason: str = "",
 ) -> Dict[str, Any]:
     """The ``power`` dict of a bench reply; ``energy_mj`` is per inference.
+
+    The sampled span (``duration_s``) brackets the timed window but is a little longer: the
+    first reading comes just before the window and the last just after it. So energy per
+    inference is the mean power over the span times the timed window ``window_s``, divided
+    by the inferences run in that window: the same window on both sides of the division.
 
     Keys are always: mean_w, energy_mj, source, reason, samples, interval_s, duration_s.
     """
@@ -43,9 +51,9 @@ def power_summary(
         }
     energy_mj: Optional[float] = None
     reason = result.reason
-    if result.energy_j is not None:
+    if result.mean_w is not None:
         if n_inferences > 0:
-            energy_mj = result.energy_j * 1000.0 / n_inferences
+            energy_mj = result.mean_w * window_s * 1000.0 / n_inferences
         else:
             reason = "no inference ran in the window, so there is no energy per inference"
     return {

@@ -29,7 +29,7 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 MAGIC = b"\xa5HWN"
 PROTOCOL_VERSION = 1
@@ -138,6 +138,14 @@ class FrameDecoder:
     def mid_frame(self) -> bool:
         """True while a frame's prelude has arrived and its body has not."""
         return self._pending is not None
+
+    @property
+    def pending(self) -> Optional[Tuple[int, int]]:
+        """(seq, bytes still to come) of a frame whose prelude arrived and body has not."""
+        if self._pending is None:
+            return None
+        _, _, seq, hlen, plen = self._pending
+        return seq, max(PRELUDE_SIZE + hlen + plen + TRAILER_SIZE - len(self._buf), 0)
 
     def feed(self, data: bytes) -> None:
         self._buf += data

@@ -21,6 +21,7 @@ class Op(str, enum.Enum):
     BENCH = "bench"
     PROFILE = "profile"
     FETCH = "fetch"
+    RESET = "reset"
     SHUTDOWN = "shutdown"
 
 
@@ -41,6 +42,7 @@ class ErrorCode(str, enum.Enum):
     BAD_INPUT = "bad_input"  #: inputs do not match the model (shape, dtype, names)
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     RUNTIME_ERROR = "runtime_error"  #: onnxruntime failed while running
+    ABORTED = "aborted"  #: the host went away mid-benchmark; the agent stopped it
     INTERNAL = "internal"  #: a bug in the agent; it keeps serving
 
 
@@ -103,6 +105,8 @@ class BenchSettings:
         for name in ("max_time_s", "power_interval_s"):
             if not _is_number(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a number > 0")
+        if self.min_time_s > self.max_time_s:
+            raise ValueError("min_time_s must not exceed max_time_s")
         for name in ("provider", "graph_optimization"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name} must be a non-empty string")

@@ -19,7 +19,7 @@ def run_deploy(args: argparse.Namespace) -> int:
             f"'{spec.name}' is a {spec.transport} target; deploy works over SSH. For a serial "
             "board copy the zipapp (hwnas agent build) and start it there with --serial PORT"
         )
-    transport._client = transport.connect_client(args.timeout or spec.timeout)
+    transport.connect(args.timeout or spec.timeout)
     try:
         path = transport.ensure_agent(force=args.force)
     finally:

@@ -44,7 +44,13 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--warmup-time", type=float, default=_DEFAULTS.warmup_min_s, metavar="S")
     group.add_argument("--min-iterations", type=int, default=_DEFAULTS.min_iterations)
     group.add_argument("--min-time", type=float, default=_DEFAULTS.min_time_s, metavar="S")
-    group.add_argument("--max-time", type=float, default=_DEFAULTS.max_time_s, metavar="S")
+    group.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"cap on the timed loop (default {_DEFAULTS.max_time_s:g} s, or twice --min-time)",
+    )
     group.add_argument(
         "--dim",
         action="append",
@@ -68,7 +74,9 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         warmup_min_s=args.warmup_time,
         min_iterations=args.min_iterations,
         min_time_s=args.min_time,
-        max_time_s=args.max_time,
+        max_time_s=args.max_time
+        if args.max_time is not None
+        else max(_DEFAULTS.max_time_s, 2 * args.min_time),
         dims=_dims(args.dim) or None,
         seed=args.seed,
         power_meter=args.power_meter,
@@ -109,15 +117,34 @@ def run_bench(args: argparse.Namespace) -> int:
                 m = device.bench(args.model, settings, inputs=inputs, on_progress=show)
         else:
             m = device.bench(args.model, settings, inputs=inputs)
-    if args.json:
-        m.save(args.json)
-    if not args.quiet:
+    if not args.quiet:  # shown first: a file that cannot be written must not lose the result
         out.print(measurement_table(m))
         for note in measurement_notes(m):
             say(note)
-        if args.json:
+    if args.json:
+        write_output(args.json, m.to_json() + "\n", "the measurement")
+        if not args.quiet:
             say(f"measurement written to {args.json}")
     return 0
+
+
+def write_output(path: Path, text: str | bytes, what: str) -> None:
+    """Write a result file; a failure is one clear line, and says where the result went."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+    except OSError as exc:
+        import tempfile
+
+        fd, fallback = tempfile.mkstemp(prefix="hwnas-", suffix=path.suffix or ".out")
+        with open(fd, "wb") as fh:
+            fh.write(text if isinstance(text, bytes) else text.encode())
+        raise HwnasError(
+            f"cannot write {what} to {path}: {exc.strerror or exc}; saved to {fallback} instead"
+        ) from exc
 
 
 def run_profile(args: argparse.Namespace) -> int:
@@ -128,7 +155,7 @@ def run_profile(args: argparse.Namespace) -> int:
         )
     console().print(profile_table(profile, args.top))
     if args.trace is not None and profile.trace is not None:
-        args.trace.write_bytes(profile.trace)
+        write_output(args.trace, profile.trace, "the trace")
         console().print(
             f"Chrome trace written to {args.trace} (open in Perfetto or chrome://tracing)"
         )

@@ -50,6 +50,8 @@ def measurement_table(m: Measurement) -> Table:
         rows.append(("drift", drift))
     if env.governor is not None:
         rows.append(("governor", str(env.governor)))
+    if env.throttled is not None:
+        rows.append(("CPU clock dropped", "YES (throttled)" if env.throttled else "no"))
     if env.temperature_c_end:
         hottest = max((t for t in env.temperature_c_end.values() if t is not None), default=None)
         if hottest is not None:
@@ -74,6 +76,8 @@ def measurement_notes(m: Measurement) -> list[str]:
         )
     if m.stopped_by == "max_time" and m.latency.n < m.settings.get("min_iterations", 0):
         notes.append(f"stopped by --max-time after {m.latency.n} runs, before --min-iterations")
+    if m.environment.throttled:
+        notes.append("the CPU clock fell during the run (thermal or power throttling)")
     return notes
 
 

@@ -102,6 +102,8 @@ def hw_bench(request: pytest.FixtureRequest, hw_target: HwTarget) -> Bench:
             raise TypeError(f"hw_bench: unknown setting(s) {sorted(unknown)}")
         merged = {**({"min_time_s": min_time} if min_time is not None else {}), **defaults}
         merged.update(settings)
+        if "min_time_s" in merged and "max_time_s" not in merged:  # a long min raises the cap
+            merged["max_time_s"] = max(BenchSettings.max_time_s, 2 * merged["min_time_s"])
         if is_torch_module(model):
             model = torch_to_onnx(model, example_input)
         failure = None

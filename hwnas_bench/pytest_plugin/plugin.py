@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -125,21 +126,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     state = get_state(config)
     if not state.entries:
+        if state.compare is not None:
+            state.notes.append("nothing was measured, so nothing was compared")
         return
-    report = build_report(state.entries)
     storage = Storage(state.storage)
     try:
         if state.compare is not None:
             _compare(state, storage)
-        if config.getoption("hw_json"):
-            path = write_report(Path(config.getoption("hw_json")), report)
-            state.notes.append(f"JSON report written to {path}")
-        if config.getoption("hw_save"):
-            path = storage.save(report, config.getoption("hw_save"))
-            state.notes.append(f"baseline saved as {path}")
-        if config.getoption("hw_autosave"):
-            path = storage.save(report)
-            state.notes.append(f"baseline saved as {path}")
+        _write(state, session, storage)
     except ReportError as exc:
         state.notes.append(f"ERROR: {exc}")
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
@@ -148,7 +142,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def _write(state: HwState, session: pytest.Session, storage: Storage) -> None:
+    config = session.config
+    report = build_report(state.entries)
+    if config.getoption("hw_json"):
+        try:
+            path = write_report(Path(config.getoption("hw_json")), report)
+        except OSError as exc:
+            raise ReportError(f"cannot write --hw-json: {exc}") from exc
+        state.notes.append(f"JSON report written to {path}")
+    if not (config.getoption("hw_save") or config.getoption("hw_autosave")):
+        return
+    if session.shouldstop or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        # a partial run must not become the baseline that the next run is held to
+        state.notes.append("the run was interrupted: no baseline saved")
+        return
+    try:
+        if config.getoption("hw_save"):
+            state.notes.append(
+                f"baseline saved as {storage.save(report, config.getoption('hw_save'))}"
+            )
+        if config.getoption("hw_autosave"):
+            state.notes.append(f"baseline saved as {storage.save(report)}")
+    except OSError as exc:
+        raise ReportError(f"cannot save the baseline in {storage.root}: {exc}") from exc
+
+
 def _compare(state: HwState, storage: Storage) -> None:
+    if state.compare == "" and not storage.all():
+        # the first run of a project: nothing to hold it to yet; saving still happens
+        state.notes.append(f"no baseline in {storage.root} yet: nothing compared")
+        return
     baseline_path = storage.find(state.compare or None)
     state.notes.append(f"compared with baseline {baseline_path}")
     baseline = entries_by_test(read_report(baseline_path))
@@ -156,7 +180,7 @@ def _compare(state: HwState, storage: Storage) -> None:
     for entry in state.entries:
         old = baseline.get(entry.test)
         if old is None:
-            state.notes.append(f"{entry.test}: no baseline entry to compare with")
+            state.notes.append(f"{entry.test}: new, not in the baseline")
             continue
         diffs = setup_differences(old.measurement.get("board", {}), entry.measurement["board"])
         if diffs:
@@ -166,10 +190,12 @@ def _compare(state: HwState, storage: Storage) -> None:
         for check in checks:
             verdict = check.evaluate(old.measurement, entry.measurement)
             if not state.checks:  # informative only
-                verdict = type(verdict)(
-                    verdict.check, verdict.baseline, verdict.value, False, verdict.skipped
-                )
+                verdict = dataclasses.replace(verdict, failed=False)
             state.verdicts.append((entry, verdict))
+    missing = sorted(set(baseline) - {e.test for e in state.entries})
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        state.notes.append(f"not measured in this run, though in the baseline: {missing[0]}{more}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

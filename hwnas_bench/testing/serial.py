@@ -14,6 +14,7 @@ import select
 import subprocess
 import termios
 import threading
+import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,9 +101,12 @@ class FaultyRelay:
         corrupt_rate: float = 1e-4,
         drop_rate: float = 1e-4,
         seed: int = 0,
+        bytes_per_s: float | None = None,
     ) -> None:
+        """``bytes_per_s`` throttles the line, as a UART's baud rate does."""
         self.corrupt_rate = corrupt_rate
         self.drop_rate = drop_rate
+        self.bytes_per_s = bytes_per_s
         self.stats = RelayStats()
         self._rng = np.random.default_rng(seed)
         self._left, self._right = _open_raw(left), _open_raw(right)
@@ -134,6 +138,8 @@ class FaultyRelay:
                 except (BlockingIOError, OSError):
                     continue
                 if data:
+                    if self.bytes_per_s:  # a slow line: the relay is the wire's clock
+                        time.sleep(len(data) / self.bytes_per_s)
                     out = self._damage(data)
                     while out:
                         try:

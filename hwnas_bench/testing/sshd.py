@@ -95,7 +95,9 @@ class SSHServer:
         stop_process(self.proc)
 
 
-def start_sshd(workdir: Path, timeout: float = 15.0) -> SSHServer:
+def start_sshd(workdir: Path, timeout: float = 15.0, *, sftp: bool = True) -> SSHServer:
+    """Start the server; ``sftp=False`` leaves out the SFTP subsystem, as on many small
+    boards (dropbear, Buildroot)."""
     sshd = require_binary("sshd", "/usr/sbin/sshd")
     keygen = require_binary("ssh-keygen", "/usr/bin/ssh-keygen")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,7 @@ def start_sshd(workdir: Path, timeout: float = 15.0) -> SSHServer:
                 "UsePAM no",
                 "StrictModes no",
                 "PermitRootLogin prohibit-password",
-                "Subsystem sftp internal-sftp",
+                "Subsystem sftp internal-sftp" if sftp else "",
                 "LogLevel INFO",
                 "",
             ]

@@ -147,19 +147,35 @@ class SSHTransport(Transport):
             transport.set_keepalive(15)
         return client
 
+    def connect(self, timeout: float) -> None:
+        """Connect and authenticate, without starting the agent (``hwnas agent deploy``)."""
+        self._client = self.connect_client(timeout)
+
     def run(self, command: str, timeout: float = 60.0) -> tuple[int, str, str]:
         """Run a short command on the board: exit code, stdout, stderr."""
-        assert self._client is not None, "connect first"
-        _, out, err = self._client.exec_command(command, timeout=timeout)
-        stdout = out.read().decode("utf-8", "replace")
-        stderr = err.read().decode("utf-8", "replace")
-        return out.channel.recv_exit_status(), stdout, stderr
+        if self._client is None:
+            raise ConnectError(self.target, "run", "not connected")
+        try:
+            _, out, err = self._client.exec_command(command, timeout=timeout)
+            stdout = out.read().decode("utf-8", "replace")
+            stderr = err.read().decode("utf-8", "replace")
+            return out.channel.recv_exit_status(), stdout, stderr
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise ConnectError(self.target, "run", f"{self.description}: {exc}") from exc
 
     def ensure_agent(self, force: bool = False) -> str:
         """Upload this host's agent unless the board already has these exact bytes."""
-        assert self._client is not None, "connect first"
+        if self._client is None:
+            raise ConnectError(self.target, "deploy", "not connected")
         bundle = build_agent_zipapp(self.plugin_modules)
-        sftp = self._client.open_sftp()
+        try:
+            sftp = self._client.open_sftp()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise DeployError(
+                self.target,
+                f"the board's SSH server offers no SFTP ({exc}); enable its sftp subsystem "
+                "(OpenSSH: 'Subsystem sftp internal-sftp'; dropbear: install an sftp-server)",
+            ) from exc
         try:
             if not force:
                 try:
@@ -178,7 +194,7 @@ class SSHTransport(Transport):
             sftp.posix_rename(partial, bundle.remote_path)
             self.deployed = bundle.remote_path
             return bundle.remote_path
-        except OSError as exc:
+        except (OSError, paramiko.SSHException, EOFError) as exc:
             raise DeployError(self.target, f"upload over SFTP failed: {exc}") from exc
         finally:
             sftp.close()
@@ -188,10 +204,14 @@ class SSHTransport(Transport):
         try:
             remote = self.ensure_agent()
             transport = self._client.get_transport()
-            assert transport is not None
+            if transport is None or not transport.is_active():
+                raise ConnectError(self.target, "start agent", "the SSH connection closed")
             chan = transport.open_session(timeout=timeout)
             args = " ".join(shlex.quote(a) for a in ["--stdio", *self.agent_args])
             chan.exec_command(f'{shlex.quote(self.python)} "$HOME/{remote}" {args}')
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise ConnectError(self.target, "start agent", f"{self.description}: {exc}") from exc
         except Exception:
             self.close()
             raise

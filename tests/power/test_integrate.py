@@ -105,11 +105,12 @@ def _result(energy_j, mean_w=2.0, reason=None):
 
 
 def test_summary_gives_energy_per_inference_in_millijoules():
-    summary = power_summary(_result(energy_j=3.0), n_inferences=600)
+    # 2 W over a 1.5 s timed window, 600 inferences: 2 * 1.5 * 1000 / 600 = 5 mJ each
+    summary = power_summary(_result(energy_j=3.2), n_inferences=600, window_s=1.5)
     assert set(summary) == SUMMARY_KEYS
     assert summary == {
         "mean_w": 2.0,
-        "energy_mj": pytest.approx(5.0),  # 3 J * 1000 / 600
+        "energy_mj": pytest.approx(5.0),
         "source": "hwmon:ina226 (hwmon3) power1_input",
         "reason": None,
         "samples": 16,
@@ -119,7 +120,7 @@ def test_summary_gives_energy_per_inference_in_millijoules():
 
 
 def test_summary_without_a_result_carries_the_unavailable_reason():
-    summary = power_summary(None, 100, "no power sensor found: vcgencmd: not found")
+    summary = power_summary(None, 100, 1.0, "no power sensor found: vcgencmd: not found")
     assert summary == {
         "mean_w": None,
         "energy_mj": None,
@@ -129,18 +130,26 @@ def test_summary_without_a_result_carries_the_unavailable_reason():
         "interval_s": None,
         "duration_s": None,
     }
-    assert power_summary(None, 100)["reason"] == "power was not measured"
+    assert power_summary(None, 100, 1.0)["reason"] == "power was not measured"
 
 
 def test_summary_passes_a_result_reason_through():
-    summary = power_summary(_result(None, None, "sensor read failed: x"), 100)
+    summary = power_summary(_result(None, None, "sensor read failed: x"), 100, 1.0)
     assert summary["energy_mj"] is None
     assert summary["mean_w"] is None
     assert summary["reason"] == "sensor read failed: x"
 
 
+def test_energy_per_inference_uses_the_timed_window_not_the_sampled_span():
+    # A slow sensor (40 ms per read) stretches the sampled span to 1.05 s around a 1.00 s
+    # window; the inferences ran in the window only.
+    result = PowerResult("rpi5-pmic", 1.05, 12, 5.0, 5.25, None, 0.1)
+    summary = power_summary(result, n_inferences=1000, window_s=1.0)
+    assert summary["energy_mj"] == pytest.approx(5.0)  # 5 W * 1.0 s / 1000, not 5.25 mJ
+
+
 def test_summary_with_no_inferences_has_no_energy_per_inference():
-    summary = power_summary(_result(energy_j=3.0), n_inferences=0)
+    summary = power_summary(_result(energy_j=3.0), n_inferences=0, window_s=1.0)
     assert summary["energy_mj"] is None
     assert summary["mean_w"] == 2.0
     assert "no inference ran" in summary["reason"]
