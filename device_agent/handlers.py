@@ -118,11 +118,12 @@ class Handlers:
 
     def reset(self, frame: Frame) -> Reply:
         """Free what a benchmark left loaded (session, input packs); the model cache stays."""
-        from . import runner
+        from .sysinfo import release_memory
 
-        self.sessions.drop()
+        if self._sessions is not None:  # never loads onnxruntime just to drop nothing
+            self._sessions.drop()
         self.inputs.clear()
-        runner.release_memory()
+        release_memory()
         return FrameType.REPLY, {"rss_mb": self.memory.rss_mb()}, b""
 
     # -- uploads --------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def bench_once(
         if start:
             sampler.start()
             running = True
-        elif running:  # also called on the error path, maybe before the window began
+        elif running:
             running = False
             power_result = sampler.stop()
 

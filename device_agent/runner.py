@@ -8,9 +8,6 @@ this ratio).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ import onnxruntime as ort
 
 from .errors import AgentError
 from .protocol import BenchSettings, ErrorCode
+from .sysinfo import release_memory
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -65,13 +63,6 @@ def create_session(
             f"{session.get_providers()}",
         )
     return session
-
-
-def release_memory() -> None:
-    """Return freed memory to the OS, so RSS (and the next peak) stop counting it."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # glibc only; others lack the call
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class SessionCache:
@@ -158,6 +149,7 @@ def timed_loop(
     run = session.run
     clock = time.perf_counter_ns
     feeds = dict(feeds)
+    window_open = False
     try:
         progress.stage = "warmup"
         start = clock()
@@ -176,6 +168,7 @@ def timed_loop(
         min_ns, max_ns = int(settings.min_time_s * 1e9), int(settings.max_time_s * 1e9)
         progress.stage = "timed"
         on_window(True)
+        window_open = True
         t0 = clock()
         while True:
             a = clock()
@@ -197,12 +190,13 @@ def timed_loop(
                 stopped_by = "min_iterations_and_time"
                 break
         window_s = (clock() - t0) / 1e9
-        on_window(False)
     except AgentError:
         raise
     except Exception as exc:
-        on_window(False)
         raise _run_error(exc) from exc
+    finally:
+        if window_open:  # the power sampler stops on every path: done, aborted or failed
+            on_window(False)
     progress.stage = "done"
     return TimedRun(np.asarray(samples, dtype=np.int64), window_s, stopped_by, warm, warmup_s)
 

@@ -188,7 +188,7 @@ class Channel:
                     next_retry = last_heard + on_wire + self.timer.timeout(attempts, nbytes)
                 else:
                     if attempts == 1 and not working:  # Karn: only unambiguous round trips
-                        self.timer.sample(last_heard - sent_at, nbytes + len(event.payload))
+                        self.timer.sample(last_heard - sent_at, len(data) + len(event.payload))
                     return event, attempts
             pending = self._decoder.pending
             if pending is not None and pending[0] == seq:

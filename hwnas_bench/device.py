@@ -238,6 +238,8 @@ class Device:
         A farm does this when a lease ends, so an idle agent does not keep a model in the
         memory of a board that someone else is measuring on.
         """
+        if self._channel is None or not self.transport.is_open:
+            return  # nothing is loaded in an agent that is not running: do not start one
         self._call(lambda ch: ch.request({"op": Op.RESET.value}, timeout=self.timeout))
 
     def _limit(self, settings: BenchSettings) -> float:

@@ -232,6 +232,8 @@ def test_config_mistakes_are_one_line(pytester: pytest.Pytester) -> None:
         ["ERROR: hwnas: *hwnas.toml: board 'pi5': key 'profile': unknown hardware profile 'pi-5'*"]
     )
     pytester.makefile(".toml", hwnas='[boards.pi5]\ntransport = "ssh"\nhots = "h"\n')
+    pytester.makepyfile(test_plain="def test_plain(): pass")
+    pytester.runpytest("test_plain.py").assert_outcomes(passed=1)  # measures nothing: unaffected
     result = pytester.runpytest()
     result.stderr.fnmatch_lines(
         ["ERROR: hwnas: *hwnas.toml: board 'pi5': key 'hots': unknown key*"]

@@ -198,3 +198,24 @@ def test_min_time_longer_than_the_default_cap(
 
     args = build_parser().parse_args(["bench", str(mlp_model), "--min-time", "120"])
     assert settings_from(args).max_time_s == 240  # the CLI raises the cap with the minimum
+
+
+def test_an_aborted_window_still_stops_the_power_sampler(mlp_model: Path) -> None:
+    from device_agent.errors import AgentError
+    from device_agent.protocol import BenchSettings, ErrorCode
+    from device_agent.runner import LoopProgress, create_session, timed_loop
+
+    settings = BenchSettings(warmup_min_s=0.0, min_time_s=30.0, max_time_s=30.0)
+    session = create_session(mlp_model, settings)
+    feeds = {"x": __import__("numpy").zeros((1, 64), dtype="float32")}
+    progress = LoopProgress()
+    calls: list[bool] = []
+
+    def on_window(start: bool) -> None:
+        calls.append(start)
+        progress.abort = start  # the host "goes away" as soon as the window opens
+
+    with pytest.raises(AgentError) as info:
+        timed_loop(session, feeds, settings, progress, on_window)
+    assert info.value.code is ErrorCode.ABORTED
+    assert calls == [True, False]  # the sampler was stopped, not left polling

@@ -14,7 +14,7 @@ Units are in the key names; "MB" means MiB (the kernel's kB are KiB).
 from __future__ import annotations
 
 from .dynamic import dynamic_state, throttle_check
-from .memory import MemoryProbe
+from .memory import MemoryProbe, release_memory
 from .static import static_facts
 
-__all__ = ["MemoryProbe", "dynamic_state", "static_facts", "throttle_check"]
+__all__ = ["MemoryProbe", "dynamic_state", "release_memory", "static_facts", "throttle_check"]

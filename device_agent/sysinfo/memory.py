@@ -66,3 +66,14 @@ class MemoryProbe:
         if self._reset_ok:
             return "VmHWM since reset"
         return "VmHWM since process start (clear_refs unavailable)"
+
+
+def release_memory() -> None:
+    """Return freed memory to the OS, so RSS (and the next peak) stop counting it."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only; others lack the call
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

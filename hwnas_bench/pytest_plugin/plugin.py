@@ -11,7 +11,7 @@ import pytest
 from hw_targets import HwTargetsError
 
 from ..compare import CompareExpressionError, parse_checks, setup_differences
-from ..config import load_config
+from ..config import Config, load_config
 from ..errors import ConfigError
 from ..report import (
     Entry,
@@ -44,9 +44,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "hw(targets=None, **settings): run on these boards (names or tag:X) with these "
         "BenchSettings defaults for hw_bench",
     )
+    requested = config.getoption("hw_target")
+    hw_options = bool(requested or config.getoption("hw_config"))
+    config_error: str | None = None
     try:
         hw_config = load_config(config.getoption("hw_config"))
-        requested = config.getoption("hw_target")
         for what in requested:
             if what.startswith("tag:"):
                 if not hw_config.with_tag(what[4:]):
@@ -56,7 +58,11 @@ def pytest_configure(config: pytest.Config) -> None:
         expression = config.getoption("hw_compare_fail")
         checks = parse_checks(expression) if expression else []
     except (ConfigError, CompareExpressionError, HwTargetsError) as exc:
-        raise pytest.UsageError(f"hwnas: {exc}") from None
+        if hw_options or isinstance(exc, CompareExpressionError):
+            raise pytest.UsageError(f"hwnas: {exc}") from None
+        # A broken hwnas.toml must not break test suites that measure nothing: the error
+        # is raised only if a collected test uses the hw fixtures.
+        config_error, hw_config, checks = f"hwnas: {exc}", Config(), []
     compare = config.getoption("hw_compare")
     if compare is None and checks:
         compare = ""  # --hw-compare-fail implies comparing with the latest baseline
@@ -69,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
         checks=checks,
         compare=compare,
         worker=worker,
+        config_error=config_error,
     )
     if not _is_worker(config):
         config.pluginmanager.register(ResultCollector(config.stash[STATE]), "hwnas-results")
@@ -98,6 +105,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("hw_target", [pytest.param("none", marks=skip)], indirect=True)
         return
     metafunc.parametrize("hw_target", targets, indirect=True, ids=targets)
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    state = get_state(config)
+    if state.config_error and any("hw_target" in getattr(i, "fixturenames", ()) for i in items):
+        raise pytest.UsageError(state.config_error)
 
 
 class ResultCollector:

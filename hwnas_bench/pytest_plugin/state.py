@@ -22,6 +22,7 @@ class HwState:
     checks: list[RegressionCheck]
     compare: str | None  #: baseline name ("" = latest), None = no comparison
     worker: str  #: xdist worker id, or "main"
+    config_error: str | None = None  #: a broken hwnas.toml, raised once hw tests are collected
     entries: list[Entry] = field(default_factory=list)
     verdicts: list[tuple[Entry, Verdict]] = field(default_factory=list)
     setup_warnings: list[str] = field(default_factory=list)
