@@ -166,3 +166,13 @@ def test_unknown_profile_in_config(
     line = one_error_line(capsys)
     assert f"{config}: board 'nano': key 'profile': unknown hardware profile 'jetson-nan'" in line
     assert "did you mean 'jetson-nano'" in line
+
+
+def test_profile_writes_a_chrome_trace(conv_model: Path, tmp_path: Path) -> None:
+    import json
+
+    trace = tmp_path / "trace.json"
+    assert main(["profile", str(conv_model), "--iterations", "3", "--trace", str(trace)]) == 0
+    events = json.loads(trace.read_text())
+    assert any(e.get("name") == "model_run" for e in events)
+    assert any(str(e.get("name", "")).endswith("_kernel_time") for e in events)

@@ -111,29 +111,21 @@ def test_truncated_frame_is_abandoned_and_the_next_one_recovered() -> None:
     assert [f.seq for f in frames_of(events)] == [12]
 
 
+def raw_frame(version: int, seq: int, head: bytes) -> bytes:
+    """A frame built by hand, with correct CRCs, to say what the encoder would not."""
+    prelude = PRELUDE.pack(MAGIC, version, FrameType.REQUEST, 0, seq, len(head), 0)
+    crc = struct.pack(">I", zlib.crc32(prelude))
+    return prelude + crc + head + struct.pack(">I", zlib.crc32(head))
+
+
 def test_header_must_be_a_json_object() -> None:
-    prelude_head = b"[1, 2]"
-    prelude = PRELUDE.pack(MAGIC, 1, FrameType.REQUEST, 0, 3, len(prelude_head), 0)
-    data = (
-        prelude
-        + struct.pack(">I", zlib.crc32(prelude))
-        + prelude_head
-        + struct.pack(">I", zlib.crc32(prelude_head))
-    )
-    (event,) = FrameDecoder().feed_and_decode(data)
+    (event,) = FrameDecoder().feed_and_decode(raw_frame(1, 3, b"[1, 2]"))
     assert isinstance(event, DamagedFrame)
     assert event.reason == "header"
 
 
 def test_other_protocol_version_is_named() -> None:
-    body = b"{}"
-    prelude = PRELUDE.pack(MAGIC, 9, FrameType.REQUEST, 0, 4, len(body), 0)
-    data = (
-        prelude
-        + struct.pack(">I", zlib.crc32(prelude))
-        + body
-        + struct.pack(">I", zlib.crc32(body))
-    )
+    data = raw_frame(9, 4, b"{}")
     (event,) = FrameDecoder().feed_and_decode(data)
     assert event == DamagedFrame(4, FrameType.REQUEST, "version", "protocol version 9")
 
