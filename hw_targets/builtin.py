@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,9 +11,14 @@ from .hookspecs import hookimpl
 from .profile import HardwareProfile, builtin_profile_files, load_profile
 
 
+@functools.cache
+def _builtin_profiles() -> tuple[HardwareProfile, ...]:
+    return tuple(load_profile(path) for path in builtin_profile_files())  # read once
+
+
 @hookimpl
 def hwnas_hardware_profiles() -> Sequence[HardwareProfile]:
-    return [load_profile(path) for path in builtin_profile_files()]
+    return list(_builtin_profiles())
 
 
 @hookimpl(trylast=True)
