@@ -38,6 +38,10 @@ class ConfigError(HwnasError):
         self.file, self.board, self.key = file, board, key
 
 
+class UnknownTargetError(ConfigError):
+    """A target name or ``tag:X`` that names no configured board (nor a built-in target)."""
+
+
 class TargetError(HwnasError):
     """Something went wrong with a board. ``target`` names it, ``step`` says doing what."""
 

@@ -49,6 +49,18 @@ class BoardUnhealthyError(TargetError):
     """The board failed its health check (it is unreachable, or its agent does not answer)."""
 
 
+class NoHealthyBoardError(HwnasError):
+    """No board that ``what`` names is healthy, so waiting cannot help; raised at once.
+
+    ``reasons`` maps each board to why it is out (its last failed check).
+    """
+
+    def __init__(self, what: str, reasons: dict[str, str]) -> None:
+        listed = ", ".join(f"{board} {why}" for board, why in reasons.items())
+        super().__init__(f"no healthy board for {what}: {listed}")
+        self.what, self.reasons = what, reasons
+
+
 @dataclass
 class Health:
     consecutive_failures: int = 0

@@ -67,6 +67,16 @@ class Environment:
     drift: bool | None = None  #: last quarter of samples significantly slower than the first
     drift_slowdown_pct: float | None = None
     drift_p_value: float | None = None
+    #: the board's 1/5/15-minute load averages before and after the run (None where unknown)
+    load_avg_start: list[float] | None = None
+    load_avg_end: list[float] | None = None
+    cpu_count: int | None = None  #: logical CPUs online on the board
+    affinity: list[int] | None = None  #: CPUs the agent ran on (``--cpus``, else all allowed)
+    #: ``--governor``: {"requested", "applied", "previous", "restored", "reason"}; None if unasked
+    governor_request: dict[str, Any] | None = None
+    #: why the timing may be disturbed by other work (load above the cores, threads above the
+    #: free cores), next to the drift flag; None when nothing was seen
+    busy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class Measurement:
     window_s: float | None = None
     warmup: dict[str, Any] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  #: what the agent adjusted, in sentences
     schema: str = SCHEMA
 
     # -- JSON -----------------------------------------------------------------------------
@@ -123,19 +134,20 @@ class Measurement:
             return cls(
                 target=data["target"],
                 board=dict(data["board"]),
-                model=_build(ModelInfo, data["model"], "model"),
+                model=build_section(ModelInfo, data["model"], "model"),
                 settings=dict(data["settings"]),
-                latency=_build(Latency, data["latency"], "latency"),
+                latency=build_section(Latency, data["latency"], "latency"),
                 samples_ms=[float(x) for x in data["samples_ms"]],
                 throughput_ips=data["throughput_ips"],
-                power=_build(Power, data["power"], "power"),
-                memory=_build(Memory, data.get("memory", {}), "memory"),
-                environment=_build(Environment, data.get("environment", {}), "environment"),
+                power=build_section(Power, data["power"], "power"),
+                memory=build_section(Memory, data.get("memory", {}), "memory"),
+                environment=build_section(Environment, data.get("environment", {}), "environment"),
                 created=data.get("created", ""),
                 stopped_by=data.get("stopped_by"),
                 window_s=data.get("window_s"),
                 warmup=dict(data.get("warmup", {})),
                 inputs=list(data.get("inputs", [])),
+                notes=[str(n) for n in data.get("notes", [])],
                 schema=schema,
             )
         except KeyError as exc:
@@ -162,7 +174,7 @@ class Measurement:
 T = TypeVar("T")
 
 
-def _build(kind: type[T], data: Any, key: str) -> T:
+def build_section(kind: type[T], data: Any, key: str) -> T:
     """Construct a section, ignoring unknown keys (newer minor versions may add some)."""
     if not isinstance(data, dict):
         raise MeasurementFormatError(f"'{key}' must be an object")

@@ -15,10 +15,20 @@ from .frames import (
     Skipped,
     encode_frame,
 )
-from .messages import SAMPLES_DTYPE, BenchSettings, ErrorCode, GraphOptimization, Op
+from .messages import (
+    BENCH_REPLY_SECTIONS,
+    BENCH_REPLY_VALUES,
+    SAMPLES_DTYPE,
+    BenchSettings,
+    ErrorCode,
+    GraphOptimization,
+    Op,
+)
 from .tensors import TensorPackError, pack_tensors, unpack_tensors
 
 __all__ = [
+    "BENCH_REPLY_SECTIONS",
+    "BENCH_REPLY_VALUES",
     "MAGIC",
     "MAX_HEADER",
     "MAX_PAYLOAD",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 
 class Op(str, enum.Enum):
@@ -43,6 +43,11 @@ class ErrorCode(str, enum.Enum):
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     RUNTIME_ERROR = "runtime_error"  #: onnxruntime failed while running
     ABORTED = "aborted"  #: the host went away mid-benchmark; the agent stopped it
+    DISK_FULL = "disk_full"  #: the board's disk refused a write; the upload was abandoned
+    INPUT_TOO_LARGE = "input_too_large"  #: inputs (sent or synthesised) above the agent's cap
+    OUT_OF_MEMORY = "out_of_memory"  #: an allocation failed on the board
+    BUSY = "busy"  #: TCP mode: another client holds the board's benchmark; try again later
+    NOT_PERMITTED = "not_permitted"  #: the agent may not do what was asked (e.g. set a governor)
     INTERNAL = "internal"  #: a bug in the agent; it keeps serving
 
 
@@ -79,6 +84,10 @@ class BenchSettings:
     power_interval_s: float = 0.1
     #: source name of the power meter to use; None = the board's preferred meter
     power_meter: Optional[str] = None
+    #: CPUs the agent pins itself to (sched_setaffinity) before the session is made; None = all
+    cpus: Optional[List[int]] = None
+    #: cpufreq governor to set for the timed window (restored after); None = leave it alone
+    governor: Optional[str] = None
 
     def to_wire(self) -> Dict[str, Any]:
         return asdict(self)
@@ -122,6 +131,20 @@ class BenchSettings:
         )
         if not dims_ok:
             raise ValueError("dims must map dimension names to integers >= 1")
+        cpus_ok = self.cpus is None or (
+            isinstance(self.cpus, list)
+            and len(self.cpus) > 0
+            and all(_is_int(c) and 0 <= c < 4096 for c in self.cpus)
+            and len(set(self.cpus)) == len(self.cpus)
+        )
+        if not cpus_ok:
+            raise ValueError("cpus must be a non-empty list of distinct CPU numbers")
+        if self.governor is not None and not (
+            isinstance(self.governor, str)
+            and 0 < len(self.governor) <= 32
+            and all(ch.isalnum() or ch == "_" for ch in self.governor)
+        ):
+            raise ValueError("governor must be a cpufreq governor name such as 'performance'")
 
     def expected_duration_s(self) -> float:
         """Upper bound on the time the timed part may take, for the host's timeouts."""
@@ -136,6 +159,22 @@ def _is_number(value: object) -> bool:
     """A finite int or float (no bool, NaN or infinity)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
+
+#: The sections of a bench REPLY header, the one place they are named. The host builds its
+#: ``Measurement`` from them with a builder that ignores keys it does not know, so an agent
+#: that adds a key never breaks an older host. Objects: section -> dict; values: plain JSON.
+BENCH_REPLY_SECTIONS: Tuple[str, ...] = ("latency", "power", "memory", "environment")
+BENCH_REPLY_VALUES: Tuple[str, ...] = (
+    "model",
+    "settings",
+    "inputs",
+    "throughput_ips",
+    "stopped_by",
+    "window_s",
+    "warmup",
+    "notes",  #: list of sentences: what the agent adjusted (threads capped, warm-up cut short)
+    "samples",
+)
 
 #: Samples travel as the raw payload of a bench REPLY: little-endian int64 nanoseconds.
 SAMPLES_DTYPE = "<i8"
