@@ -1,27 +1,79 @@
-"""``python -m device_agent --stdio | --serial PORT --baud N | --tcp HOST:PORT``."""
+"""``python -m device_agent --stdio | --serial PORT --baud N | --tcp HOST:PORT``.
+
+Arguments are parsed with the standard library alone, so ``--help`` and argument mistakes
+work on a board that lacks NumPy; the rest of the agent is imported after. A failure to
+start is one line on stderr (``hwnas-agent: error: ...``), because it lands in a board's
+system journal: exit status 2 for bad arguments, 1 for anything else.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import socket
 import sys
+import traceback
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, List, NoReturn, Optional, Sequence, Tuple
 
 from . import __version__
-from .handlers import Handlers
-from .links import SerialLink, SocketLink, StdioLink
-from .model_store import ModelStore, default_cache_dir
-from .protocol import PROTOCOL_VERSION
-from .server import Agent
+
+if TYPE_CHECKING:
+    from .handlers import Handlers
 
 log = logging.getLogger("device_agent")
 
+_PREFIX = "hwnas-agent: error: "
 
-def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+
+class _StartError(Exception):
+    """The agent cannot start; the message is the one line the user sees."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{_PREFIX}{message} (see --help)\n")
+
+
+class _Version(argparse.Action):
+    """``--version``, reading the protocol version only when asked (it imports the protocol)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        try:
+            from .protocol import PROTOCOL_VERSION
+
+            protocol = str(PROTOCOL_VERSION)
+        except ImportError as exc:  # a board without numpy: still say which agent this is
+            protocol = f"unknown: {exc}"
+        print(f"device_agent {__version__} (protocol {protocol})")
+        parser.exit(0)
+
+
+def _address(text: str) -> Tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 0..65535, not {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)  # [::1]:7777 names an IPv6 host
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = _Parser(
         prog="device_agent",
         description="hwnas device agent: benchmarks ONNX models on this board for a host.",
     )
@@ -31,14 +83,52 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     mode.add_argument(
         "--tcp",
         metavar="HOST:PORT",
+        type=_address,
         help="serve TCP connections (binds HOST; use 127.0.0.1 unless you mean it); "
         "needs --token or HWNAS_AGENT_TOKEN",
     )
     parser.add_argument("--baud", type=int, default=115200, help="serial baud rate")
     parser.add_argument("--token", help="shared secret a TCP host must send in hello")
+    tcp = parser.add_argument_group("TCP limits")
+    tcp.add_argument(
+        "--auth-timeout-s",
+        metavar="S",
+        type=_positive,
+        default=10.0,
+        help="close a connection without a successful hello after this (default 10)",
+    )
+    tcp.add_argument(
+        "--idle-timeout-s",
+        metavar="S",
+        type=_positive,
+        default=300.0,
+        help="close a connection that sends no frame for this long (default 300)",
+    )
+    tcp.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=_count,
+        default=8,
+        help="connections served at once; more are answered 'busy' (default 8)",
+    )
+    tcp.add_argument(
+        "--auth-fail-delay-s",
+        metavar="S",
+        type=_positive,
+        default=0.5,
+        help="wait before answering a failed hello, doubling per failure from the same "
+        "address up to 8 s (default 0.5); 3 failures close the connection",
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="where models are cached")
     parser.add_argument("--cache-max-mb", type=float, default=2048.0, help="model cache bound")
-    parser.add_argument("--heartbeat-s", type=float, default=1.0, help="PROGRESS interval")
+    parser.add_argument(
+        "--max-input-mb",
+        type=_positive,
+        default=None,
+        help="cap on the inputs of one benchmark, sent or synthesised (default: a quarter of "
+        "the memory available at start, at most 1024)",
+    )
+    parser.add_argument("--heartbeat-s", type=_positive, default=1.0, help="PROGRESS interval")
     parser.add_argument(
         "--power-plugin",
         action="append",
@@ -53,28 +143,84 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
         help="where /sys is found for power sensors (default /; for containers and tests)",
     )
     parser.add_argument("--log-level", default="INFO", help="stderr log level")
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"device_agent {__version__} (protocol {PROTOCOL_VERSION})",
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
+    args = parser.parse_args(argv)
+    if args.tcp:
+        args.token = args.token or os.environ.get("HWNAS_AGENT_TOKEN")
+        if not args.token:
+            parser.error("--tcp needs --token or HWNAS_AGENT_TOKEN")
+    if logging.getLevelName(args.log_level.upper()) not in range(0, 101):
+        parser.error(f"argument --log-level: unknown level {args.log_level!r}")
+    return args
+
+
+def _handlers(args: argparse.Namespace) -> Handlers:
+    try:
+        from .handlers import Handlers
+        from .model_store import ModelStore, default_cache_dir
+    except ImportError as exc:
+        raise _StartError(
+            f"cannot import {exc.name or 'a module'} ({exc}); the agent needs Python >= 3.8 "
+            "with numpy and onnxruntime"
+        ) from exc
+    cache = args.cache_dir or default_cache_dir()
+    try:
+        store = ModelStore(cache, int(args.cache_max_mb * 1024 * 1024))
+    except OSError as exc:
+        raise _StartError(f"cannot use the model cache {cache}: {exc}") from exc
+    max_input = None if args.max_input_mb is None else int(args.max_input_mb * 1024 * 1024)
+    return Handlers(store, max_input, power_root=args.power_root, power_plugins=args.power_plugin)
+
+
+def _serve_tcp(args: argparse.Namespace) -> int:
+    handlers = _handlers(args)  # first: it names a missing numpy in one line
+    from .links import TcpListener
+    from .tcp import TcpServer
+    from .tcp_limits import TcpLimits
+
+    host, port = args.tcp
+    try:
+        listener = TcpListener(host, port)
+    except OSError as exc:
+        raise _StartError(f"cannot listen on {host}:{port}: {exc}") from exc
+    limits = TcpLimits(
+        auth_timeout_s=args.auth_timeout_s,
+        idle_timeout_s=args.idle_timeout_s,
+        max_connections=args.max_connections,
+        auth_fail_delay_s=args.auth_fail_delay_s,
     )
-    return parser.parse_args(argv)
+    log.info("serving TCP on %s:%s", *listener.address)
+    TcpServer(listener, handlers, args.token, heartbeat_s=args.heartbeat_s, limits=limits).serve()
+    return 0
 
 
-def _serve_tcp(address: str, token: str, handlers: Handlers, heartbeat_s: float) -> None:
-    host, _, port = address.rpartition(":")
-    with socket.create_server((host or "127.0.0.1", int(port))) as server:
-        log.info("serving TCP on %s:%s", *server.getsockname()[:2])
-        while True:
-            conn, peer = server.accept()
-            log.info("connection from %s:%s", *peer[:2])
-            link = SocketLink(conn)
-            try:
-                agent = Agent(link, handlers, token=token, heartbeat_s=heartbeat_s)
-                if agent.serve() == "shutdown":
-                    return
-            finally:
-                link.close()
+def _serve_stream(args: argparse.Namespace) -> int:
+    handlers = _handlers(args)  # first: it names a missing numpy in one line
+    from .links import Link, SerialLink, StdioLink
+    from .server import Agent
+
+    link: Link
+    if args.stdio:
+        link = StdioLink()
+    else:
+        try:
+            link = SerialLink(args.serial, args.baud)
+        except ImportError as exc:
+            raise _StartError(f"serial mode needs pyserial ({exc})") from exc
+        except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
+            raise _StartError(f"cannot open serial port {args.serial}: {exc}") from exc
+    log.info("agent %s ready on %s", __version__, "stdio" if args.stdio else args.serial)
+    try:
+        # A serial line outlives host sessions: keep serving until asked to shut down.
+        while Agent(link, handlers, heartbeat_s=args.heartbeat_s).serve() != "shutdown":
+            if args.stdio:
+                break
+    except OSError as exc:  # the port vanished (adapter unplugged): let systemd restart us
+        log.error("link failed: %s", exc)
+        return 1
+    finally:
+        link.close()
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -82,35 +228,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="device_agent: %(message)s"
     )
-    store = ModelStore(args.cache_dir or default_cache_dir(), int(args.cache_max_mb * 1024 * 1024))
-    if args.tcp:
-        token = args.token or os.environ.get("HWNAS_AGENT_TOKEN")
-        if not token:
-            print("device_agent: --tcp needs --token or HWNAS_AGENT_TOKEN", file=sys.stderr)
-            return 2
-        _serve_tcp(
-            args.tcp,
-            token,
-            Handlers(store, power_root=args.power_root, power_plugins=args.power_plugin),
-            args.heartbeat_s,
-        )
-        return 0
-    link = StdioLink() if args.stdio else SerialLink(args.serial, args.baud)
-    handlers = Handlers(store, power_root=args.power_root, power_plugins=args.power_plugin)
-    log.info("agent %s ready on %s", __version__, "stdio" if args.stdio else args.serial)
     try:
-        # A serial line outlives host sessions: keep serving until asked to shut down.
-        while Agent(link, handlers, heartbeat_s=args.heartbeat_s).serve() != "shutdown":
-            if args.stdio:
-                break
+        return _serve_tcp(args) if args.tcp else _serve_stream(args)
     except KeyboardInterrupt:
-        pass
-    except OSError as exc:  # the port vanished (adapter unplugged): let systemd restart us
-        log.error("link failed: %s", exc)
+        return 0
+    except _StartError as exc:
+        print(f"{_PREFIX}{exc}", file=sys.stderr)
         return 1
-    finally:
-        link.close()
-    return 0
+    except Exception as exc:  # a bug: one line for the journal, the traceback when debugging
+        log.debug("%s", traceback.format_exc())
+        print(f"{_PREFIX}unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

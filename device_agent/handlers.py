@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 from . import __version__
-from .errors import AgentError
+from .errors import AgentError, out_of_memory
+from .inputs import Feeds
 from .model_store import ModelStore, is_sha256
 from .protocol import (
     PROTOCOL_VERSION,
@@ -21,7 +23,26 @@ from .protocol import (
 )
 from .uploads import InputStore, PendingInputs, Upload
 
+if TYPE_CHECKING:  # measure imports onnxruntime: loaded on the first benchmark
+    from .measure import BenchParts
+
 Reply = Tuple[FrameType, Dict[str, Any], bytes]
+_H = TypeVar("_H", bound=Callable[..., Reply])
+
+
+def _memory_errors(handler: _H) -> _H:
+    """A MemoryError in a request is ``out_of_memory``, not a bug (``internal``)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Reply:
+        try:
+            return handler(*args, **kwargs)
+        except MemoryError as exc:
+            frame = args[-1] if args else None
+            op = frame.header.get("op", "the request") if isinstance(frame, Frame) else "?"
+            raise out_of_memory(f"during {op}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _field(frame: Frame, name: str, kind: type) -> Any:
@@ -53,16 +74,24 @@ class Handlers:
     def __init__(
         self,
         store: ModelStore,
-        max_input_bytes: int = 256 * 1024 * 1024,
+        max_input_bytes: Optional[int] = None,
         *,
         power_root: Path = Path("/"),
         power_plugins: Sequence[str] = (),
+        sysfs_root: Path = Path("/"),
     ) -> None:
-        from . import power, sysinfo  # sysinfo reads onnxruntime's version lazily
+        """``max_input_bytes`` caps the inputs of one benchmark, sent or synthesised (None: a
+        quarter of the board's available memory, at most 1 GiB); ``sysfs_root`` is where
+        ``sys/devices/system/cpu`` is read and, for ``governor``, written."""
+        from . import inputs, power, sysinfo  # sysinfo reads onnxruntime's version lazily
+        from .sysinfo._files import read_text
 
+        if max_input_bytes is None:
+            max_input_bytes = inputs.default_cap(read_text(Path("/proc/meminfo")))
         self.store = store
         self.inputs = InputStore(max_input_bytes)
         self.max_input_bytes = max_input_bytes
+        self.sysfs_root = sysfs_root
         self.upload: Optional[Upload] = None
         self.abandoned: Dict[str, str] = {}  # sha256 -> why its upload never finished
         self.power = power.discover_meters(power_root, plugins=power_plugins)
@@ -94,6 +123,7 @@ class Handlers:
             "models": len(self.store.models()),
         }
         facts["agent_rss_mb"] = self.baseline_rss_mb
+        facts["max_input_bytes"] = self.max_input_bytes
         return facts
 
     def progress(self) -> Dict[str, Any]:
@@ -128,6 +158,7 @@ class Handlers:
 
     # -- uploads --------------------------------------------------------------------------
 
+    @_memory_errors
     def put_model(self, frame: Frame) -> Reply:
         sha, size = _sha_field(frame, "sha256"), _field(frame, "size", int)
         if self.store.get(sha) is not None:
@@ -137,6 +168,7 @@ class Handlers:
         self.upload = Upload(self.store.begin(sha, size))
         return FrameType.REPLY, {"cached": False, "sha256": sha, "next": 0}, b""
 
+    @_memory_errors
     def put_inputs(self, frame: Frame) -> Reply:
         sha, size = _sha_field(frame, "sha256"), _field(frame, "size", int)
         if self.inputs.get(sha) is not None:
@@ -146,6 +178,7 @@ class Handlers:
         self.upload = Upload(PendingInputs(sha, size, self.max_input_bytes))
         return FrameType.REPLY, {"cached": False, "sha256": sha, "next": 0}, b""
 
+    @_memory_errors
     def chunk(self, frame: Frame) -> Reply:
         upload = self.upload
         if upload is None:
@@ -154,9 +187,12 @@ class Handlers:
         if offset == upload.received:
             try:
                 upload.pending.write(frame.payload)
-            except AgentError:
-                self.abandon_upload("a chunk ran past the declared size")
+            except AgentError as exc:  # past the declared size, a full disk: the upload ends
+                self.abandon_upload(exc.message)
                 raise
+            except MemoryError as exc:
+                self.abandon_upload("the board ran out of memory")
+                raise out_of_memory(f"receiving {upload.describe()}") from exc
         # offset != received: a repeat or a gap; either way "next" tells the host where to go
         if not upload.complete:
             return FrameType.ACK, {"next": upload.received, "done": False}, b""
@@ -193,21 +229,36 @@ class Handlers:
             )
         return sha, path
 
-    def feeds(self, session: Any, settings: BenchSettings) -> Dict[str, Any]:
+    def feeds(self, session: Any, settings: BenchSettings) -> Feeds:
+        """The inputs of a run: the host's pack checked against the model, or synthesised."""
         from . import inputs
 
         declared = session.get_inputs()
         if settings.inputs is None:
-            return inputs.synthesise(declared, settings.dims, settings.seed)
+            return inputs.synthesise_feeds(
+                declared, settings.dims, settings.seed, self.max_input_bytes
+            )
         pack = self.inputs.get(settings.inputs)
         if pack is None:
             raise AgentError(
                 ErrorCode.BAD_INPUT,
                 f"input pack {settings.inputs[:12]}… is not on the board; send it with put_inputs",
             )
-        inputs.check(declared, pack)
-        return pack
+        return inputs.received(declared, pack, settings.dims)
 
+    def _parts(self) -> BenchParts:
+        from .measure import BenchParts
+
+        return BenchParts(
+            self.power,
+            self.memory,
+            self.sessions,
+            self.feeds,
+            self.baseline_rss_mb,
+            self.sysfs_root,
+        )
+
+    @_memory_errors
     def bench(self, frame: Frame) -> Reply:
         from . import runner
         from .measure import bench_once
@@ -216,14 +267,17 @@ class Handlers:
         settings = _settings(frame)
         self._progress = runner.LoopProgress()
         try:
-            header, samples = bench_once(self, sha, path, settings, self._progress)
+            header, samples = bench_once(self._parts(), sha, path, settings, self._progress)
         finally:
             self._progress = None
         header["samples"] = {"dtype": SAMPLES_DTYPE, "unit": "ns", "count": int(samples.size)}
         return FrameType.REPLY, header, samples.astype(SAMPLES_DTYPE).tobytes()
 
+    @_memory_errors
     def profile(self, frame: Frame) -> Reply:
         from . import runner
+        from .measure import controlled, model_label, run_loop
+        from .profiling import profile_nodes
 
         sha, path = self._model_path(frame)
         settings = _settings(frame)
@@ -236,23 +290,27 @@ class Handlers:
         settings.min_time_s = 0.0
         self._progress = runner.LoopProgress()
         try:
-            with tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
-                options = runner.session_options(settings)
+            with controlled(settings, self.sysfs_root) as control, tempfile.TemporaryDirectory(
+                prefix="hwnas-profile-"
+            ) as tmp:
+                options = runner.session_options(control.settings)
                 options.enable_profiling = True
                 options.profile_file_prefix = os.path.join(tmp, "trace")
-                session = runner.create_session(path, settings, options)
-                feeds = self.feeds(session, settings)
+                session = runner.create_session(path, control.settings, options, model_label(sha))
+                feeds = self.feeds(session, control.settings)
                 try:
-                    runner.timed_loop(session, feeds, settings, self._progress)
+                    run = run_loop(session, feeds, control, self._progress)
                 finally:
                     trace_path = session.end_profiling()
                 with open(trace_path, "rb") as fh:
                     raw = fh.read()
         finally:
             self._progress = None
-        summary = runner.profile_nodes(json.loads(raw))
+        summary = profile_nodes(json.loads(raw), run.warmup_runs)
         summary["model"] = sha
-        summary["warmup_runs_included"] = True
         summary["providers"] = session.get_providers()
+        summary["settings"] = control.settings.to_wire()
+        summary["inputs"] = feeds.described
+        summary["notes"] = control.notes
         want_trace = bool(frame.header.get("trace", False))
         return FrameType.REPLY, summary, raw if want_trace else b""

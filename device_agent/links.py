@@ -1,4 +1,5 @@
-"""Byte streams the agent serves on: stdio (local and SSH), a serial port, a TCP connection.
+"""Byte streams the agent serves on: stdio (local and SSH), a serial port, a TCP connection
+(accepted from a ``TcpListener``).
 
 Each link reads with a timeout and returns ``b""`` when nothing arrived, or ``None`` when
 the stream has ended (the host went away); the serial line never ends.
@@ -6,11 +7,12 @@ the stream has ended (the host went away); the serial line never ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 
 class Link:
@@ -82,10 +84,16 @@ class SerialLink(Link):
 
 
 class SocketLink(Link):
-    """One accepted TCP connection."""
+    """One accepted TCP connection.
 
-    def __init__(self, conn: socket.socket) -> None:
+    Writes have a deadline: a host that stops reading our replies ends its session instead
+    of holding a thread (and the board) for ever.
+    """
+
+    def __init__(self, conn: socket.socket, name: str = "", write_timeout_s: float = 60.0) -> None:
         self._conn = conn
+        self.name = name
+        self.write_timeout_s = write_timeout_s
 
     def read(self, timeout: float) -> Optional[bytes]:
         self._conn.settimeout(timeout)
@@ -98,8 +106,39 @@ class SocketLink(Link):
         return data if data else None
 
     def write(self, data: bytes) -> None:
-        self._conn.settimeout(None)
-        self._conn.sendall(data)
+        self._conn.settimeout(self.write_timeout_s)
+        self._conn.sendall(data)  # socket.timeout is an OSError: the session ends
+
+    def interrupt(self) -> None:
+        """End the connection from another thread: its reads see the end of the stream."""
+        with contextlib.suppress(OSError):  # already gone
+            self._conn.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._conn.close()
+
+
+class TcpListener:
+    """A listening TCP socket; ``OSError`` from the constructor when it cannot bind."""
+
+    def __init__(self, host: str, port: int, write_timeout_s: float = 60.0) -> None:
+        self._sock = socket.create_server((host, port))
+        self.write_timeout_s = write_timeout_s
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
+
+    def accept(self, timeout: float) -> Optional[Tuple[SocketLink, str]]:
+        """The next connection and its peer's address, or None after ``timeout`` seconds."""
+        self._sock.settimeout(timeout)
+        try:
+            conn, peer = self._sock.accept()
+        except socket.timeout:
+            return None
+        name = f"{peer[0]}:{peer[1]}"
+        return SocketLink(conn, name, self.write_timeout_s), str(peer[0])
+
+    def close(self) -> None:
+        self._sock.close()

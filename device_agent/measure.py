@@ -1,25 +1,99 @@
-"""One benchmark, start to finish: the reply header of a ``bench`` request and its samples."""
+"""One benchmark, start to finish: the reply header of a ``bench`` request and its samples.
+
+Its collaborators (power meters, memory probe, session cache, the inputs) come in as a
+`BenchParts`, so this module knows nothing of the request handlers that own them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from . import inputs, power, stats, sysinfo
+from . import power, stats, sysinfo
+from .cpu_control import GovernorControl, cap_threads, governor_set, pinned
 from .errors import AgentError
+from .inputs import Feeds, explain_failure
 from .protocol import BenchSettings, ErrorCode
-from .runner import LoopProgress, timed_loop
+from .runner import LoopProgress, SessionCache, TimedRun, timed_loop
 
-if TYPE_CHECKING:
-    from .handlers import Handlers
+#: Makes the inputs for a session: synthesised, or the host's pack checked against it.
+FeedsFor = Callable[[Any, BenchSettings], Feeds]
 
 
-def _meter(handlers: Handlers, settings: BenchSettings) -> Optional[power.PowerMeter]:
-    meter = handlers.power.select(settings.power_meter)
+@dataclass
+class BenchParts:
+    """What a benchmark uses of the agent's state."""
+
+    meters: power.Discovery
+    memory: sysinfo.MemoryProbe
+    sessions: SessionCache
+    feeds: FeedsFor
+    baseline_rss_mb: Optional[float]
+    sysfs_root: Path = Path("/")
+
+
+@dataclass
+class Controlled:
+    """The measurement controls in force: effective settings, CPUs, governor, notes."""
+
+    settings: BenchSettings
+    affinity: Optional[List[int]]
+    governor: Optional[GovernorControl]
+    notes: List[str]
+
+
+def model_label(sha: str) -> str:
+    return f"model {sha[:12]}…"
+
+
+@contextlib.contextmanager
+def controlled(settings: BenchSettings, sysfs_root: Path) -> Iterator[Controlled]:
+    """Check the governor request, pin to ``settings.cpus`` and cap the threads by them.
+
+    The governor is only checked here (a refusal costs nothing); `governor_set` applies it
+    around the loop. The affinity comes back when the block ends.
+    """
+    governor = None
+    if settings.governor is not None:
+        governor = GovernorControl(sysfs_root, settings.governor, settings.cpus)
+        governor.check()
+    with pinned(settings.cpus) as affinity:
+        cores = len(affinity) if affinity else os.cpu_count()
+        effective, notes = cap_threads(settings, cores)
+        yield Controlled(effective, affinity, governor, notes)
+
+
+def run_loop(
+    session: Any,
+    feeds: Feeds,
+    control: Controlled,
+    progress: LoopProgress,
+    on_window: Callable[[bool], None] = lambda started: None,
+) -> TimedRun:
+    """The timed loop under the governor asked for; a failure says what was made up."""
+    settings = control.settings
+    try:
+        with governor_set(control.governor):
+            run = timed_loop(session, feeds.arrays, settings, progress, on_window)
+    except AgentError as exc:
+        raise explain_failure(exc, feeds) from exc
+    if run.warmup_cut:
+        control.notes.append(
+            f"warm-up stopped at max_time_s ({settings.max_time_s:g} s) after {run.warmup_runs} "
+            f"of {settings.warmup_runs} runs"
+        )
+    return run
+
+
+def _meter(meters: power.Discovery, settings: BenchSettings) -> Optional[power.PowerMeter]:
+    meter = meters.select(settings.power_meter)
     if settings.power_meter is not None and meter is None:
-        found = [m.source for m in handlers.power.meters] or ["none"]
+        found = [m.source for m in meters.meters] or ["none"]
         raise AgentError(
             ErrorCode.BAD_REQUEST,
             f"power meter {settings.power_meter!r} not found; the board has: {', '.join(found)}",
@@ -27,48 +101,93 @@ def _meter(handlers: Handlers, settings: BenchSettings) -> Optional[power.PowerM
     return meter
 
 
+def _environment(
+    control: Controlled,
+    env_start: Dict[str, Any],
+    env_end: Dict[str, Any],
+    load_start: Optional[List[float]],
+    load_end: Optional[List[float]],
+    samples_ns: np.ndarray,
+) -> Dict[str, Any]:
+    drift = stats.drift(samples_ns)
+    cores = sysinfo.cpu_count()
+    usable = len(control.affinity) if control.affinity else cores
+    threads = control.settings.threads or usable or 1
+    return {
+        "governor": env_start.get("governor"),
+        "cpu_freq_mhz_start": env_start.get("cpu_freq_mhz"),
+        "cpu_freq_mhz_end": env_end.get("cpu_freq_mhz"),
+        "temperature_c_start": env_start.get("temperature_c"),
+        "temperature_c_end": env_end.get("temperature_c"),
+        "throttled": sysinfo.throttle_check(env_start, env_end),
+        "drift": drift["detected"],
+        "drift_slowdown_pct": drift["slowdown_pct"],
+        "drift_p_value": drift["p_value"],
+        "load_avg_start": load_start,
+        "load_avg_end": load_end,
+        "cpu_count": cores,
+        "affinity": control.affinity,
+        "governor_request": control.governor.report() if control.governor else None,
+        # the load average is the whole board's: compared with all its cores
+        "busy": sysinfo.busy_sentence(load_start, load_end, cores, threads),
+    }
+
+
 def bench_once(
-    handlers: Handlers, sha: str, path: Path, settings: BenchSettings, progress: LoopProgress
+    parts: BenchParts, sha: str, path: Path, settings: BenchSettings, progress: LoopProgress
 ) -> Tuple[Dict[str, Any], np.ndarray]:
-    meter = _meter(handlers, settings)
-    memory = handlers.memory
-    handlers.sessions.prepare(sha, settings)  # the previous model must not count here
-    memory.reset_peak()
-    rss_before = memory.rss_mb()
-    progress.stage = "loading"
-    session, reused = handlers.sessions.get(sha, path, settings)
-    feeds = handlers.feeds(session, settings)
-    env_start = sysinfo.dynamic_state()
+    meter = _meter(parts.meters, settings)
+    with controlled(settings, parts.sysfs_root) as control:
+        effective = control.settings
+        memory = parts.memory
+        # the previous model must not count here
+        parts.sessions.prepare(sha, effective, control.affinity)
+        memory.reset_peak()
+        rss_before = memory.rss_mb()
+        progress.stage = "loading"
+        session, reused = parts.sessions.get(
+            sha, path, effective, control.affinity, model_label(sha)
+        )
+        feeds = parts.feeds(session, effective)
+        load_start = sysinfo.load_average()
 
-    sampler = power.PowerSampler(meter, settings.power_interval_s) if meter else None
-    power_result: Optional[power.PowerResult] = None
+        sampler = power.PowerSampler(meter, settings.power_interval_s) if meter else None
+        power_result: Optional[power.PowerResult] = None
+        running = False
 
-    running = False
+        def on_window(start: bool) -> None:
+            nonlocal power_result, running
+            if sampler is None:
+                return
+            if start:
+                sampler.start()
+                running = True
+            elif running:
+                running = False
+                power_result = sampler.stop()
 
-    def on_window(start: bool) -> None:
-        nonlocal power_result, running
-        if sampler is None:
-            return
-        if start:
-            sampler.start()
-            running = True
-        elif running:
-            running = False
-            power_result = sampler.stop()
+        holder: Dict[str, Any] = {}
 
-    run = timed_loop(session, feeds, settings, progress, on_window)
-    env_end = sysinfo.dynamic_state()
-    latency = stats.latency_stats(run.samples_ns)
-    drift = stats.drift(run.samples_ns)
+        def snapshot_start(started: bool) -> None:
+            if started:  # taken under the governor asked for, just before the window
+                holder["env_start"] = sysinfo.dynamic_state(parts.sysfs_root)
+            on_window(started)
+
+        run = run_loop(session, feeds, control, progress, snapshot_start)
+        env_end = sysinfo.dynamic_state(parts.sysfs_root)
+        load_end = sysinfo.load_average()
+    environment = _environment(
+        control, holder["env_start"], env_end, load_start, load_end, run.samples_ns
+    )
     n = int(run.samples_ns.size)
-    unavailable = handlers.power.unavailable_reason() if meter is None else ""
-    effective = settings.to_wire()
-    effective["providers"] = session.get_providers()
+    unavailable = parts.meters.unavailable_reason() if meter is None else ""
+    wire = effective.to_wire()
+    wire["providers"] = session.get_providers()
     header: Dict[str, Any] = {
         "model": sha,
-        "settings": effective,
-        "inputs": inputs.describe(feeds),
-        "latency": latency,
+        "settings": wire,
+        "inputs": feeds.described,
+        "latency": stats.latency_stats(run.samples_ns),
         "throughput_ips": n / run.window_s if run.window_s > 0 else None,
         "stopped_by": run.stopped_by,
         "window_s": run.window_s,
@@ -77,20 +196,11 @@ def bench_once(
         "memory": {
             "peak_rss_mb": memory.peak_mb(),
             "rss_before_mb": rss_before,
-            "agent_baseline_rss_mb": handlers.baseline_rss_mb,
+            "agent_baseline_rss_mb": parts.baseline_rss_mb,
             "session_reused": reused,
             "source": memory.source,
         },
-        "environment": {
-            "governor": env_start.get("governor"),
-            "cpu_freq_mhz_start": env_start.get("cpu_freq_mhz"),
-            "cpu_freq_mhz_end": env_end.get("cpu_freq_mhz"),
-            "temperature_c_start": env_start.get("temperature_c"),
-            "temperature_c_end": env_end.get("temperature_c"),
-            "throttled": sysinfo.throttle_check(env_start, env_end),
-            "drift": drift["detected"],
-            "drift_slowdown_pct": drift["slowdown_pct"],
-            "drift_p_value": drift["p_value"],
-        },
+        "environment": environment,
+        "notes": control.notes,
     }
     return header, run.samples_ns

@@ -7,21 +7,23 @@ under a valid name. Least recently used models are evicted to stay under the bou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, List, Optional
+from typing import List, Optional
 
-from .errors import AgentError
+from .errors import AgentError, os_failure
 from .protocol import ErrorCode
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def is_sha256(value: object) -> bool:
-    return isinstance(value, str) and bool(_SHA256.match(value))
+    # fullmatch: "$" would also accept a trailing newline
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 def default_cache_dir() -> Path:
@@ -30,7 +32,11 @@ def default_cache_dir() -> Path:
 
 
 class PendingModel:
-    """A model being uploaded: bytes go to a temporary file in the cache directory."""
+    """A model being uploaded: bytes go to a temporary file in the cache directory.
+
+    Writes are unbuffered (``os.write`` on the descriptor), so a full disk fails the chunk
+    that hit it, not a later close; any failure discards the partial file.
+    """
 
     def __init__(self, store: ModelStore, sha256: str, size: int) -> None:
         self.sha256 = sha256
@@ -38,12 +44,15 @@ class PendingModel:
         self.received = 0
         self._store = store
         self._hash = hashlib.sha256()
-        fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=str(store.root))
+        try:
+            fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=str(store.root))
+        except OSError as exc:
+            raise os_failure(exc, "creating the upload's file") from exc
         self._path = Path(name)
-        self._file: Optional[BinaryIO] = os.fdopen(fd, "wb")
+        self._fd: Optional[int] = fd
 
     def write(self, data: bytes) -> None:
-        if self._file is None:
+        if self._fd is None:
             raise AgentError(ErrorCode.UPLOAD_STATE, "upload already finished")
         if self.received + len(data) > self.size:
             raise AgentError(
@@ -51,33 +60,46 @@ class PendingModel:
                 f"chunk ends at byte {self.received + len(data)}, past the declared size "
                 f"{self.size}",
             )
-        self._file.write(data)
+        view = memoryview(data)
+        try:
+            while view:  # os.write may write less than asked (a limit reached mid-chunk)
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self.discard()
+            raise os_failure(exc, f"writing model {self.sha256[:12]}… to the cache") from exc
         self._hash.update(data)
         self.received += len(data)
 
     def commit(self) -> Path:
         """Verify the digest and move the model under its name; discard it on mismatch."""
-        assert self._file is not None
-        self._file.close()
-        self._file = None
+        if self._fd is None:
+            raise AgentError(ErrorCode.UPLOAD_STATE, "upload already finished")
         actual = self._hash.hexdigest()
         if actual != self.sha256:
-            self._path.unlink()
+            self.discard()
             raise AgentError(
                 ErrorCode.DIGEST_MISMATCH,
                 f"uploaded bytes hash to {actual[:16]}…, not the declared {self.sha256[:16]}…; "
                 "the model was discarded",
             )
         final = self._store.path_for(self.sha256)
-        os.replace(self._path, final)
+        try:
+            os.close(self._fd)
+            self._fd = None
+            os.replace(self._path, final)
+        except OSError as exc:
+            self.discard()
+            raise os_failure(exc, f"storing model {self.sha256[:12]}… in the cache") from exc
         self._store.evict(keep=self.sha256)
         return final
 
     def discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._path.exists():
+        """Drop the partial file; never raises (it runs on clean-up paths)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
             self._path.unlink()
 
 
@@ -109,18 +131,21 @@ class ModelStore:
                 f"model of {size} bytes exceeds the board's cache bound of {self.max_bytes} "
                 "bytes (agent option --cache-max-mb)",
             )
+        self.evict(keep=sha256, reserve=size)  # the upload in flight counts against the bound
         return PendingModel(self, sha256, size)
 
     def models(self) -> List[Path]:
         return sorted(self.root.glob("*.onnx"), key=lambda p: p.stat().st_mtime)
 
-    def evict(self, keep: str) -> None:
+    def evict(self, keep: str, reserve: int = 0) -> None:
+        """Delete least recently used models until they and ``reserve`` bytes fit the bound."""
         models = self.models()
-        total = sum(p.stat().st_size for p in models)
+        total = sum(p.stat().st_size for p in models) + reserve
         for path in models:  # oldest first
             if total <= self.max_bytes:
                 break
             if path.stem == keep:
                 continue
             total -= path.stat().st_size
-            path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()

@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import onnxruntime as ort
 
-from .errors import AgentError
+from .errors import AgentError, out_of_memory
 from .protocol import BenchSettings, ErrorCode
 from .sysinfo import release_memory
 
@@ -37,9 +37,19 @@ def session_options(settings: BenchSettings) -> ort.SessionOptions:
     return options
 
 
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "bad_alloc" in text or "Failed to allocate" in text
+
+
 def create_session(
-    path: Path, settings: BenchSettings, options: Optional[ort.SessionOptions] = None
+    path: Path,
+    settings: BenchSettings,
+    options: Optional[ort.SessionOptions] = None,
+    label: Optional[str] = None,
 ) -> ort.InferenceSession:
+    """A session on ``settings.provider``; ``label`` ("model 0123abcd…") replaces the cache
+    path in onnxruntime's messages, which would name a file the user never saw."""
     available = ort.get_available_providers()
     if settings.provider not in available:
         raise AgentError(
@@ -52,9 +62,17 @@ def create_session(
             str(path), options or session_options(settings), providers=[settings.provider]
         )
     except Exception as exc:  # onnxruntime raises plain Exception subclasses
-        code = ErrorCode.PROVIDER_UNAVAILABLE if type(exc).__name__ == "EPFail" else None
+        text = str(exc).replace(str(path), label or path.name)
+        if _is_oom(exc):
+            raise out_of_memory("loading the model") from exc
+        if type(exc).__name__ == "EPFail":
+            raise AgentError(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"onnxruntime cannot load the model: {text}"
+            ) from exc
         raise AgentError(
-            code or ErrorCode.INVALID_MODEL, f"onnxruntime cannot load the model: {exc}"
+            ErrorCode.INVALID_MODEL,
+            f"onnxruntime cannot load the model: {text}; check that the file is an ONNX "
+            "model this onnxruntime can read (onnx.checker.check_model, the opset)",
         ) from exc
     if settings.provider not in session.get_providers():
         raise AgentError(
@@ -66,20 +84,27 @@ def create_session(
 
 
 class SessionCache:
-    """Keeps the last session so repeated benchmarks of one model skip loading it."""
+    """Keeps the last session so repeated benchmarks of one model skip loading it.
+
+    The key holds the CPUs the agent was pinned to: onnxruntime's thread pools are made,
+    and take their affinity, when the session is created.
+    """
 
     def __init__(self) -> None:
         self._key: Optional[Tuple[Any, ...]] = None
         self._session: Optional[ort.InferenceSession] = None
 
     @staticmethod
-    def key(sha256: str, settings: BenchSettings) -> Tuple[Any, ...]:
+    def key(
+        sha256: str, settings: BenchSettings, affinity: Optional[Sequence[int]] = None
+    ) -> Tuple[Any, ...]:
         return (
             sha256,
             settings.provider,
             settings.threads,
             settings.inter_op_threads,
             settings.graph_optimization,
+            tuple(affinity) if affinity is not None else None,
         )
 
     def drop(self) -> None:
@@ -87,22 +112,33 @@ class SessionCache:
             self._key, self._session = None, None
             release_memory()
 
-    def prepare(self, sha256: str, settings: BenchSettings) -> None:
+    def prepare(
+        self, sha256: str, settings: BenchSettings, affinity: Optional[Sequence[int]] = None
+    ) -> None:
         """Free a cached session that this benchmark will not use, before memory is read."""
-        if self.key(sha256, settings) != self._key:
+        if self.key(sha256, settings, affinity) != self._key:
             self.drop()
 
-    def get(self, sha256: str, path: Path, settings: BenchSettings) -> Tuple[Any, bool]:
-        key = self.key(sha256, settings)
+    def get(
+        self,
+        sha256: str,
+        path: Path,
+        settings: BenchSettings,
+        affinity: Optional[Sequence[int]] = None,
+        label: Optional[str] = None,
+    ) -> Tuple[Any, bool]:
+        key = self.key(sha256, settings, affinity)
         if key == self._key and self._session is not None:
             return self._session, True
         self.drop()
-        self._session = create_session(path, settings)
+        self._session = create_session(path, settings, label=label)
         self._key = key
         return self._session, False
 
 
 def _run_error(exc: Exception) -> AgentError:
+    if _is_oom(exc):
+        return out_of_memory("while running the model")
     if type(exc).__name__ == "InvalidArgument":
         return AgentError(ErrorCode.BAD_INPUT, f"onnxruntime rejected the inputs: {exc}")
     return AgentError(ErrorCode.RUNTIME_ERROR, f"onnxruntime failed while running: {exc}")
@@ -115,6 +151,7 @@ class TimedRun:
     stopped_by: str
     warmup_runs: int
     warmup_s: float
+    warmup_cut: bool = False  #: warm-up stopped at max_time_s before its runs or time were done
 
 
 class LoopProgress:
@@ -143,6 +180,9 @@ def timed_loop(
 ) -> TimedRun:
     """Warm up, then time ``session.run`` until the stop rule holds.
 
+    Warm-up runs ``warmup_runs`` times and at least ``warmup_min_s``, but never longer than
+    ``max_time_s`` (``warmup_cut`` says when it was stopped there).
+
     ``on_window(True)`` is called just before the timed window and ``on_window(False)``
     just after it (the power sampler starts and stops there).
     """
@@ -155,7 +195,12 @@ def timed_loop(
         start = clock()
         warm = 0
         min_warm_ns = int(settings.warmup_min_s * 1e9)
+        max_warm_ns = int(settings.max_time_s * 1e9)
+        warmup_cut = False
         while warm < settings.warmup_runs or clock() - start < min_warm_ns:
+            if clock() - start >= max_warm_ns:
+                warmup_cut = True
+                break
             run(None, feeds)
             warm += 1
             if progress.abort:
@@ -198,37 +243,6 @@ def timed_loop(
         if window_open:  # the power sampler stops on every path: done, aborted or failed
             on_window(False)
     progress.stage = "done"
-    return TimedRun(np.asarray(samples, dtype=np.int64), window_s, stopped_by, warm, warmup_s)
-
-
-def profile_nodes(trace: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Aggregate onnxruntime's Chrome-trace profile into per-node times."""
-    nodes: Dict[Tuple[str, str, str], List[int]] = {}
-    runs: List[int] = []
-    for event in trace:
-        if event.get("cat") == "Session" and event.get("name") == "model_run":
-            runs.append(int(event.get("dur", 0)))
-        elif event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time"):
-            args = event.get("args", {})
-            name = str(event["name"])[: -len("_kernel_time")]
-            key = (name, str(args.get("op_name", "")), str(args.get("provider", "")))
-            nodes.setdefault(key, []).append(int(event.get("dur", 0)))
-    total = sum(sum(d) for d in nodes.values()) or 1
-    rows = [
-        {
-            "name": name,
-            "op_type": op,
-            "provider": provider,
-            "calls": len(durs),
-            "total_us": sum(durs),
-            "mean_us": sum(durs) / len(durs),
-            "share": sum(durs) / total,
-        }
-        for (name, op, provider), durs in nodes.items()
-    ]
-    rows.sort(key=lambda r: int(r["total_us"]), reverse=True)  # type: ignore[call-overload]
-    return {
-        "runs": len(runs),
-        "model_run_mean_us": (sum(runs) / len(runs)) if runs else None,
-        "nodes": rows,
-    }
+    return TimedRun(
+        np.asarray(samples, dtype=np.int64), window_s, stopped_by, warm, warmup_s, warmup_cut
+    )

@@ -6,6 +6,10 @@ agent goes on serving. Replies are remembered by sequence number, so a request t
 sends again (because our reply was lost on a serial line) is answered again without being
 run twice. While a request runs, a heartbeat thread sends PROGRESS frames so the host can
 tell a long benchmark from a dead board.
+
+One ``Agent`` serves one connection. In TCP mode ``tcp.TcpServer`` runs one per client, in
+threads that share one ``Board``: it runs one request at a time, and a benchmark owns it,
+so other clients' requests for it are answered ``busy`` at once.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
+
+    from .uploads import Upload
 
 from .errors import AgentError
 from .handlers import Handlers, Reply
@@ -29,6 +35,7 @@ from .protocol import (
     MAX_PAYLOAD,
     DamagedFrame,
     ErrorCode,
+    Event,
     Frame,
     FrameDecoder,
     FrameType,
@@ -36,14 +43,17 @@ from .protocol import (
     Skipped,
     encode_frame,
 )
+from .tcp_limits import AuthThrottle, TcpLimits
 
 log = logging.getLogger("device_agent")
 
 #: How many replies are kept for answering repeated requests.
 REPLY_CACHE = 16
 
-#: Requests that may run for seconds and get PROGRESS heartbeats.
+#: Requests that may run for seconds and get PROGRESS heartbeats; they own the board.
 _LONG_OPS = (Op.BENCH.value, Op.PROFILE.value)
+#: Requests that use the shared board state (model store, inputs, sessions, the runner).
+_BOARD_OPS = (Op.PUT_MODEL.value, Op.PUT_INPUTS.value, Op.RESET.value, *_LONG_OPS)
 
 _DAMAGE_CODES = {
     "too_large": ErrorCode.FRAME_TOO_LARGE,
@@ -70,7 +80,47 @@ class Counters:
         return dict(vars(self))
 
 
+class Board:
+    """The board's shared state (the handlers) and who is using it.
+
+    Requests that touch it run one at a time; a quick one (an upload chunk) waits for
+    another quick one, but nothing waits for a benchmark: ``acquire`` answers False.
+    """
+
+    def __init__(self, handlers: Handlers) -> None:
+        self.handlers = handlers
+        self._cond = threading.Condition()
+        self._holder: Optional[object] = None
+        self._long = False
+
+    def acquire(self, owner: object, long: bool, patient: bool = False) -> bool:
+        """Take the board for ``owner``; False if a benchmark holds it (unless ``patient``)."""
+        with self._cond:
+            while self._holder is not None:
+                if self._long and not patient:
+                    return False
+                self._cond.wait()
+            self._holder, self._long = owner, long
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._holder, self._long = None, False
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def hold(self, owner: object, long: bool, patient: bool = False) -> Iterator[bool]:
+        held = self.acquire(owner, long, patient)
+        try:
+            yield held
+        finally:
+            if held:
+                self.release()
+
+
 class Agent:
+    """Serves one connection (stdio, a serial session, one TCP client)."""
+
     def __init__(
         self,
         link: Link,
@@ -79,19 +129,34 @@ class Agent:
         token: Optional[str] = None,
         heartbeat_s: float = 1.0,
         gap_timeout_s: float = 1.0,
+        board: Optional[Board] = None,
+        limits: Optional[TcpLimits] = None,
+        throttle: Optional[AuthThrottle] = None,
+        peer: str = "",
+        stop: Optional[threading.Event] = None,
     ) -> None:
         self.link = link
         self.handlers = handlers
+        self.board = board or Board(handlers)
         self.token = token
         self.heartbeat_s = heartbeat_s
         self.gap_timeout_s = gap_timeout_s
+        self.limits = limits
+        self.throttle = throttle
+        self.peer = peer
         self.counters = Counters()
         self.authenticated = token is None
+        self._stop = stop or threading.Event()
         self._decoder = FrameDecoder()
         self._replies: OrderedDict[int, bytes] = OrderedDict()
         self._held: Optional[Tuple[int, bytes]] = None  # a reply payload too large to inline
+        # This connection's upload in flight; lent to the handlers while they run for us.
+        self._upload: Optional[Upload] = None
+        self._abandon_why: Optional[str] = None  # set when the upload is to be abandoned
         self._write_lock = threading.Lock()
-        self._running = True
+        self._end: Optional[str] = None  # "shutdown", or "closed" by the agent
+        self._auth_failures = 0
+        self._started = self._last_frame = time.monotonic()
         self._table: Dict[str, Callable[[Frame], Reply]] = {
             Op.HELLO.value: self._hello,
             Op.PUT_MODEL.value: handlers.put_model,
@@ -106,36 +171,86 @@ class Agent:
     # -- the loop -------------------------------------------------------------------------
 
     def serve(self) -> str:
-        """Serve until the stream ends (``"eof"``) or a shutdown request (``"shutdown"``)."""
-        while self._running:
-            data = self.link.read(self.gap_timeout_s)
+        """Serve until the stream ends (``"eof"``), a shutdown request (``"shutdown"``) or
+        the agent closes the connection (``"closed"``: TCP limits, see ``TcpLimits``)."""
+        try:
+            return self._serve()
+        finally:
+            self._drop_upload("the host went away")
+
+    def _serve(self) -> str:
+        while self._end is None:
+            expired, wait = self._deadline()
+            if expired:
+                log.info("closing the connection%s: %s", self._from(), expired)
+                return "closed"
+            data = self.link.read(wait)
             if data is None:
-                self.handlers.abandon_upload("the host went away")
                 return "eof"
-            if data:
-                self._decoder.feed(data)
-                events = list(self._decoder.events())
-            else:  # a silent gap: a frame that stopped arriving is not coming back whole
-                events = self._decoder.abandon()
             try:
-                for event in events:
+                for event in self._decode(data):
                     self._on_event(event)
-                    if not self._running:
+                    if self._end is not None:
                         break
             except OSError as exc:  # the host went away while we were answering
                 log.info("write failed, ending this session: %s", exc)
-                self.handlers.abandon_upload("the host went away")
                 return "eof"
-        return "shutdown"
+        return self._end
 
-    def _on_event(self, event: Any) -> None:
-        if isinstance(event, Skipped):
-            self.counters.bytes_skipped += event.count
-        elif isinstance(event, DamagedFrame):
-            self._on_damage(event)
-        elif isinstance(event, Frame):
-            self.counters.frames += 1
-            self._on_frame(event)
+    def _from(self) -> str:
+        return f" from {self.peer}" if self.peer else ""
+
+    def _deadline(self) -> Tuple[Optional[str], float]:
+        """Why the connection must close now (or None), and how long the next read may wait."""
+        if self._stop.is_set():
+            return "the agent is shutting down", 0.0
+        lim = self.limits
+        if lim is None:
+            return None, self.gap_timeout_s
+        now = time.monotonic()
+        left = self._last_frame + lim.idle_timeout_s - now
+        if left <= 0:
+            return f"no frame for {lim.idle_timeout_s:g} s", 0.0
+        if not self.authenticated:
+            auth_left = self._started + lim.auth_timeout_s - now
+            if auth_left <= 0:
+                return f"no hello with the right token within {lim.auth_timeout_s:g} s", 0.0
+            left = min(left, auth_left)
+        return None, max(min(self.gap_timeout_s, left), 0.01)
+
+    def _decode(self, data: bytes) -> List[Event]:
+        """The events in ``data`` (a silent gap when empty); never raises."""
+        events: List[Event] = []
+        try:
+            if data:
+                self._decoder.feed(data)
+                events.extend(self._decoder.events())
+            else:  # a silent gap: a frame that stopped arriving is not coming back whole
+                events.extend(self._decoder.abandon())
+        except Exception:  # a decoder bug must not take the board offline: start afresh
+            log.error("frame decoder failed; dropping its buffer:\n%s", traceback.format_exc())
+            self.counters.damaged_frames += 1
+            self._decoder = FrameDecoder()
+        return events
+
+    def _on_event(self, event: Event) -> None:
+        try:
+            if isinstance(event, Skipped):
+                self.counters.bytes_skipped += event.count
+            elif isinstance(event, DamagedFrame):
+                self._on_damage(event)
+            elif isinstance(event, Frame):
+                self.counters.frames += 1
+                self._last_frame = time.monotonic()
+                self._on_frame(event)
+                self._last_frame = time.monotonic()  # a long bench is not idleness
+        except OSError:
+            raise
+        except Exception as exc:  # a bug outside the handlers: answer, and serve on
+            log.error("internal error:\n%s", traceback.format_exc())
+            if not isinstance(event, Skipped):
+                message = f"{type(exc).__name__}: {exc}"
+                self._send_error(event.seq, ErrorCode.INTERNAL, message, cache=False)
 
     def _on_damage(self, event: DamagedFrame) -> None:
         self.counters.damaged_frames += 1
@@ -173,7 +288,7 @@ class Agent:
             self._write(cached)
             return
         if frame.type is FrameType.CHUNK:
-            self._answer(frame, self.handlers.chunk)
+            self._on_board(frame, self.handlers.chunk, long=False)
         else:
             self._request(frame)
 
@@ -184,24 +299,68 @@ class Agent:
             known = ", ".join(self._table)
             self._send_error(frame.seq, ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; known: {known}")
             return
-        if op != Op.FETCH.value:
-            self.handlers.abandon_upload(f"request {op!r} arrived")
-        if op in _LONG_OPS:
-            with self._heartbeat(frame.seq):
-                self._answer(frame, handler)
+        if op != Op.FETCH.value and self._upload is not None and self._abandon_why is None:
+            # abandoned for real the next time this connection holds the board
+            self._abandon_why = f"request {op!r} arrived"
+        if op in _BOARD_OPS:
+            self._on_board(frame, handler, long=op in _LONG_OPS)
         else:
             self._answer(frame, handler)
 
+    def _on_board(self, frame: Frame, handler: Callable[[Frame], Reply], long: bool) -> None:
+        """Run ``handler`` holding the board, with this connection's upload lent to it."""
+        with self.board.hold(self, long) as held:
+            if not held:
+                self._send_error(
+                    frame.seq,
+                    ErrorCode.BUSY,
+                    "another client is running a benchmark on this board; try again later",
+                )
+                return
+            self._lend_upload()
+            try:
+                if long:
+                    with self._heartbeat(frame.seq):
+                        data = self._reply_bytes(frame, handler)
+                else:
+                    data = self._reply_bytes(frame, handler)
+            finally:
+                self._take_upload_back()
+        self._write(data)  # outside the board: a slow reader holds up nobody else
+
+    def _lend_upload(self) -> None:
+        self.handlers.upload = self._upload
+        if self._abandon_why is not None:
+            self.handlers.abandon_upload(self._abandon_why)
+            self._abandon_why = None
+
+    def _take_upload_back(self) -> None:
+        self._upload, self.handlers.upload = self.handlers.upload, None
+
+    def _drop_upload(self, why: str) -> None:
+        """The session ends: discard its upload (waiting for the board if need be)."""
+        if self._upload is None:
+            return
+        self._abandon_why = self._abandon_why or why
+        with self.board.hold(self, long=False, patient=True):
+            self._lend_upload()
+            self._take_upload_back()
+
     def _answer(self, frame: Frame, handler: Callable[[Frame], Reply]) -> None:
+        self._write(self._reply_bytes(frame, handler))
+
+    def _reply_bytes(self, frame: Frame, handler: Callable[[Frame], Reply]) -> bytes:
+        """Run ``handler``; the encoded reply (or error reply), cached under the frame's seq."""
         try:
             reply = handler(frame)
         except AgentError as exc:
-            self._send_error(frame.seq, exc.code, exc.message)
-            return
+            return self._error_bytes(frame.seq, exc.code, exc.message)
+        except MemoryError:  # a backstop: the handlers name what they were allocating
+            message = f"the board ran out of memory during {frame.header.get('op')}"
+            return self._error_bytes(frame.seq, ErrorCode.OUT_OF_MEMORY, message)
         except Exception as exc:  # a bug must not take the board offline
             log.error("internal error in %s:\n%s", frame.header.get("op"), traceback.format_exc())
-            self._send_error(frame.seq, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-            return
+            return self._error_bytes(frame.seq, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
         reply_type, header, payload = reply
         if reply_type is FrameType.REPLY:
             header = {"ok": True, **header}
@@ -217,10 +376,10 @@ class Agent:
         try:
             data = encode_frame(reply_type, frame.seq, header, payload)
         except (ValueError, TypeError) as exc:  # beyond the limits, NaN, or not JSON at all
-            self._send_error(frame.seq, ErrorCode.INTERNAL, f"reply could not be sent: {exc}")
-            return
+            message = f"reply could not be sent: {exc}"
+            return self._error_bytes(frame.seq, ErrorCode.INTERNAL, message)
         self._cache(frame.seq, data)
-        self._write(data)
+        return data
 
     # -- requests the loop answers itself -------------------------------------------------
 
@@ -233,12 +392,23 @@ class Agent:
                 given.encode("utf-8"), self.token.encode("utf-8")
             )
             if not self.authenticated:
+                self._failed_hello()
                 raise AgentError(ErrorCode.UNAUTHORIZED, "wrong or missing token")
-            self.authenticated = True
         facts = self.handlers.hello_facts()
         facts["counters"] = self.counters.as_dict()
         facts["heartbeat_s"] = self.heartbeat_s
         return FrameType.REPLY, facts, b""
+
+    def _failed_hello(self) -> None:
+        """Make guessing slow (a growing wait per address) and short (a few per connection)."""
+        self._auth_failures += 1
+        if self.throttle is not None:
+            self._stop.wait(self.throttle.penalty(self.peer))
+        if self.limits is not None and self._auth_failures >= self.limits.max_auth_failures:
+            log.info(
+                "closing the connection%s: %d failed hellos", self._from(), self._auth_failures
+            )
+            self._end = "closed"  # after this reply
 
     def _fetch(self, frame: Frame) -> Reply:
         of, offset, length = (frame.header.get(k) for k in ("of", "offset", "length"))
@@ -250,7 +420,7 @@ class Agent:
         return FrameType.REPLY, {"offset": offset}, self._held[1][offset:end]
 
     def _shutdown(self, frame: Frame) -> Reply:
-        self._running = False
+        self._end = "shutdown"
         return FrameType.REPLY, {"bye": True}, b""
 
     # -- writing --------------------------------------------------------------------------
@@ -266,14 +436,16 @@ class Agent:
         self._write(encode_frame(ftype, seq, header, payload))
 
     def _send_error(self, seq: int, code: ErrorCode, message: str, cache: bool = True) -> None:
+        self._write(self._error_bytes(seq, code, message, cache))
+
+    def _error_bytes(self, seq: int, code: ErrorCode, message: str, cache: bool = True) -> bytes:
         """An error REPLY. Cached when it answers a request or chunk, so a repeat of that
         frame gets the same answer; not cached when it answers a frame we could not read."""
         self.counters.errors += 1
-        error = {"ok": False, "error": {"code": code.value, "message": message[:4000]}}
-        data = encode_frame(FrameType.REPLY, seq, error)
+        data = error_frame(seq, code, message)
         if cache:
             self._cache(seq, data)
-        self._write(data)
+        return data
 
     def _write(self, data: bytes) -> None:
         with self._write_lock:
@@ -306,3 +478,8 @@ class Agent:
         finally:
             stop.set()
             thread.join()
+
+
+def error_frame(seq: int, code: ErrorCode, message: str) -> bytes:
+    error = {"ok": False, "error": {"code": code.value, "message": message[:4000]}}
+    return encode_frame(FrameType.REPLY, seq, error)

@@ -19,8 +19,9 @@ class PendingInputs:
     def __init__(self, sha256: str, size: int, max_bytes: int) -> None:
         if size > max_bytes:
             raise AgentError(
-                ErrorCode.BAD_INPUT,
-                f"input pack of {size} bytes exceeds the limit of {max_bytes} bytes",
+                ErrorCode.INPUT_TOO_LARGE,
+                f"input pack of {size} bytes exceeds the agent's input cap of {max_bytes} "
+                "bytes (agent option --max-input-mb)",
             )
         self.sha256 = sha256
         self.size = size
@@ -82,7 +83,8 @@ class InputStore:
         try:
             tensors = unpack_tensors(data, self.max_bytes)
         except TensorPackError as exc:
-            raise AgentError(ErrorCode.BAD_INPUT, str(exc)) from exc
+            code = ErrorCode.INPUT_TOO_LARGE if "expands to" in str(exc) else ErrorCode.BAD_INPUT
+            raise AgentError(code, str(exc)) from exc
         self._packs[sha256] = tensors
         self._packs.move_to_end(sha256)
         while len(self._packs) > 1 and self._total() > self.max_bytes:

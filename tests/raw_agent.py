@@ -1,10 +1,16 @@
-"""Talk to an agent subprocess frame by frame, bypassing the host's Channel (for fault tests)."""
+"""Talk to an agent frame by frame, bypassing the host's Channel (for fault tests).
+
+``RawAgent`` drives an agent subprocess over its stdin/stdout; ``TcpAgent`` starts a
+``--tcp`` agent and ``TcpAgent.connect()`` gives a ``RawTcp`` client on one connection.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -12,32 +18,31 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.protocol import DamagedFrame, Frame, FrameDecoder, FrameType, encode_frame
+from hwnas_bench.testing.parts import drain, wait_for_line
 
 
-class RawAgent:
-    def __init__(self, cache: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "device_agent",
-                "--stdio",
-                "--cache-dir",
-                str(cache),
-                "--log-level",
-                "ERROR",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
+class FrameClient:
+    """The frame-level conversation, over whatever byte stream a subclass provides."""
+
+    def __init__(self) -> None:
         self.decoder = FrameDecoder()
         self.seq = 100
+        self.hello_fields: dict[str, Any] = {}  # sent in every hello_ok (a TCP token)
 
+    # what a subclass provides
     def send_bytes(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        raise NotImplementedError
 
+    def _fileno(self) -> int:
+        raise NotImplementedError
+
+    def _read(self) -> bytes:
+        raise NotImplementedError
+
+    def _eof(self) -> EOFError:
+        return EOFError("the agent closed the stream")
+
+    # the conversation
     def send(
         self, ftype: FrameType, header: dict[str, Any], payload: bytes = b"", seq: int | None = None
     ) -> int:
@@ -48,14 +53,17 @@ class RawAgent:
         return seq
 
     def receive(self, timeout: float = 30.0) -> Frame | DamagedFrame:
-        """The next frame from the agent (PROGRESS skipped); waits on the pipe."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
+        """The next frame from the agent (PROGRESS skipped); waits on the stream."""
+        return self.receive_any(timeout, progress=False)
+
+    def receive_any(self, timeout: float = 30.0, progress: bool = True) -> Frame | DamagedFrame:
+        """The next frame from the agent, PROGRESS frames included when ``progress``."""
+        fd = self._fileno()
         deadline = time.monotonic() + timeout
         while True:
             for event in self.decoder.events():
                 if isinstance(event, (Frame, DamagedFrame)) and not (
-                    isinstance(event, Frame) and event.type is FrameType.PROGRESS
+                    not progress and isinstance(event, Frame) and event.type is FrameType.PROGRESS
                 ):
                     return event
             left = deadline - time.monotonic()
@@ -63,10 +71,19 @@ class RawAgent:
                 raise TimeoutError("no frame from the agent")
             ready, _, _ = select.select([fd], [], [], left)
             if ready:
-                data = os.read(fd, 1 << 16)
+                data = self._read()
                 if not data:
-                    raise EOFError(f"agent exited with {self.proc.wait()}")
+                    raise self._eof()
                 self.decoder.feed(data)
+
+    def wait_closed(self, timeout: float = 30.0) -> list[Frame | DamagedFrame]:
+        """Read until the agent closes the stream; return the frames that came first."""
+        got: list[Frame | DamagedFrame] = []
+        while True:
+            try:
+                got.append(self.receive_any(timeout))
+            except EOFError:
+                return got
 
     def request(self, header: dict[str, Any], payload: bytes = b"") -> Frame:
         seq = self.send(FrameType.REQUEST, header, payload)
@@ -90,10 +107,47 @@ class RawAgent:
                 return last  # an error
         return last
 
-    def hello_ok(self) -> dict[str, Any]:
-        reply = self.request({"op": "hello"})
+    def hello_ok(self, **fields: Any) -> dict[str, Any]:
+        reply = self.request({"op": "hello", **self.hello_fields, **fields})
         assert reply.header["ok"] is True, reply.header
         return reply.header
+
+
+class RawAgent(FrameClient):
+    """An agent subprocess on its stdin/stdout."""
+
+    def __init__(self, cache: Path, *extra_args: str) -> None:
+        super().__init__()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "device_agent",
+                "--stdio",
+                "--cache-dir",
+                str(cache),
+                "--log-level",
+                "ERROR",
+                *extra_args,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def _fileno(self) -> int:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.fileno()
+
+    def _read(self) -> bytes:
+        return os.read(self._fileno(), 1 << 16)
+
+    def _eof(self) -> EOFError:
+        return EOFError(f"agent exited with {self.proc.wait()}")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -102,6 +156,86 @@ class RawAgent:
             self.proc.wait(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+class RawTcp(FrameClient):
+    """One TCP connection to a ``--tcp`` agent."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def send_bytes(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fileno(self) -> int:
+        return self.sock.fileno()
+
+    def _read(self) -> bytes:
+        try:
+            return self.sock.recv(1 << 16)
+        except ConnectionResetError:
+            return b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawTcp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+TOKEN = "s3cret"
+
+
+class TcpAgent:
+    """A ``--tcp`` agent subprocess on a port it picks itself (``127.0.0.1:0``)."""
+
+    def __init__(self, cache: Path, *extra: str, token: str = TOKEN) -> None:
+        self.token = token
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "device_agent",
+                "--tcp",
+                "127.0.0.1:0",
+                "--token",
+                token,
+                "--cache-dir",
+                str(cache),
+                *extra,
+            ],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            seen = wait_for_line(self.proc, b"serving TCP on", 60)
+            while not re.search(rb"serving TCP on [\d.]+:\d+\r?\n", seen):
+                seen += wait_for_line(self.proc, b"\n", 10)
+        except Exception:
+            self.close()
+            raise
+        match = re.search(rb"serving TCP on [\d.]+:(\d+)", seen)
+        assert match is not None, seen
+        self.port = int(match.group(1))
+        drain(self.proc)
+
+    def connect(self) -> RawTcp:
+        return RawTcp(self.port)
+
+    def authed(self) -> RawTcp:
+        client = self.connect()
+        client.hello_fields = {"token": self.token}
+        client.hello_ok()
+        return client
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
 def error_code(frame: Frame) -> str:

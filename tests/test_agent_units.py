@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from device_agent.errors import AgentError
-from device_agent.inputs import resolve_shape
+from device_agent.inputs import resolve, resolve_shape
 from device_agent.model_store import ModelStore
 from device_agent.protocol import BenchSettings, ErrorCode
 from hwnas_bench import Device
@@ -55,11 +55,21 @@ def test_dynamic_dims_resolve_by_name_and_default_to_one() -> None:
     assert resolve_shape("x", ["batch", 3, None, -1], {"batch": 8}) == [8, 3, 1, 1]
     assert resolve_shape("x", ["batch", 3], None) == [1, 3]
     assert resolve_shape("x", ["n", "n"], {"x:1": 5}) == [1, 5]
+    # the dims left at 1 are named: symbolic names, "input:axis" for unnamed ones
+    assert resolve("x", ["batch", 3, None], None) == ([1, 3, 1], ["batch", "x:2"])
 
 
 def test_named_dynamic_dim_reaches_the_board(local_device: Device, mlp_model: Path) -> None:
     m = local_device.bench(mlp_model, dims={"batch": 8}, min_time_s=0.05, min_iterations=5)
-    assert m.inputs == [{"name": "x", "dtype": "float32", "shape": [8, 64]}]
+    assert m.inputs == [
+        {
+            "name": "x",
+            "dtype": "float32",
+            "shape": [8, 64],
+            "declared": ["batch", 64],
+            "defaulted": [],
+        }
+    ]
 
 
 def test_unavailable_provider_is_named(local_device: Device, mlp_model: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -19,7 +20,7 @@ from device_agent.protocol import (
     Skipped,
     encode_frame,
 )
-from device_agent.protocol.frames import PRELUDE, PRELUDE_SIZE
+from device_agent.protocol.frames import MAX_DEPTH, PRELUDE, PRELUDE_SIZE
 
 headers = st.dictionaries(
     st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=20), st.booleans()), max_size=5
@@ -182,3 +183,82 @@ def test_dropped_byte_never_yields_a_wrong_frame(item: tuple, data: st.DataObjec
     decoder = FrameDecoder()
     events = decoder.feed_and_decode(bytes(raw)) + decoder.abandon()
     assert frames_of(events) == []
+
+
+def nested(depth: int, kinds: str) -> str:
+    """A JSON value nested ``depth`` levels deep, one container kind per level from ``kinds``."""
+    opening = "".join('{"k":' if kinds[i % len(kinds)] == "o" else "[" for i in range(depth))
+    closing = "".join("}" if kinds[i % len(kinds)] == "o" else "]" for i in reversed(range(depth)))
+    return opening + "1" + closing
+
+
+def test_header_nested_deeper_than_the_cap_is_damage() -> None:
+    for head in ('{"op":' + nested(1000, "a") + "}", "[" * 100_000, '{"a":' * 5000):
+        (event,) = FrameDecoder().feed_and_decode(raw_frame(1, 3, head.encode()))
+        assert isinstance(event, DamagedFrame)
+        assert event.reason == "header"
+        assert "nest" in event.detail or "JSON" in event.detail
+
+
+def test_header_nested_to_the_cap_is_accepted() -> None:
+    head = '{"k":' + nested(MAX_DEPTH - 1, "oa") + "}"
+    (event,) = FrameDecoder().feed_and_decode(raw_frame(1, 3, head.encode()))
+    assert isinstance(event, Frame)
+    too_deep = '{"k":' + nested(MAX_DEPTH, "oa") + "}"
+    (event,) = FrameDecoder().feed_and_decode(raw_frame(1, 3, too_deep.encode()))
+    assert isinstance(event, DamagedFrame)
+    assert f"{MAX_DEPTH} levels" in event.detail
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    head = json.dumps({"s": "[{" * 1000 + '\\"[', "t": "]}" * 10}).encode()
+    (event,) = FrameDecoder().feed_and_decode(raw_frame(1, 3, head))
+    assert isinstance(event, Frame)
+    assert event.header["s"].startswith("[{[{")
+
+
+def test_header_with_a_number_of_many_digits_is_damage() -> None:
+    head = b'{"n":' + b"9" * 100_000 + b"}"
+    (event,) = FrameDecoder().feed_and_decode(raw_frame(1, 3, head))
+    assert isinstance(event, DamagedFrame)
+    assert event.reason == "header"
+
+
+json_leaves = st.one_of(
+    st.integers(), st.text(max_size=20), st.booleans(), st.none(), st.floats(allow_nan=False)
+)
+#: Nested, long and odd headers: depth far beyond the cap, megabyte-scale strings and numbers.
+hostile_heads = st.one_of(
+    st.builds(
+        lambda depth, kinds, wrap: ('{"op":%s}' if wrap else "%s") % nested(depth, kinds),
+        st.integers(1, 3000),
+        st.sampled_from(["o", "a", "oa", "aao"]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda n, ch: '{"op":"hello","s":"' + ch * n + '"}',
+        st.integers(0, MAX_HEADER),
+        st.sampled_from(["x", "[", "{", "\\\\", "\u00e9"]),
+    ),
+    st.builds(lambda n: '{"n":' + "7" * n + "}", st.integers(1, MAX_HEADER // 2)),
+    st.builds(lambda n: "[" * n, st.integers(1, MAX_HEADER)),
+    st.recursive(json_leaves, lambda kids: st.lists(kids) | st.dictionaries(st.text(), kids)).map(
+        json.dumps
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_heads)
+def test_hostile_headers_never_crash_the_decoder(head: str) -> None:
+    data = head.encode("utf-8")[:MAX_HEADER]
+    decoder = FrameDecoder()
+    events = decoder.feed_and_decode(raw_frame(1, 5, data))
+    (event,) = events
+    if isinstance(event, DamagedFrame):
+        assert (event.seq, event.reason) == (5, "header")
+    else:
+        assert isinstance(event.header, dict)
+    # and the next frame is decoded as ever
+    events = decoder.feed_and_decode(encode_frame(FrameType.REQUEST, 6, {"op": "hello"}))
+    assert [f.seq for f in frames_of(events)] == [6]

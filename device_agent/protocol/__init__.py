@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .frames import (
     MAGIC,
     MAX_HEADER,
@@ -24,7 +26,22 @@ from .messages import (
     GraphOptimization,
     Op,
 )
-from .tensors import TensorPackError, pack_tensors, unpack_tensors
+
+if TYPE_CHECKING:
+    from .tensors import TensorPackError, pack_tensors, unpack_tensors
+
+_TENSORS = ("TensorPackError", "pack_tensors", "unpack_tensors")
+
+
+def __getattr__(name: str) -> Any:
+    # Input packs need numpy; framing does not. Importing them lazily lets the agent answer
+    # --help and --version (and name a missing numpy in one line) with the stdlib alone.
+    if name in _TENSORS:
+        from . import tensors
+
+        return getattr(tensors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BENCH_REPLY_SECTIONS",

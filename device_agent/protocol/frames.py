@@ -17,7 +17,9 @@ One frame on the wire::
 
 The prelude has its own CRC so that a corrupted length is caught at once: the decoder then
 drops one byte and hunts for the next magic instead of waiting for a body that never comes.
-Lengths are checked against limits before anything is allocated. The decoder knows nothing
+Lengths are checked against limits before anything is allocated, and a header's nesting
+depth and number sizes before ``json`` parses it (its parser recurses, and turning a long
+run of digits into an int is quadratic). The decoder knows nothing
 about the transport: it is fed bytes and yields events, and `abandon()` gives up on a frame
 whose body stopped arriving (a truncated frame) so that the bytes behind it are rescanned.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -42,6 +45,13 @@ MAX_SEQ = 0xFFFFFFFF
 MAX_HEADER = 256 * 1024
 #: Largest payload in one frame (bytes). Larger objects travel in chunks.
 MAX_PAYLOAD = 8 * 1024 * 1024
+#: Deepest nesting of objects and arrays a receiver accepts in a header.
+MAX_DEPTH = 32
+#: Most digits of an integer in a header (Python 3.11's own default for int()).
+MAX_INT_DIGITS = 4300
+
+# A JSON string (escapes included) or one bracket: the tokens that decide nesting depth.
+_DEPTH_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 class FrameType(enum.IntEnum):
@@ -114,6 +124,54 @@ def encode_frame(
             struct.pack(">I", body_crc),
         )
     )
+
+
+class HeaderError(ValueError):
+    """A header that is not a JSON object within the decoder's limits."""
+
+
+def decode_header(head: bytes) -> Dict[str, Any]:
+    """The JSON object in ``head``; HeaderError for anything else, whatever the bytes."""
+    if not head:
+        return {}
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HeaderError(f"header is not UTF-8: {exc}") from exc
+    if nests_deeper(text, MAX_DEPTH):
+        raise HeaderError(f"header nests deeper than {MAX_DEPTH} levels")
+    try:
+        header = json.loads(text, parse_int=_parse_int)
+    except Exception as exc:  # whatever the parser raises, the header is bad input
+        raise HeaderError(f"header is not JSON: {type(exc).__name__}: {exc}"[:300]) from exc
+    if not isinstance(header, dict):
+        raise HeaderError("header is not a JSON object")
+    return header
+
+
+def nests_deeper(text: str, limit: int) -> bool:
+    """Whether objects and arrays in JSON ``text`` nest deeper than ``limit`` levels.
+
+    Iterative, so any depth is measured safely; brackets inside strings do not count.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False  # too few brackets to nest that deep: the common case, no scan
+    depth = 0
+    for match in _DEPTH_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in ("]", "}"):
+            depth -= 1
+    return False
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(digits)} digits (at most {MAX_INT_DIGITS})")
+    return int(digits)
 
 
 class FrameDecoder:
@@ -212,11 +270,9 @@ class FrameDecoder:
         except ValueError:
             return DamagedFrame(seq, raw_type, "type", f"unknown frame type {raw_type}")
         try:
-            header = json.loads(head.decode("utf-8")) if head else {}
-        except (UnicodeDecodeError, ValueError) as exc:
-            return DamagedFrame(seq, raw_type, "header", f"header is not JSON: {exc}")
-        if not isinstance(header, dict):
-            return DamagedFrame(seq, raw_type, "header", "header is not a JSON object")
+            header = decode_header(head)
+        except HeaderError as exc:
+            return DamagedFrame(seq, raw_type, "header", str(exc))
         return Frame(ftype, seq, header, payload)
 
     def _hunt(self) -> int:

@@ -1,0 +1,148 @@
+"""TCP mode: several clients served side by side, one board between them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from typing import Dict, List, Optional
+
+from .handlers import Handlers
+from .links import SocketLink, TcpListener
+from .protocol import ErrorCode, FrameDecoder, Skipped
+from .server import Agent, Board, error_frame
+from .tcp_limits import AuthThrottle, TcpLimits
+
+log = logging.getLogger("device_agent")
+
+
+class TcpServer:
+    """Serves TCP clients side by side, each in its own thread with its own ``Agent``.
+
+    Shared between them: the board (handlers, model store, runner) and the failed-hello
+    throttle. Per connection: authentication, reply cache, held payload, upload in flight.
+    """
+
+    #: Connections over the limit being answered "busy" at once; beyond, simply closed.
+    _MAX_REFUSING = 2
+    #: How long a refused connection is given to send the frame its "busy" answers.
+    _REFUSE_WAIT_S = 2.0
+
+    def __init__(
+        self,
+        listener: TcpListener,
+        handlers: Handlers,
+        token: str,
+        *,
+        heartbeat_s: float = 1.0,
+        limits: Optional[TcpLimits] = None,
+    ) -> None:
+        self.listener = listener
+        self.token = token
+        self.heartbeat_s = heartbeat_s
+        self.limits = limits = limits or TcpLimits()
+        self.board = Board(handlers)
+        self.throttle = AuthThrottle(limits)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._links: Dict[int, SocketLink] = {}
+        self._threads: List[threading.Thread] = []
+        self._refusing = 0
+
+    def serve(self) -> None:
+        """Accept until a client's ``shutdown``; then end the other connections."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    accepted = self.listener.accept(0.5)
+                except OSError as exc:  # out of file descriptors, say: wait, never crash
+                    log.error("accept failed: %s", exc)
+                    self._stop.wait(0.5)
+                    continue
+                if accepted is not None:
+                    self._admit(*accepted)
+        finally:
+            self._stop.set()
+            self.listener.close()
+            self._end_all()
+
+    def _admit(self, link: SocketLink, peer: str) -> None:
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            full = len(self._links) >= self.limits.max_connections
+            refuse = full and self._refusing < self._MAX_REFUSING
+            if refuse:
+                self._refusing += 1
+            elif not full:
+                self._links[id(link)] = link
+        if full and not refuse:
+            log.info("connection from %s closed: too many connections", link.name)
+            link.close()
+            return
+        target = self._refuse if full else self._serve_one
+        thread = threading.Thread(
+            target=target, args=(link, peer), name=f"tcp {link.name}", daemon=True
+        )
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _serve_one(self, link: SocketLink, peer: str) -> None:
+        log.info("connection from %s", link.name)
+        try:
+            agent = Agent(
+                link,
+                self.board.handlers,
+                token=self.token,
+                heartbeat_s=self.heartbeat_s,
+                board=self.board,
+                limits=self.limits,
+                throttle=self.throttle,
+                peer=peer,
+                stop=self._stop,
+            )
+            if agent.serve() == "shutdown":
+                log.info("shutdown requested by %s", link.name)
+                self._stop.set()
+        except Exception:  # whatever happens to one connection, the others are served
+            log.error("connection from %s failed:\n%s", link.name, traceback.format_exc())
+        finally:
+            with self._lock:
+                self._links.pop(id(link), None)
+            link.close()
+
+    def _refuse(self, link: SocketLink, peer: str) -> None:
+        """Answer the first frame of a connection over the limit with ``busy``, and close."""
+        message = (
+            f"the agent serves at most {self.limits.max_connections} connections at a time; "
+            "try again later"
+        )
+        try:
+            decoder = FrameDecoder()
+            deadline = time.monotonic() + self._REFUSE_WAIT_S
+            seq = 0
+            while seq == 0 and time.monotonic() < deadline:
+                data = link.read(max(deadline - time.monotonic(), 0.01))
+                if data is None:
+                    return
+                decoder.feed(data)
+                seq = next((e.seq for e in decoder.events() if not isinstance(e, Skipped)), 0)
+            link.write(error_frame(seq, ErrorCode.BUSY, message))
+        except Exception as exc:  # a refused client gets what it gets
+            log.info("refusing %s: %s", link.name, exc)
+        finally:
+            link.close()
+            with self._lock:
+                self._refusing -= 1
+
+    def _end_all(self) -> None:
+        """Stop serving: interrupt every connection, let its thread finish (bounded)."""
+        with self._lock:
+            links, threads = list(self._links.values()), list(self._threads)
+        self.board.handlers.abort()
+        for link in links:
+            link.interrupt()
+        deadline = time.monotonic() + 10.0
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
