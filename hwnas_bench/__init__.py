@@ -5,10 +5,10 @@ Works without torch; the search lives in the separate ``search`` package.
 
 from __future__ import annotations
 
-from device_agent.protocol import BenchSettings
+from device_agent.protocol import BenchSettings, ErrorCode
 
 from .config import Config, load_config
-from .device import Device, Profile
+from .device import BenchFailure, Device, Profile
 from .errors import (
     AgentError,
     ConfigError,
@@ -21,6 +21,7 @@ from .errors import (
     MeasurementFormatError,
     TargetError,
 )
+from .farm import BoardBusyError, BoardUnhealthyError, Farm, Lease, NoHealthyBoardError
 from .measurement import Environment, Latency, Measurement, Memory, ModelInfo, Power
 from .targets import TargetSpec
 
@@ -28,7 +29,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentError",
+    "BenchFailure",
     "BenchSettings",
+    "BoardBusyError",
+    "BoardUnhealthyError",
     "Config",
     "ConfigError",
     "ConnectError",
@@ -37,13 +41,17 @@ __all__ = [
     "Device",
     "DeviceTimeoutError",
     "Environment",
+    "ErrorCode",
+    "Farm",
     "HwnasError",
     "Latency",
+    "Lease",
     "LinkError",
     "Measurement",
     "MeasurementFormatError",
     "Memory",
     "ModelInfo",
+    "NoHealthyBoardError",
     "Power",
     "Profile",
     "TargetError",

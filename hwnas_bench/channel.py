@@ -30,7 +30,7 @@ from device_agent.protocol import (
 )
 
 from .errors import AgentError, DeviceTimeoutError, LinkError
-from .pacing import ChunkSizer, RetryTimer
+from .pacing import ChunkSizer, Deadline, RetryTimer
 from .transports.base import Transport
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
@@ -136,66 +136,78 @@ class Channel:
         reliable = self.transport.reliable
         # On a slow UART the frame itself takes time to cross; never retry before it could.
         on_wire = self.transport.transfer_time(2 * len(data) + answer_bytes)
-        idle_limit = idle_timeout or timeout
-        start = last_heard = sent_at = time.monotonic()
+        nbytes = len(data) + answer_bytes
+        whole = Deadline(timeout)  # the exchange
+        idle = Deadline(idle_timeout or timeout)  # silence from the agent; restarted by frames
+        retry = Deadline(on_wire + self.timer.timeout(1, nbytes))  # unreliable links: resend
+        sent_at = time.monotonic()
         self._write(data)
         attempts, working = 1, False
-        nbytes = len(data) + answer_bytes
-        next_retry = start + on_wire + self.timer.timeout(1, nbytes)
         while True:
-            now = time.monotonic()
-            if now - start >= timeout:
+            if whole.expired():
                 raise DeviceTimeoutError(self.target, step, f"no reply within {timeout:.1f} s")
-            if now - last_heard >= idle_limit:
+            if idle.expired():
                 raise DeviceTimeoutError(
-                    self.target, step, f"the agent fell silent for {idle_limit:.1f} s"
+                    self.target, step, f"the agent fell silent for {idle.seconds:.1f} s"
                 )
-            wait = min(start + timeout, last_heard + idle_limit) - now
+            wait = min(whole.remaining(), idle.remaining())
             if not reliable:
-                if now >= next_retry:
+                if retry.expired():
                     attempts = self._resend(data, attempts, step)
-                    next_retry = now + on_wire + self.timer.timeout(attempts, nbytes)
-                wait = min(wait, next_retry - now)
-            if self._decoder.mid_frame:
-                wait = min(wait, self._last_rx + GAP_TIMEOUT_S - now)
-            for event in self._events(max(wait, 0.0)):
-                if isinstance(event, Skipped):
-                    self.stats.skipped_bytes += event.count
+                    retry.restart(on_wire + self.timer.timeout(attempts, nbytes))
+                wait = min(wait, retry.remaining())
+            if self._decoder.mid_frame:  # a frame is arriving: look again when it is overdue
+                wait = min(wait, max(0.0, self._last_rx + GAP_TIMEOUT_S - time.monotonic()))
+            for event in self._events(wait):
+                frame = self._answer(event, seq, step)
+                if frame is None:
                     continue
-                if isinstance(event, DamagedFrame):
-                    self.stats.damaged += 1
-                    if event.seq == seq and event.reason in _RESENDABLE:
-                        # our answer arrived damaged: ask for it again
-                        self._write(encode_frame(FrameType.NAK, seq, {"reason": event.reason}))
-                        self.stats.naks_sent += 1
-                    elif event.seq == seq:
-                        raise LinkError(
-                            self.target, step, f"unreadable answer: {event.reason} {event.detail}"
-                        )
-                    continue
-                if event.seq != seq:
-                    continue  # a late answer to an earlier, already settled exchange
-                last_heard = time.monotonic()
-                if event.type is FrameType.PROGRESS:
+                heard = time.monotonic()
+                idle.restart(since=heard)
+                if frame.type is FrameType.PROGRESS:
                     # The agent has the request and is working on it: stop resending, and
                     # ask again only if its heartbeats stop (our final reply may be lost).
                     attempts, working = 1, True
-                    next_retry = last_heard + on_wire + 2.5 * self.heartbeat_s
+                    retry.restart(on_wire + 2.5 * self.heartbeat_s, since=heard)
                     if on_progress is not None:
-                        on_progress(event.header)
-                elif event.type is FrameType.NAK:
+                        on_progress(frame.header)
+                elif frame.type is FrameType.NAK:
                     attempts = self._resend(data, attempts, step)
-                    next_retry = last_heard + on_wire + self.timer.timeout(attempts, nbytes)
+                    retry.restart(on_wire + self.timer.timeout(attempts, nbytes), since=heard)
                 else:
                     if attempts == 1 and not working:  # Karn: only unambiguous round trips
-                        self.timer.sample(last_heard - sent_at, len(data) + len(event.payload))
-                    return event, attempts
+                        self.timer.sample(heard - sent_at, len(data) + len(frame.payload))
+                    return frame, attempts
             pending = self._decoder.pending
             if pending is not None and pending[0] == seq:
                 # our answer is on its way: resending now would only queue another copy
                 arrival = self._last_rx + self.transport.transfer_time(pending[1])
-                next_retry = max(next_retry, arrival + self.timer.timeout(attempts, nbytes))
-                last_heard = max(last_heard, self._last_rx)
+                retry.extend_to(arrival + self.timer.timeout(attempts, nbytes))
+                idle.extend_to(self._last_rx + idle.seconds)
+
+    def _answer(self, event: Any, seq: int, step: str) -> Frame | None:
+        """The frame among decoder events that answers ``seq``; None for anything else.
+
+        Counts skipped bytes and damage on the way, and asks again (NAK) for an answer of
+        ours that arrived damaged by the line.
+        """
+        if isinstance(event, Skipped):
+            self.stats.skipped_bytes += event.count
+            return None
+        if isinstance(event, DamagedFrame):
+            self.stats.damaged += 1
+            if event.seq == seq and event.reason in _RESENDABLE:
+                self._write(encode_frame(FrameType.NAK, seq, {"reason": event.reason}))
+                self.stats.naks_sent += 1
+            elif event.seq == seq:
+                raise LinkError(
+                    self.target, step, f"unreadable answer: {event.reason} {event.detail}"
+                )
+            return None
+        if event.seq != seq:
+            return None  # a late answer to an earlier, already settled exchange
+        assert isinstance(event, Frame)
+        return event
 
     def _resend(self, data: bytes, attempts: int, step: str) -> int:
         if attempts >= self.max_attempts:
@@ -293,20 +305,23 @@ class Channel:
         """Upload ``data`` content-addressed; return False if the board already had it."""
         sha = hashlib.sha256(data).hexdigest()
         step = op.value
-        start = time.monotonic()
+        deadline = Deadline(timeout)
         reply = self.request({"op": op.value, "sha256": sha, "size": len(data)}, timeout=timeout)
         if reply.header.get("cached"):
             return False
         offset = int(reply.header.get("next", 0))
         while True:
-            remaining = timeout - (time.monotonic() - start)
-            if remaining <= 0:
+            if deadline.expired():
                 raise DeviceTimeoutError(
                     self.target, step, f"upload not finished within {timeout:.1f} s"
                 )
             chunk = data[offset : offset + self.sizer.size]
             frame, attempts = self.exchange(
-                FrameType.CHUNK, {"offset": offset}, chunk, step=step, timeout=remaining
+                FrameType.CHUNK,
+                {"offset": offset},
+                chunk,
+                step=step,
+                timeout=deadline.remaining(),
             )
             self.sizer.record(attempts)
             header = self._check(frame, step).header

@@ -1,8 +1,9 @@
 """Zero-install deploy: the agent travels to the board as one zipapp.
 
 The zipapp is built from the installed ``device_agent`` package with fixed timestamps and
-file order, so the same agent always gives the same bytes; its name carries their sha256,
-which is how the host knows whether a board already runs this very agent.
+file order, so the same agent always gives the same bytes; its name carries their sha256.
+Before the board's copy is run, the board hashes it (with its own python) and the host
+compares: a copy that was changed, even to one of the same size, is uploaded again.
 """
 
 from __future__ import annotations
@@ -32,9 +33,16 @@ _ZIP_MAIN = (
 )
 
 #: Run on the board with its python: prints what the agent needs, as JSON, never fails.
+#: With a path argument it also hashes that file (the deployed agent).
 BOARD_PROBE = r"""
-import json, platform, sys
+import hashlib, json, platform, sys
 out = {"python": platform.python_version(), "executable": sys.executable}
+if len(sys.argv) > 1:
+    try:
+        with open(sys.argv[1], "rb") as fh:
+            out["agent_sha256"] = hashlib.sha256(fh.read()).hexdigest()
+    except (OSError, IOError):
+        out["agent_sha256"] = None
 for mod in ("numpy", "onnxruntime", "serial"):
     try:
         m = __import__(mod)
@@ -139,6 +147,7 @@ class BoardCheck:
     onnxruntime: str | None
     providers: list[str]
     missing: list[str]
+    agent_sha256: str | None = None  #: of the file probed, None if it is not there
 
     @property
     def ok(self) -> bool:
@@ -160,16 +169,59 @@ def parse_probe(output: str) -> BoardCheck:
         onnxruntime=facts.get("onnxruntime"),
         providers=list(facts.get("providers") or []),
         missing=missing,
+        agent_sha256=facts.get("agent_sha256"),
     )
 
 
-def check_board(target: str, python: str, run: Callable[[str], tuple[int, str, str]]) -> BoardCheck:
-    """Run the probe with the board's python; raise DeployError saying exactly what is missing."""
+Run = Callable[[str], tuple[int, str, str]]
+
+#: Hash one file on the board with its python (no imports beyond the stdlib): fast enough
+#: to run on every connection, unlike the probe, which imports onnxruntime.
+_REMOTE_SHA256 = (
+    "import hashlib, sys\n"
+    "try:\n    data = open(sys.argv[1], 'rb').read()\n"
+    "except (OSError, IOError):\n    print('-')\n"
+    "else:\n    print(hashlib.sha256(data).hexdigest())\n"
+)
+
+
+def _in_home(path: str) -> str:
+    """A shell word for ``path`` under the login user's home directory."""
     import shlex
 
-    code, out, err = run(f"{shlex.quote(python)} -c {shlex.quote(BOARD_PROBE)}")
+    return f'"$HOME"/{shlex.quote(path)}'
+
+
+def remote_sha256(target: str, python: str, path: str, run: Run) -> str | None:
+    """The sha256 of ``~/path`` as the board computes it; None if there is no such file.
+
+    A python that cannot run is reported as :func:`check_board` reports it.
+    """
+    import shlex
+
+    code, out, err = run(f"{shlex.quote(python)} -c {shlex.quote(_REMOTE_SHA256)} {_in_home(path)}")
+    digest = out.strip()
+    if code != 0 or not digest:
+        check_board(target, python, run)  # raises, saying what is wrong with the python
+        raise DeployError(target, f"cannot hash ~/{path} on the board: {_last(err, code)}")
+    return None if digest == "-" else digest
+
+
+def _last(err: str, code: int) -> str:
+    return err.strip().splitlines()[-1] if err.strip() else f"exit code {code}"
+
+
+def check_board(target: str, python: str, run: Run, *, agent_path: str | None = None) -> BoardCheck:
+    """Run the probe with the board's python; raise DeployError saying exactly what is missing.
+
+    With ``agent_path`` (relative to the home directory) the result carries its sha256.
+    """
+    import shlex
+
+    command = f"{shlex.quote(python)} -c {shlex.quote(BOARD_PROBE)}"
+    code, out, err = run(command + (f" {_in_home(agent_path)}" if agent_path else ""))
     if code != 0 or not out.strip():
-        reason = err.strip().splitlines()[-1] if err.strip() else f"exit code {code}"
+        reason = _last(err, code)
         raise DeployError(
             target,
             f"cannot run '{python}' on the board: {reason}. Install Python 3 there or pass "

@@ -4,24 +4,37 @@ Every call has a timeout. When the link breaks or the agent stops answering, the
 raises a typed error naming the target and the step, the transport is closed, and the next
 call connects afresh. An error the agent reports (a bad model, a wrong input) leaves the
 connection up: the agent is still serving.
+
+A ``Device`` may be shared between threads: each call holds the device's lock from its
+first frame to its last (the agent serves one request at a time anyway), so calls from
+two threads run one after the other, never interleaved on the wire.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-from collections.abc import Callable, Mapping
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from device_agent.protocol import BenchSettings, Op, pack_tensors
+from device_agent.protocol import BenchSettings, ErrorCode, Op, pack_tensors
 
 from .channel import Channel, ProgressCallback
-from .errors import ConnectionLostError, DeviceTimeoutError, HwnasError, LinkError
-from .measurement import Environment, Latency, Measurement, Memory, ModelInfo, Power
+from .errors import (
+    AgentError,
+    ConnectError,
+    ConnectionLostError,
+    DeployError,
+    DeviceTimeoutError,
+    HwnasError,
+    LinkError,
+)
+from .measurement import Measurement, ModelInfo, from_bench_reply
 from .transports.base import Transport
 
 ModelSource = str | Path | bytes
@@ -36,21 +49,44 @@ class LoadedModel:
     data: bytes
     sha256: str
     name: str | None
+    source: str | None = None  #: the path as the user gave it, for messages
 
     @classmethod
     def load(cls, model: ModelSource) -> LoadedModel:
         if isinstance(model, bytes):
+            if not model:
+                raise HwnasError("the model bytes are empty")
             return cls(model, hashlib.sha256(model).hexdigest(), None)
         path = Path(model)
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise HwnasError(f"cannot read model {path}: {exc.strerror or exc}") from exc
-        return cls(data, hashlib.sha256(data).hexdigest(), path.name)
+        if not data:
+            raise HwnasError(f"model file {path} is empty")
+        return cls(data, hashlib.sha256(data).hexdigest(), path.name, str(path))
 
     @property
     def info(self) -> ModelInfo:
         return ModelInfo(self.sha256, len(self.data), self.name)
+
+    def named_error(self, exc: AgentError) -> AgentError:
+        """An agent error about this model, saying which of the user's files it is."""
+        if exc.code != ErrorCode.INVALID_MODEL.value or self.source is None:
+            return exc
+        # the agent knows the model only by its sha256 (and by its cache file, named so)
+        message = re.sub(rf"(model )?\S*{self.sha256[:12]}\S*", "the model", exc.message)
+        return AgentError(exc.target, exc.step, exc.code, f"{self.source}: {message}")
+
+
+@dataclass(frozen=True)
+class BenchFailure:
+    """A model of :meth:`Device.bench_many` that could not be measured, and why."""
+
+    model: str  #: the file name, or the sha256 for bytes
+    sha256: str | None  #: None when the model could not even be read
+    error: HwnasError
+    code: str | None = None  #: the agent's error code (``ErrorCode``) for an AgentError
 
 
 @dataclass(frozen=True)
@@ -77,6 +113,7 @@ class Device:
         self.token = token
         self.facts: dict[str, Any] | None = None
         self._channel: Channel | None = None
+        self._lock = threading.RLock()  # one exchange at a time (see the module docstring)
 
     @property
     def name(self) -> str:
@@ -89,17 +126,19 @@ class Device:
 
     def open(self) -> dict[str, Any]:
         """Connect (start the agent if needed) and greet it; return the board facts."""
-        if self._channel is not None and self.transport.is_open and self.facts is not None:
-            return self.facts
-        self.close()
-        self.transport.open(self.timeout)
-        self._channel = Channel(self.transport)
-        return self._call(self._hello)
+        with self._lock:
+            if self._channel is not None and self.transport.is_open and self.facts is not None:
+                return self.facts
+            self.close()
+            self.transport.open(self.timeout)
+            self._channel = Channel(self.transport)
+            return self._call(self._hello)
 
     def close(self) -> None:
-        self._channel = None
-        self.facts = None
-        self.transport.close()
+        with self._lock:
+            self._channel = None
+            self.facts = None
+            self.transport.close()
 
     def __enter__(self) -> Device:
         return self
@@ -108,14 +147,15 @@ class Device:
         self.close()
 
     def _call(self, fn: Callable[[Channel], T]) -> T:
-        if self._channel is None or not self.transport.is_open:
-            self.open()
-        assert self._channel is not None
-        try:
-            return fn(self._channel)
-        except _LINK_ERRORS:
-            self.close()
-            raise
+        with self._lock:
+            if self._channel is None or not self.transport.is_open:
+                self.open()
+            assert self._channel is not None
+            try:
+                return fn(self._channel)
+            except _LINK_ERRORS:
+                self.close()
+                raise
 
     def _hello(self, channel: Channel) -> dict[str, Any]:
         header: dict[str, Any] = {"op": Op.HELLO.value}
@@ -169,40 +209,85 @@ class Device:
         """Measure ``model`` on this board; ``overrides`` replace fields of ``settings``."""
         settings = replace(settings or BenchSettings(), **overrides)
         settings.validate()
-        loaded = LoadedModel.load(model)
-        self._put(loaded)
-        if inputs is not None:
-            settings = replace(settings, inputs=self._put_inputs(inputs))
-        limit = timeout or self._limit(settings)
-        header = {"op": Op.BENCH.value, "model": loaded.sha256, **settings.to_wire()}
-        reply = self._call(
-            lambda ch: ch.request(
-                header, timeout=limit, idle_timeout=self.idle_timeout, on_progress=on_progress
-            )
-        )
-        samples = np.frombuffer(reply.payload, dtype=reply.header["samples"]["dtype"])
-        return self._measurement(loaded.info, reply.header, (samples / 1e6).tolist())
+        return self._bench(LoadedModel.load(model), settings, inputs, timeout, on_progress)
 
-    def _measurement(
-        self, model: ModelInfo, r: dict[str, Any], samples_ms: list[float]
+    def _bench(
+        self,
+        loaded: LoadedModel,
+        settings: BenchSettings,
+        inputs: Mapping[str, np.ndarray] | None,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
     ) -> Measurement:
-        return Measurement(
-            target=self.name,
-            board=dict(self.facts or {}),
-            model=model,
-            settings=r["settings"],
-            latency=Latency(**r["latency"]),
-            samples_ms=samples_ms,
-            throughput_ips=r.get("throughput_ips"),
-            power=Power(**r["power"]),
-            memory=Memory(**r["memory"]),
-            environment=Environment(**r["environment"]),
-            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            stopped_by=r.get("stopped_by"),
-            window_s=r.get("window_s"),
-            warmup=r.get("warmup", {}),
-            inputs=r.get("inputs", []),
+        with self._lock:  # the model and inputs on the board stay ours until the reply
+            self._put(loaded)
+            if inputs is not None:
+                settings = replace(settings, inputs=self._put_inputs(inputs))
+            limit = timeout or self._limit(settings)
+            header = {"op": Op.BENCH.value, "model": loaded.sha256, **settings.to_wire()}
+            try:
+                reply = self._call(
+                    lambda ch: ch.request(
+                        header,
+                        timeout=limit,
+                        idle_timeout=self.idle_timeout,
+                        on_progress=on_progress,
+                    )
+                )
+            except AgentError as exc:
+                raise loaded.named_error(exc) from exc
+            facts = dict(self.facts or {})
+        samples = np.frombuffer(reply.payload, dtype=reply.header["samples"]["dtype"])
+        return from_bench_reply(
+            self.name, facts, loaded.info, reply.header, (samples / 1e6).tolist()
         )
+
+    def bench_many(
+        self,
+        models: Iterable[ModelSource],
+        settings: BenchSettings | None = None,
+        *,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        on_result: Callable[[int, Measurement | BenchFailure], None] | None = None,
+        **overrides: Any,
+    ) -> list[Measurement | BenchFailure]:
+        """Measure each model in turn: one result per model, in order.
+
+        A model that cannot be measured (an invalid ONNX file, inputs that do not fit, the
+        link breaking during it) gives a :class:`BenchFailure`, and the next model is
+        measured; after a broken link the next model connects afresh. If the board cannot
+        be reached or the agent cannot be started there (a :class:`ConnectError` or
+        :class:`DeployError` on reconnecting), the models left get that failure without a
+        try each. ``on_result(index, result)`` is called as each
+        result comes. Models are uploaded and measured one after the other: the agent
+        serves one request at a time, so uploading the next model during a benchmark would
+        only queue behind it. A settings error raises at once, before any model.
+        """
+        settings = replace(settings or BenchSettings(), **overrides)
+        settings.validate()
+        results: list[Measurement | BenchFailure] = []
+        unreachable: ConnectError | DeployError | None = None
+        for index, model in enumerate(models):
+            result: Measurement | BenchFailure
+            loaded: LoadedModel | None = None
+            try:
+                if unreachable is not None:
+                    raise unreachable
+                loaded = LoadedModel.load(model)
+                result = self._bench(loaded, settings, inputs, None, None)
+            except HwnasError as exc:
+                if isinstance(exc, (ConnectError, DeployError)):  # raised only on connecting
+                    unreachable = exc
+                result = BenchFailure(
+                    model=_model_label(model, loaded),
+                    sha256=loaded.sha256 if loaded else None,
+                    error=exc,
+                    code=exc.code if isinstance(exc, AgentError) else None,
+                )
+            results.append(result)
+            if on_result is not None:
+                on_result(index, result)
+        return results
 
     def profile(
         self,
@@ -218,7 +303,6 @@ class Device:
         settings = replace(settings or BenchSettings(), **overrides)
         settings.validate()
         loaded = LoadedModel.load(model)
-        self._put(loaded)
         header = {
             "op": Op.PROFILE.value,
             "model": loaded.sha256,
@@ -227,9 +311,14 @@ class Device:
             **settings.to_wire(),
         }
         limit = timeout or self._limit(settings)
-        reply = self._call(
-            lambda ch: ch.request(header, timeout=limit, idle_timeout=self.idle_timeout)
-        )
+        with self._lock:
+            self._put(loaded)
+            try:
+                reply = self._call(
+                    lambda ch: ch.request(header, timeout=limit, idle_timeout=self.idle_timeout)
+                )
+            except AgentError as exc:
+                raise loaded.named_error(exc) from exc
         return Profile(self.name, reply.header, reply.payload if trace else None)
 
     def reset(self) -> None:
@@ -252,3 +341,9 @@ class Device:
         """Ask the agent to exit (a serial or TCP agent stops serving)."""
         self._call(lambda ch: ch.request({"op": Op.SHUTDOWN.value}, timeout=self.timeout))
         self.close()
+
+
+def _model_label(model: ModelSource, loaded: LoadedModel | None) -> str:
+    if isinstance(model, bytes):
+        return loaded.sha256 if loaded else "empty model bytes"
+    return Path(model).name

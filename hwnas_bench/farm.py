@@ -3,15 +3,19 @@
 ::
 
     farm = Farm(load_config())
-    with farm.lease("tag:pi5", timeout=600) as lease:
+    with farm.lease("tag:pi5", timeout=600, on_wait=print) as lease:
         m = lease.device.bench("model.onnx")
 
 A lease holds the board's OS lock (:mod:`hwnas_bench.locks`) from acquisition to release,
 so parallel pytest-xdist workers or parallel searches never measure on one board at once.
-Before a lease is handed out the agent is greeted (``hello``); a board that fails that
-check ``unhealthy_after`` times in a row is marked unhealthy and passed over by tag leases
-while a healthy board with the tag exists. Every lease is appended to ``leases.jsonl`` in
-the lock directory: who held which board, and when.
+Before a lease is handed out the agent is greeted (``hello``). A lease call checks each
+board at most once: one that fails is out of that call, and when no board is left that
+could be leased, the call raises :class:`NoHealthyBoardError` at once instead of waiting
+for its timeout; it waits only while a healthy board is held by someone else. A board that
+fails ``unhealthy_after`` checks in a row is marked unhealthy and not checked again until a
+back-off has passed (30 s, doubling with each further failure, at most 10 min; kept in its
+health file, so every process on the host honours it). Every lease is appended to
+``leases.jsonl`` in the lock directory: who held which board, and when.
 """
 
 from __future__ import annotations
@@ -22,15 +26,32 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .config import Config
 from .device import Device
-from .errors import HwnasError, TargetError
-from .locks import LOCK_DIR_ENV, BoardLock, Holder, default_lock_dir, safe_name
+from .errors import ConnectError, HwnasError, TargetError, UnknownTargetError
+from .locks import (
+    LOCK_DIR_ENV,
+    SHARED_MODE,
+    BoardLock,
+    Holder,
+    UnsafeLockFileError,
+    default_lock_dir,
+    open_in_lock_dir,
+    read_in_lock_dir,
+    safe_name,
+)
+from .pacing import Deadline
 from .targets import TargetSpec
+
+#: Back-off of a board marked unhealthy: the first, and the longest.
+BACKOFF_S, MAX_BACKOFF_S = 30.0, 600.0
+
+#: How often a waiting lease repeats its ``on_wait`` message.
+WAIT_NOTE_EVERY_S = 60.0
 
 
 class BoardBusyError(HwnasError):
@@ -52,36 +73,104 @@ class BoardUnhealthyError(TargetError):
 class NoHealthyBoardError(HwnasError):
     """No board that ``what`` names is healthy, so waiting cannot help; raised at once.
 
-    ``reasons`` maps each board to why it is out (its last failed check).
+    ``reasons`` maps each board to why it is out (its last failed check, or its back-off).
     """
 
     def __init__(self, what: str, reasons: dict[str, str]) -> None:
-        listed = ", ".join(f"{board} {why}" for board, why in reasons.items())
+        listed = "; ".join(f"{board} {why}" for board, why in reasons.items())
         super().__init__(f"no healthy board for {what}: {listed}")
         self.what, self.reasons = what, reasons
 
 
 @dataclass
 class Health:
+    """A board's health file, ``<lock dir>/<board>.health`` (JSON; unknown keys ignored)."""
+
     consecutive_failures: int = 0
     last_error: str | None = None
-    last_ok: float | None = None
+    last_ok: float | None = None  #: time.time() of the last good check
+    retry_after: float | None = None  #: marked unhealthy: not checked before this time.time()
 
     @classmethod
     def load(cls, path: Path) -> Health:
+        text = read_in_lock_dir(path)
         try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
+            data = json.loads(text) if text else {}
+            names = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except (ValueError, TypeError, AttributeError):
             return cls()
 
+    def backing_off(self, now: float) -> bool:
+        return self.retry_after is not None and now < self.retry_after
+
+    def describe_back_off(self, now: float) -> str:
+        n = self.consecutive_failures
+        left = (self.retry_after or now) - now
+        return (
+            f"unhealthy after {n} failed check{'' if n == 1 else 's'}, last {self.last_error}; "
+            f"next check in {left:.0f} s"
+        )
+
+    def failed(self, error: str, unhealthy_after: int, now: float) -> None:
+        self.consecutive_failures += 1
+        self.last_error = error
+        beyond = self.consecutive_failures - unhealthy_after
+        if beyond >= 0:
+            self.retry_after = now + min(MAX_BACKOFF_S, BACKOFF_S * 2.0 ** min(beyond, 16))
+
+    def passed(self, now: float) -> None:
+        self.consecutive_failures, self.last_error = 0, None
+        self.last_ok, self.retry_after = now, None
+
     def save(self, path: Path) -> None:
-        """Best effort: a health note that cannot be written must not stop a lease."""
+        """Best effort (a health note that cannot be written must not stop a lease), and
+        atomic: written to a new file of our own beside it, then renamed over it."""
+        data = json.dumps(asdict(self)).encode()
         try:
-            path.write_text(json.dumps(self.__dict__))
-            with contextlib.suppress(OSError):  # shared lock dirs: let the group update it
-                path.chmod(0o664)
-        except OSError as exc:
+            _replace_file(path, data)
+        except (OSError, UnsafeLockFileError) as exc:
             warnings.warn(f"hwnas: health note {path} not written: {exc}", stacklevel=2)
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, SHARED_MODE)  # O_EXCL: a new file, never a planted one
+    try:
+        os.fchmod(fd, SHARED_MODE)  # not the umask's 0644: the group updates it too
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)  # replaces a planted link itself, never what it points to
+    except PermissionError:
+        # A sticky shared directory where another user's note is in place: rewrite it
+        # in place through a checked descriptor instead (it is group-writable).
+        os.unlink(tmp)
+        fd = open_in_lock_dir(path, os.O_WRONLY, create=False)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+        finally:
+            os.close(fd)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _reason(exc: TargetError) -> str:
+    """Why a board is out, as "orin-1 <reason>" reads: "unreachable (...)"."""
+    marked = isinstance(exc, BoardUnhealthyError) and isinstance(exc.__cause__, TargetError)
+    cause = exc.__cause__ if marked else exc
+    assert isinstance(cause, TargetError)
+    detail = (cause.detail.splitlines() or [""])[0]
+    why = (
+        f"unreachable ({detail})"
+        if isinstance(cause, ConnectError)
+        else f"failed its check ({cause.step}: {detail})"
+    )
+    return f"{why}, now marked unhealthy" if marked else why
 
 
 @dataclass
@@ -118,9 +207,12 @@ class Lease:
             "end": self.released_at,
         }
         try:
-            with self._log.open("a") as fh:  # one short append per lease: atomic (O_APPEND)
-                fh.write(json.dumps(record) + "\n")
-        except OSError as exc:
+            fd = open_in_lock_dir(self._log, os.O_WRONLY | os.O_APPEND)
+            try:  # one short append per lease: atomic (O_APPEND)
+                os.write(fd, (json.dumps(record) + "\n").encode())
+            finally:
+                os.close(fd)
+        except (OSError, UnsafeLockFileError) as exc:
             warnings.warn(f"hwnas: lease log {self._log} not written: {exc}", stacklevel=2)
 
     def __enter__(self) -> Lease:
@@ -171,10 +263,8 @@ class Farm:
             tag = what[4:]
             found = self.config.with_tag(tag)
             if not found:
-                from .errors import ConfigError
-
                 where = f" in {self.config.path}" if self.config.path else ""
-                raise ConfigError(f"no board has the tag '{tag}'{where}")
+                raise UnknownTargetError(f"no board has the tag '{tag}'{where}")
             return found
         return [self.config.target(what)]
 
@@ -184,41 +274,80 @@ class Farm:
     def health(self, board: str) -> Health:
         return Health.load(self._health_path(board))
 
-    def lease(self, what: str, *, timeout: float = 600.0, purpose: str | None = None) -> Lease:
-        """Wait (up to ``timeout`` seconds) for a free, healthy board; hold it exclusively."""
+    def lease(
+        self,
+        what: str,
+        *,
+        timeout: float = 600.0,
+        purpose: str | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Lease:
+        """Hold a free, healthy board that ``what`` (a name or ``tag:X``) names.
+
+        Each board is checked at most once per call. Raises :class:`NoHealthyBoardError` at
+        once when every board is out (failed its check now, or backing off); for a board
+        asked for by name whose check fails now, that check's own error (``ConnectError``,
+        ``DeployError``..., or :class:`BoardUnhealthyError` once it is marked). Waits up to
+        ``timeout`` s only while a healthy board is held by someone else, then raises
+        :class:`BoardBusyError`. ``on_wait`` gets a line saying what the call waits for,
+        once when waiting starts and again every minute.
+        """
         specs = self.candidates(what)
-        start = time.monotonic()
-        pause = 0.02
+        purpose = purpose or self.purpose
+        deadline = Deadline(timeout)
+        out: dict[str, str] = {}  # boards out of this call, and why
         last_error: TargetError | None = None
+        note: Deadline | None = None  # when to repeat the on_wait line
+        pause = 0.02
         while True:
-            healthy = [
-                s for s in specs if self.health(s.name).consecutive_failures < self.unhealthy_after
-            ]
-            order = healthy + [s for s in specs if s not in healthy]
-            for spec in order:
-                lock = BoardLock(self.lock_dir, spec.name)
-                if not lock.try_acquire(purpose or self.purpose):
+            now = time.time()
+            live: list[tuple[int, TargetSpec]] = []
+            for spec in specs:
+                if spec.name in out:
                     continue
+                health = self.health(spec.name)
+                if health.backing_off(now):
+                    out[spec.name] = health.describe_back_off(now)
+                else:
+                    live.append((health.consecutive_failures, spec))
+            for _, spec in sorted(live, key=lambda pair: pair[0]):  # healthy boards first
+                lock = BoardLock(self.lock_dir, spec.name)
+                if not lock.try_acquire(purpose):
+                    continue  # busy: wait for it
                 try:
-                    return self._checked_lease(spec, lock, purpose or self.purpose)
+                    return self._checked_lease(spec, lock, purpose)
                 except TargetError as exc:
                     lock.release()
-                    last_error = exc
-                    if len(specs) == 1:
-                        raise
+                    if not what.startswith("tag:"):
+                        raise  # the board asked for by name: its own error says most
+                    out[spec.name], last_error = _reason(exc), exc
                 except BaseException:  # anything else: never keep a board locked by mistake
                     lock.release()
                     raise
-            waited = time.monotonic() - start
-            if waited >= timeout:
-                if last_error is not None:
-                    raise last_error
-                holders = {s.name: BoardLock(self.lock_dir, s.name).holder() for s in specs}
-                raise BoardBusyError(what, waited, holders)
-            # Nothing free: poll again soon. flock has no timed wait, so this is how a
-            # lock with a timeout is taken (the filelock package does the same).
-            time.sleep(min(pause, max(0.0, timeout - waited)))
+            busy = [s.name for s in specs if s.name not in out]
+            if not busy:
+                raise NoHealthyBoardError(what, out) from last_error
+            if deadline.expired():
+                holders = {b: BoardLock(self.lock_dir, b).holder() for b in busy}
+                raise BoardBusyError(what, timeout - deadline.remaining(), holders)
+            if on_wait is not None and (note is None or note.expired()):
+                on_wait(self._waiting_for(what, busy))
+                note = Deadline(WAIT_NOTE_EVERY_S)
+            # Nothing free: poll the locks again soon (cheap; no health checks). flock has
+            # no timed wait, so this is how a lock with a timeout is taken (as filelock).
+            time.sleep(min(pause, deadline.remaining()))
             pause = min(pause * 2, 0.5)
+
+    def _waiting_for(self, what: str, busy: list[str]) -> str:
+        held = []
+        for board in busy:
+            h = BoardLock(self.lock_dir, board).holder()
+            if h is None:
+                held.append(f"{board} just released")
+            else:
+                purpose = h.purpose or "no purpose given"
+                held.append(f"{board} held by pid {h.pid} ({h.user}@{h.host}, {purpose})")
+        return f"waiting for {what}: {'; '.join(held)}"
 
     def _checked_lease(self, spec: TargetSpec, lock: BoardLock, purpose: str) -> Lease:
         path = self._health_path(spec.name)
@@ -229,18 +358,17 @@ class Farm:
         except TargetError as exc:
             device.close()
             self._devices.pop(spec.name, None)
-            health.consecutive_failures += 1
-            health.last_error = str(exc).splitlines()[0]
+            health.failed(_reason(exc), self.unhealthy_after, time.time())
             health.save(path)
             if health.consecutive_failures >= self.unhealthy_after:
                 raise BoardUnhealthyError(
                     spec.name,
-                    "health check",
+                    exc.step,
                     f"marked unhealthy after {health.consecutive_failures} failed checks; "
-                    f"last: {health.last_error}",
+                    f"last: {str(exc).splitlines()[0]}",
                 ) from exc
             raise
-        health.consecutive_failures, health.last_error, health.last_ok = 0, None, time.time()
+        health.passed(time.time())
         health.save(path)
         self._devices[spec.name] = device
         return Lease(spec, device, facts, time.time(), purpose, lock, self.lease_log)

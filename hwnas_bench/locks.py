@@ -6,22 +6,93 @@ leaves a board locked. The holder writes who it is into the file, so a waiting p
 say who has the board. The lock directory must be on a local filesystem (flock over NFS is
 not reliable); several users share boards by pointing ``HWNAS_LOCK_DIR`` at one
 group-writable directory.
+
+In such a directory another user can plant files, so every file in it is opened with
+:func:`open_in_lock_dir`: never through a symbolic link, never a hard link, never anything
+but a regular file, never truncated or re-moded before those checks (see its docstring).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import getpass
 import json
 import os
 import re
 import socket
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .errors import HwnasError
+
 LOCK_DIR_ENV = "HWNAS_LOCK_DIR"
+
+#: Files in the lock directory are shared with the group (boards are shared by a team).
+SHARED_MODE = 0o664
+
+
+class UnsafeLockFileError(HwnasError):
+    """A file in the lock directory is not what hwnas-bench writes there (a symbolic or hard
+    link, a FIFO, a directory): it is refused untouched. ``path`` names it."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            f"refusing {path}: {why}; remove it (someone may have planted it to make "
+            "hwnas-bench overwrite another file)"
+        )
+        self.path = path
+
+
+def open_in_lock_dir(path: Path, flags: int, *, create: bool = True) -> int:
+    """Open a file of the (possibly shared) lock directory safely; return the descriptor.
+
+    - ``O_NOFOLLOW``: a symbolic link is refused, never followed to its target;
+    - a file with more than one hard link is refused (a link to a file of ours elsewhere);
+    - anything but a regular file is refused (``O_NONBLOCK`` keeps a FIFO from blocking);
+    - a file we own is set to :data:`SHARED_MODE` with ``fchmod`` on the descriptor, only
+      after these checks; a file of another user (a colleague who created it first in a
+      group-shared directory) is used as it is: it cannot lead to a file of ours.
+
+    Nothing is truncated here; callers truncate through the checked descriptor.
+    Raises :class:`UnsafeLockFileError` for a refused file and lets other ``OSError``s
+    (permissions, a missing directory) through.
+    """
+    extra = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags | extra, SHARED_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeLockFileError(path, "it is a symbolic link") from exc
+        if exc.errno == errno.ENXIO:  # O_NONBLOCK write-open of a FIFO without a reader
+            raise UnsafeLockFileError(path, "it is not a regular file") from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeLockFileError(path, "it is not a regular file")
+        if info.st_nlink != 1:
+            raise UnsafeLockFileError(path, f"it is a hard link ({info.st_nlink} names)")
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != SHARED_MODE:
+            with contextlib.suppress(OSError):  # umask would leave it 0644: others could not lock
+                os.fchmod(fd, SHARED_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_in_lock_dir(path: Path) -> str | None:
+    """The text of a lock-directory file, or None if it is missing or refused."""
+    try:
+        fd = open_in_lock_dir(path, os.O_RDONLY, create=False)
+    except (OSError, UnsafeLockFileError):
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read().decode("utf-8", "replace")
 
 
 def default_lock_dir() -> Path:
@@ -86,20 +157,15 @@ class BoardLock:
     def _open(self) -> tuple[int, bool]:
         """Open the lock file; in a shared directory another user may own it (read-only
         then: flock needs no write access)."""
-        from .errors import HwnasError
-
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o664)
+            return open_in_lock_dir(self.path, os.O_RDWR), True
         except PermissionError:
             try:
-                return os.open(self.path, os.O_RDONLY), False
+                return open_in_lock_dir(self.path, os.O_RDONLY, create=False), False
             except OSError as exc:
                 raise HwnasError(f"cannot open the lock {self.path}: {exc.strerror}") from exc
         except OSError as exc:
             raise HwnasError(f"cannot open the lock {self.path}: {exc.strerror}") from exc
-        with contextlib.suppress(OSError):  # umask would leave it 0644: others could not lock
-            os.fchmod(fd, 0o664)
-        return fd, True
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -115,18 +181,18 @@ class BoardLock:
         if self._fd is not None:
             return None
         try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return None
-        fd = os.open(self.path, os.O_RDONLY)
+            fd = open_in_lock_dir(self.path, os.O_RDONLY, create=False)
+        except (OSError, UnsafeLockFileError):
+            return None  # missing, or not a lock file of ours: nobody holds it through us
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
             try:
-                return Holder(**json.loads(text))
-            except (ValueError, TypeError):
-                return Holder(0, "?", "?", "unknown holder", "?")
-        else:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+                try:
+                    return Holder(**json.loads(text))
+                except (ValueError, TypeError):
+                    return Holder(0, "?", "?", "unknown holder", "?")
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:

@@ -7,10 +7,14 @@ new keys may be added within a version and readers ignore keys they do not know.
 
 from __future__ import annotations
 
+import datetime
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
+
+from device_agent.protocol import BENCH_REPLY_SECTIONS
 
 from .errors import MeasurementFormatError
 
@@ -183,3 +187,47 @@ def build_section(kind: type[T], data: Any, key: str) -> T:
         return kind(**{k: v for k, v in data.items() if k in names})
     except TypeError as exc:
         raise MeasurementFormatError(f"'{key}': {exc}") from exc
+
+
+#: The sections of a bench reply (device_agent.protocol.BENCH_REPLY_SECTIONS), as records.
+_SECTIONS: dict[str, type[Any]] = {
+    "latency": Latency,
+    "power": Power,
+    "memory": Memory,
+    "environment": Environment,
+}
+if tuple(_SECTIONS) != BENCH_REPLY_SECTIONS:  # one list in the protocol; fail at import
+    raise ImportError(f"Measurement sections {tuple(_SECTIONS)} != {BENCH_REPLY_SECTIONS}")
+
+
+def from_bench_reply(
+    target: str,
+    board: dict[str, Any],
+    model: ModelInfo,
+    reply: Mapping[str, Any],
+    samples_ms: list[float],
+) -> Measurement:
+    """The Measurement for an agent's bench REPLY header.
+
+    Keys an agent adds (in a section or at the top) are ignored, so a newer agent never
+    breaks an older host; a section that is missing or malformed raises
+    :class:`MeasurementFormatError` naming it.
+    """
+    try:
+        return Measurement(
+            target=target,
+            board=board,
+            model=model,
+            settings=dict(reply["settings"]),
+            samples_ms=samples_ms,
+            throughput_ips=reply.get("throughput_ips"),
+            **{key: build_section(kind, reply[key], key) for key, kind in _SECTIONS.items()},
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            stopped_by=reply.get("stopped_by"),
+            window_s=reply.get("window_s"),
+            warmup=dict(reply.get("warmup") or {}),
+            inputs=list(reply.get("inputs") or []),
+            notes=[str(n) for n in reply.get("notes") or []],
+        )
+    except KeyError as exc:
+        raise MeasurementFormatError(f"bench reply lacks the key {exc.args[0]!r}") from exc

@@ -4,12 +4,41 @@
 Karn's rule: only answers to a frame sent once are sampled, and each timeout doubles the
 wait). ``ChunkSizer`` halves the upload chunk after a failed send and doubles it after a
 run of clean ones, as ZMODEM does, so a noisy line still makes progress and a clean one
-runs at full size.
+runs at full size. ``Deadline`` is a point on the monotonic clock that waits are cut to
+(as pyserial's ``serialutil.Timeout``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+
+class Deadline:
+    """``seconds`` from now (or from ``since``) on a monotonic clock."""
+
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self.at = clock() + seconds  #: the moment it expires, on ``clock``
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self.at - self._clock())
+
+    def expired(self) -> bool:
+        return self._clock() >= self.at
+
+    def restart(self, seconds: float | None = None, *, since: float | None = None) -> None:
+        """Expire ``seconds`` (default: the span given before) after ``since`` (default now)."""
+        if seconds is not None:
+            self.seconds = seconds
+        self.at = (self._clock() if since is None else since) + self.seconds
+
+    def extend_to(self, moment: float) -> None:
+        """Expire no earlier than ``moment``."""
+        self.at = max(self.at, moment)
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""hw_targets' plugin manager with hwnas_bench's own built-ins registered on it."""
+"""hw_targets' plugin manager with hwnas_bench's own built-ins registered on it.
+
+The import goes one way: this module imports the built-in transports, never the reverse.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import hw_targets
 from hw_targets import PowerReaderPlugin, TransportPlugin
 
 from .transports import builtin
+from .transports.builtin import agent_plugin_args
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -26,9 +30,4 @@ def power_reader_plugins() -> list[PowerReaderPlugin]:
     return hw_targets.power_readers()
 
 
-def agent_plugin_args() -> list[str]:
-    """Command-line options that make an agent load the installed power readers."""
-    args: list[str] = []
-    for reader in power_reader_plugins():
-        args += ["--power-plugin", reader.module]
-    return args
+__all__ = ["agent_plugin_args", "plugin_manager", "power_reader_plugins", "transport_plugins"]

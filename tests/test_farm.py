@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from hwnas_bench import ConnectError, load_config
-from hwnas_bench.farm import BoardBusyError, BoardUnhealthyError, Farm
+from hwnas_bench.farm import (
+    BoardBusyError,
+    BoardUnhealthyError,
+    Farm,
+    Health,
+    NoHealthyBoardError,
+)
 
 CONFIG = """
 [boards.a]
@@ -28,7 +34,28 @@ tags = ["cpu"]
 transport = "ssh"
 host = "127.0.0.1"
 port = 1
-tags = ["flaky"]
+tags = ["flaky", "mix"]
+timeout = 3
+
+[boards.c]
+transport = "local"
+tags = ["mix"]
+"""
+
+#: Two boards that are down: nothing listens on port 1.
+DOWN = """
+[boards.orin-1]
+transport = "ssh"
+host = "127.0.0.1"
+port = 1
+tags = ["jetson"]
+timeout = 3
+
+[boards.orin-2]
+transport = "ssh"
+host = "127.0.0.1"
+port = 1
+tags = ["jetson"]
 timeout = 3
 """
 
@@ -120,6 +147,10 @@ def test_unreachable_board_becomes_unhealthy(farm: Farm) -> None:
     (status,) = [s for s in farm.status() if s.spec.name == "gone"]
     assert status.health.consecutive_failures == 3
     assert status.holder is None
+    # marked unhealthy: not probed again until its back-off has passed
+    with pytest.raises(NoHealthyBoardError, match="gone unhealthy after 3 failed checks"):
+        farm.lease("gone", timeout=600)
+    assert farm.health("gone").consecutive_failures == 3
 
 
 def test_lease_log_records_who_held_what_and_when(farm: Farm) -> None:
@@ -135,12 +166,12 @@ def test_lease_log_records_who_held_what_and_when(farm: Farm) -> None:
 
 
 def test_unknown_tag_and_board(farm: Farm) -> None:
-    from hwnas_bench import ConfigError
+    from hwnas_bench.errors import ConfigError, UnknownTargetError
 
-    with pytest.raises(ConfigError, match="no board has the tag 'gpu'"):
+    with pytest.raises(UnknownTargetError, match="no board has the tag 'gpu'"):
         farm.lease("tag:gpu")
-    with pytest.raises(ConfigError, match="no board named 'c'"):
-        farm.lease("c")
+    with pytest.raises(ConfigError, match="no board named 'd'"):
+        farm.lease("d")
 
 
 def test_holder_killed_by_signal_frees_the_board(farm: Farm, config_path: Path) -> None:
@@ -149,3 +180,103 @@ def test_holder_killed_by_signal_frees_the_board(farm: Farm, config_path: Path) 
     holder.wait()
     with farm.lease("b", timeout=5):
         pass
+
+
+@pytest.fixture
+def down_farm(tmp_path: Path) -> Iterator[Farm]:
+    path = tmp_path / "down.toml"
+    path.write_text(DOWN)
+    with Farm(load_config(path), lock_dir=tmp_path / "locks", purpose="test") as f:
+        yield f
+
+
+@pytest.mark.timeout(120)
+def test_tag_with_every_board_down_fails_at_once_naming_each(down_farm: Farm) -> None:
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(NoHealthyBoardError) as info:
+        down_farm.lease("tag:jetson", timeout=600)
+    assert time.monotonic() - start < 60  # not the lease timeout
+    assert set(info.value.reasons) == {"orin-1", "orin-2"}
+    for reason in info.value.reasons.values():
+        assert reason.startswith("unreachable (")
+        assert "127.0.0.1:1" in reason
+    assert "no healthy board for tag:jetson: orin-1 unreachable (" in str(info.value)
+    # each board was probed once, not again and again until the timeout
+    assert down_farm.health("orin-1").consecutive_failures == 1
+    assert down_farm.health("orin-2").consecutive_failures == 1
+
+
+@pytest.mark.timeout(120)
+def test_unhealthy_board_is_rechecked_only_after_its_back_off(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "down.toml"
+    path.write_text(DOWN)
+    with Farm(load_config(path), lock_dir=tmp_path / "locks", unhealthy_after=1) as farm:
+        with pytest.raises(NoHealthyBoardError):
+            farm.lease("tag:jetson", timeout=600)
+        health = farm.health("orin-1")
+        assert health.consecutive_failures == 1
+        assert health.retry_after is not None
+        assert 20 < health.retry_after - time.time() <= 30
+        with pytest.raises(NoHealthyBoardError, match="next check in") as info:
+            farm.lease("tag:jetson", timeout=600)  # at once, probing nothing
+        assert "unreachable" in info.value.reasons["orin-1"]
+        assert farm.health("orin-1").consecutive_failures == 1
+        # the back-off has passed: one more check, and a doubled back-off after it fails
+        health.retry_after = time.time() - 1
+        health.save(farm.lock_dir / "orin-1.health")
+        with pytest.raises(NoHealthyBoardError):
+            farm.lease("tag:jetson", timeout=600)
+        again = farm.health("orin-1")
+        assert again.consecutive_failures == 2
+        assert again.retry_after is not None
+        assert 50 < again.retry_after - time.time() <= 60
+        assert farm.health("orin-2").consecutive_failures == 1  # still backing off
+
+
+def test_board_that_comes_back_is_used_again(farm: Farm) -> None:
+    import time
+
+    marked = Health(consecutive_failures=5, last_error="c: connect: refused")
+    marked.retry_after = time.time() + 300
+    marked.save(farm.lock_dir / "c.health")
+    with pytest.raises(NoHealthyBoardError, match="c unhealthy after 5 failed checks"):
+        farm.lease("c", timeout=600)
+    marked.retry_after = time.time() - 1  # its back-off is over
+    marked.save(farm.lock_dir / "c.health")
+    with farm.lease("c", timeout=30) as lease:
+        assert lease.facts["agent_version"]
+    assert farm.health("c").consecutive_failures == 0
+    assert farm.health("c").retry_after is None
+
+
+def test_waiting_lease_says_what_it_waits_for(farm: Farm, config_path: Path) -> None:
+    holder = hold(config_path, farm.lock_dir, "a")
+    messages: list[str] = []
+    try:
+        with pytest.raises(BoardBusyError):
+            farm.lease("a", timeout=0.5, on_wait=messages.append)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(messages) == 1, messages  # once when waiting starts, not on every poll
+    assert messages[0].startswith(f"waiting for a: a held by pid {holder.pid} (")
+    assert "holder process" in messages[0]
+
+
+def test_busy_healthy_board_is_waited_for_while_the_others_are_down(
+    farm: Farm, config_path: Path
+) -> None:
+    holder = hold(config_path, farm.lock_dir, "c")
+    messages: list[str] = []
+    try:
+        with pytest.raises(BoardBusyError, match="c is held by"):
+            farm.lease("tag:mix", timeout=1.0, on_wait=messages.append)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert farm.health("gone").consecutive_failures == 1  # probed once in the whole wait
+    assert "c held by pid" in messages[0]

@@ -27,6 +27,11 @@ from hwnas_bench.testing import (
 from .conftest import missing_part
 
 LONG = {"min_iterations": 10, "min_time_s": 60.0, "max_time_s": 60.0, "warmup_min_s": 0.0}
+
+#: How soon after a cut the error must come. Nominally at once (a closed pipe or socket);
+#: the margin is for a loaded 2-core CI runner (pytest -n 8), and is still far below the
+#: 30-60 s call timeouts and the 60 s benchmark, so a hang cannot pass.
+PROMPT_S = 15.0
 FAST = {"min_iterations": 10, "min_time_s": 0.1, "warmup_min_s": 0.0}
 
 
@@ -68,7 +73,7 @@ def test_killing_the_local_agent_mid_benchmark(local_device: Device, conv_model:
     assert error.target == "local"
     assert error.step == "read"
     assert "exit code -9" in str(error)
-    assert after < 5
+    assert after < PROMPT_S
     assert local_device.bench(conv_model, **FAST).latency.n >= 10  # a fresh agent
     assert local_device.transport.pid != pid  # type: ignore[attr-defined]
 
@@ -79,7 +84,7 @@ def test_cutting_the_ssh_connection_mid_benchmark(
     error, after = bench_and_cut(ssh_device, conv_model, sshd.kill_sessions)
     assert isinstance(error, ConnectionLostError)
     assert error.target == "ssh-board"
-    assert after < 10
+    assert after < PROMPT_S
     assert ssh_device.bench(conv_model, **FAST).latency.n >= 10
 
 
@@ -87,7 +92,7 @@ def test_killing_the_agent_on_the_ssh_board(ssh_device: Device, conv_model: Path
     pid = ssh_device.open()["pid"]  # the "board" is this machine: its agent's pid is here
     error, after = bench_and_cut(ssh_device, conv_model, lambda: os.kill(pid, signal.SIGKILL))
     assert isinstance(error, ConnectionLostError)
-    assert after < 10
+    assert after < PROMPT_S
     assert ssh_device.bench(conv_model, **FAST).latency.n >= 10
 
 
@@ -101,7 +106,7 @@ def test_silent_serial_agent_times_out_then_recovers(
         error, after = bench_and_cut(device, conv_model, agent.kill)
         assert isinstance(error, DeviceTimeoutError)
         assert "fell silent for 3.0 s" in str(error)
-        assert after < 3.0 + 2.0
+        assert after < 3.0 + PROMPT_S  # the idle timeout, not the 30 s call timeout
         agent.wait()
         agent = start_serial_agent(pty_pair.a, tmp_path / "cache")  # the board comes back
         assert device.bench(conv_model, **FAST).latency.n >= 10

@@ -51,3 +51,35 @@ def test_sizer_halves_on_failure_and_grows_after_clean_runs() -> None:
     for _ in range(10):
         sizer.record(3)
     assert sizer.size == 256
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_deadline_counts_down_expires_and_restarts() -> None:
+    from hwnas_bench.pacing import Deadline
+
+    clock = Clock()
+    deadline = Deadline(2.0, clock=clock)
+    assert deadline.remaining() == 2.0
+    assert not deadline.expired()
+    clock.now += 1.5
+    assert deadline.remaining() == pytest.approx(0.5)
+    clock.now += 1.0
+    assert deadline.expired()
+    assert deadline.remaining() == 0.0
+    deadline.restart()  # the same span again, from now
+    assert deadline.remaining() == 2.0
+    deadline.restart(0.25, since=clock.now - 1.0)  # a span that began a second ago
+    assert deadline.expired()
+    deadline.extend_to(clock.now + 3.0)  # never earlier than a given moment
+    assert deadline.remaining() == pytest.approx(3.0)
+    deadline.extend_to(clock.now + 1.0)
+    assert deadline.remaining() == pytest.approx(3.0)

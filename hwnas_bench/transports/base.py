@@ -57,6 +57,7 @@ class StderrTail:
     def __init__(self, lines: int = 40) -> None:
         self._lines: collections.deque[str] = collections.deque(maxlen=lines)
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def drain(self, read_chunk: Callable[[], bytes]) -> threading.Thread:
         def run() -> None:
@@ -78,7 +79,18 @@ class StderrTail:
 
         thread = threading.Thread(target=run, name="agent-stderr", daemon=True)
         thread.start()
+        self._thread = thread
         return thread
+
+    def wait(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` s) until the stream has ended and every line is kept: an
+        agent that died says why in its last lines, which may still be on their way."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def last_line(self) -> str:
+        with self._lock:
+            return next((line.strip() for line in reversed(self._lines) if line.strip()), "")
 
     def text(self, last: int = 8) -> str:
         with self._lock:

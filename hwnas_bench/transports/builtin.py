@@ -6,9 +6,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import hw_targets
 from hw_targets import TransportPlugin, hookimpl
 
 from .base import Transport
+
+
+def agent_plugin_args() -> list[str]:
+    """Command-line options that make an agent load the installed power readers."""
+    args: list[str] = []
+    for reader in hw_targets.power_readers():
+        args += ["--power-plugin", reader.module]
+    return args
 
 
 def _path(options: Mapping[str, Any], key: str) -> Path | None:
@@ -18,7 +27,6 @@ def _path(options: Mapping[str, Any], key: str) -> Path | None:
 def make_local(target: str, options: Mapping[str, Any]) -> Transport:
     import sys
 
-    from ..plugins import agent_plugin_args
     from .local import LocalTransport
 
     args = agent_plugin_args()
@@ -33,7 +41,6 @@ def make_local(target: str, options: Mapping[str, Any]) -> Transport:
 
 
 def make_ssh(target: str, options: Mapping[str, Any]) -> Transport:
-    from ..plugins import agent_plugin_args, power_reader_plugins
     from .ssh import SSHTransport
 
     return SSHTransport(
@@ -47,7 +54,7 @@ def make_ssh(target: str, options: Mapping[str, Any]) -> Transport:
         ssh_config=_path(options, "ssh_config"),
         known_hosts=_path(options, "known_hosts"),
         agent_args=agent_plugin_args(),
-        plugin_modules=tuple(r.module for r in power_reader_plugins()),
+        plugin_modules=tuple(r.module for r in hw_targets.power_readers()),
     )
 
 

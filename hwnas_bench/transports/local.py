@@ -59,6 +59,8 @@ class LocalTransport(Transport):
 
     def _lost(self, why: str) -> ConnectionLostError:
         code = self._proc.poll() if self._proc else None
+        if code is not None:
+            self._stderr.wait(2.0)  # its last words may still be in the pipe
         exit_note = f" (agent exit code {code})" if code is not None else ""
         tail = self._stderr.text()
         return ConnectionLostError(

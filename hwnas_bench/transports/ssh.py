@@ -4,12 +4,19 @@ Honours ``~/.ssh/config`` (HostName, User, Port, IdentityFile, ProxyCommand,
 UserKnownHostsFile, StrictHostKeyChecking), keys and ssh-agent. A host whose key is not
 in known_hosts is refused unless the user opts in (``trust_unknown_host`` or
 ``StrictHostKeyChecking no|accept-new`` in ssh_config); an opted-in key is remembered.
-The agent itself is deployed on first use (see :mod:`hwnas_bench.deploy`).
+The agent itself is deployed on first use (see :mod:`hwnas_bench.deploy`); on every
+connection the board hashes its copy, and a copy that differs is uploaded again.
+
+paramiko logs a failed handshake with tracebacks (``paramiko.transport`` at ERROR); with no
+logging configured Python would print them on stderr before our one-line error, so the
+``paramiko`` logger gets a NullHandler (records still reach handlers a user configures).
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
+import logging
 import os
 import select
 import shlex
@@ -18,12 +25,17 @@ from typing import Any
 
 import paramiko
 
-from ..deploy import build_agent_zipapp, check_board
-from ..errors import ConnectError, ConnectionLostError, DeployError
+from ..deploy import build_agent_zipapp, check_board, remote_sha256
+from ..errors import ConnectError, ConnectionLostError, DeployError, TargetError
 from .base import StderrTail, Transport
+
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 _DEFAULT_CONFIG = Path("~/.ssh/config")
 _DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+
+#: The keys paramiko tries by itself (``look_for_keys``), as OpenSSH does.
+_DEFAULT_KEYS = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
 
 
 class _RememberNewKey(paramiko.MissingHostKeyPolicy):
@@ -69,6 +81,7 @@ class SSHTransport(Transport):
         self._client: paramiko.SSHClient | None = None
         self._chan: paramiko.Channel | None = None
         self._stderr = StderrTail()
+        self._heard = False  # the agent has sent something: it did start
         self.deployed: str | None = None  # remote path, set when this transport uploaded it
 
     @property
@@ -127,25 +140,68 @@ class SSHTransport(Transport):
                 look_for_keys=True,
                 sock=paramiko.ProxyCommand(opts["proxy"]) if opts["proxy"] else None,
             )
-        except paramiko.BadHostKeyException as exc:
-            raise ConnectError(
-                self.target, "connect", f"{where}: host key CHANGED ({exc}); refusing"
-            ) from exc
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                raise ConnectError(
-                    self.target,
-                    "connect",
-                    f"{where}: unknown host key (not in {opts['known_hosts']}); connect once with "
-                    "ssh, or opt in with --trust-host-key / trust_unknown_host = true",
-                ) from exc
-            raise ConnectError(self.target, "connect", f"{where}: {exc}") from exc
-        except (OSError, EOFError) as exc:
-            raise ConnectError(self.target, "connect", f"{where}: {exc}") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            error = self._connect_error(exc, where, opts, client, timeout)
+            client.close()  # a half-open transport thread would linger
+            raise error from exc
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(15)
         return client
+
+    def _connect_error(
+        self,
+        exc: Exception,
+        where: str,
+        opts: dict[str, Any],
+        client: paramiko.SSHClient,
+        timeout: float,
+    ) -> ConnectError:
+        """One line saying why ``client.connect`` failed, and what to do about it."""
+
+        def error(detail: str) -> ConnectError:
+            return ConnectError(self.target, "connect", detail)
+
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return error(f"{where}: host key CHANGED ({exc}); refusing")
+        if isinstance(exc, paramiko.AuthenticationException):
+            return error(self._auth_hint(where, opts, exc))
+        if isinstance(exc, paramiko.SSHException):
+            transport = client.get_transport()
+            if "banner" in str(exc):
+                why = " ".join(str(exc).split())
+                return error(f"{where} does not speak SSH (no SSH banner): {why}")
+            if transport is not None and not transport.remote_version:
+                # paramiko gives up waiting for the banner without saying so ("No existing
+                # session" from the authentication that follows)
+                return error(
+                    f"{where} does not speak SSH (no SSH banner): nothing within {timeout:.1f} s"
+                )
+            if "not found in known_hosts" in str(exc):
+                return error(
+                    f"{where}: unknown host key (not in {opts['known_hosts']}); connect once with "
+                    "ssh, or opt in with --trust-host-key / trust_unknown_host = true"
+                )
+        return error(f"{where}: {exc}")
+
+    def _auth_hint(self, where: str, opts: dict[str, Any], exc: Exception) -> str:
+        user = opts["username"] or getpass.getuser()
+        tried = [f"key {k}" for k in opts["key_filename"] or []]
+        ssh_dir = Path("~/.ssh").expanduser()
+        tried += [f"key {p}" for p in (ssh_dir / n for n in _DEFAULT_KEYS) if p.is_file()]
+        try:
+            agent_keys = len(paramiko.Agent().get_keys())
+        except (paramiko.SSHException, OSError):
+            agent_keys = 0
+        if agent_keys:
+            tried.append(f"{agent_keys} key(s) from ssh-agent")
+        host = opts["hostname"]
+        return (
+            f"{where}: authentication failed for user '{user}' "
+            f"(tried: {', '.join(tried) or 'no keys: none found, no ssh-agent'}; {exc}); "
+            f"add your key to the board with ssh-copy-id {user}@{host}, "
+            "or set `identity_file` to a key it accepts"
+        )
 
     def connect(self, timeout: float) -> None:
         """Connect and authenticate, without starting the agent (``hwnas agent deploy``)."""
@@ -163,11 +219,34 @@ class SSHTransport(Transport):
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectError(self.target, "run", f"{self.description}: {exc}") from exc
 
-    def ensure_agent(self, force: bool = False) -> str:
-        """Upload this host's agent unless the board already has these exact bytes."""
+    def ensure_agent(self, force: bool = False, *, check: bool = True) -> str:
+        """Make sure the board holds this host's agent, byte for byte; return its path.
+
+        The board hashes its copy (a changed copy of the same size is caught) and it is
+        uploaded unless the hash matches (always with ``force``). ``check`` (what ``hwnas
+        agent deploy`` does) also runs the board check every time, so a python that lacks
+        numpy is reported even when the agent is already there; without it (each
+        connection) the check runs only before an upload.
+        """
         if self._client is None:
             raise ConnectError(self.target, "deploy", "not connected")
         bundle = build_agent_zipapp(self.plugin_modules)
+        remote = bundle.remote_path
+        if check:
+            present = check_board(self.target, self.python, self.run, agent_path=remote)
+            digest = present.agent_sha256
+        else:
+            digest = remote_sha256(self.target, self.python, remote, self.run)
+        if digest == bundle.sha256 and not force:
+            return remote
+        if not check:
+            check_board(self.target, self.python, self.run)
+        self._upload(remote, bundle.data)
+        self.deployed = remote
+        return remote
+
+    def _upload(self, remote: str, data: bytes) -> None:
+        assert self._client is not None
         try:
             sftp = self._client.open_sftp()
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -177,23 +256,14 @@ class SSHTransport(Transport):
                 "(OpenSSH: 'Subsystem sftp internal-sftp'; dropbear: install an sftp-server)",
             ) from exc
         try:
-            if not force:
-                try:
-                    if sftp.stat(bundle.remote_path).st_size == len(bundle.data):
-                        return bundle.remote_path
-                except OSError:
-                    pass  # not there: deploy
-            check_board(self.target, self.python, self.run)
-            parts = Path(bundle.remote_path).parts
+            parts = Path(remote).parts
             for depth in range(1, len(parts)):
                 with contextlib.suppress(OSError):  # exists already
                     sftp.mkdir("/".join(parts[:depth]))
-            partial = bundle.remote_path + ".part"
+            partial = remote + ".part"
             with sftp.open(partial, "wb") as fh:
-                fh.write(bundle.data)
-            sftp.posix_rename(partial, bundle.remote_path)
-            self.deployed = bundle.remote_path
-            return bundle.remote_path
+                fh.write(data)
+            sftp.posix_rename(partial, remote)  # a reader sees the old file or the new one
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise DeployError(self.target, f"upload over SFTP failed: {exc}") from exc
         finally:
@@ -202,7 +272,7 @@ class SSHTransport(Transport):
     def open(self, timeout: float) -> None:
         self._client = self.connect_client(timeout)
         try:
-            remote = self.ensure_agent()
+            remote = self.ensure_agent(check=False)
             transport = self._client.get_transport()
             if transport is None or not transport.is_active():
                 raise ConnectError(self.target, "start agent", "the SSH connection closed")
@@ -217,18 +287,42 @@ class SSHTransport(Transport):
             raise
         self._stderr = StderrTail()
         self._stderr.drain(lambda: chan.recv_stderr(4096))
+        self._heard = False
         self._chan = chan
 
     # -- the stream -----------------------------------------------------------------------
 
-    def _lost(self, step: str, why: str) -> ConnectionLostError:
+    def _lost(self, step: str, why: str) -> TargetError:
+        """The error for a stream that ended, with the agent's exit status and last words.
+
+        An agent that exited before saying anything could not start: its last stderr line
+        goes into the first line of the message, and the board check says what is missing.
+        """
         chan = self._chan
-        code = chan.recv_exit_status() if chan is not None and chan.exit_status_ready() else None
-        note = f" (agent exit status {code})" if code not in (None, -1) else ""
+        code: int | None = None
+        if chan is not None:
+            if chan.status_event.wait(2.0):  # the exit status comes just after the EOF
+                code = chan.recv_exit_status()
+            self._stderr.wait(2.0)  # and its stderr must be read to the end first
         tail = self._stderr.text()
-        return ConnectionLostError(
-            self.target, step, f"{why}{note}" + (f"; agent stderr:\n{tail}" if tail else "")
-        )
+        rest = f"; agent stderr:\n{tail}" if tail else ""
+        if code in (None, -1):
+            return ConnectionLostError(self.target, step, why + rest)
+        if self._heard or code == 0:
+            return ConnectionLostError(
+                self.target, step, f"{why} (agent exit status {code})" + rest
+            )
+        cause = self._stderr.last_line() or "no output"
+        try:
+            check_board(self.target, self.python, self.run)
+        except DeployError as exc:  # the board check names what is missing: say that
+            self.close()
+            detail = f"{exc.detail} (the agent exited with status {code})"
+            return DeployError(self.target, detail + rest, missing=exc.missing)
+        except TargetError:
+            pass  # the check itself cannot run now: what the agent said must do
+        detail = f"the agent could not start (exit status {code}): {cause}"
+        return ConnectionLostError(self.target, step, detail + rest)
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
         chan = self._chan
@@ -244,6 +338,7 @@ class SSHTransport(Transport):
             raise self._lost("read", f"SSH connection failed: {exc}") from exc
         if not data:
             raise self._lost("read", "the SSH channel closed")
+        self._heard = True
         return data
 
     def write(self, data: bytes) -> None:
