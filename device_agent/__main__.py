@@ -56,14 +56,22 @@ def _address(text: str) -> Tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)  # [::1]:7777 names an IPv6 host
 
 
-def _positive(text: str) -> float:
+def _positive_number(text: str, unit: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of {unit} > 0, not {text!r}")
     return value
+
+
+def _positive(text: str) -> float:
+    return _positive_number(text, "seconds")
+
+
+def _megabytes(text: str) -> float:
+    return _positive_number(text, "MiB")
 
 
 def _count(text: str) -> int:
@@ -123,7 +131,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--cache-max-mb", type=float, default=2048.0, help="model cache bound")
     parser.add_argument(
         "--max-input-mb",
-        type=_positive,
+        type=_megabytes,
         default=None,
         help="cap on the inputs of one benchmark, sent or synthesised (default: a quarter of "
         "the memory available at start, at most 1024)",

@@ -168,16 +168,20 @@ def bench_once(
 
         holder: Dict[str, Any] = {}
 
-        def snapshot_start(started: bool) -> None:
-            if started:  # taken under the governor asked for, just before the window
+        def snapshot(started: bool) -> None:
+            # Both ends under the governor asked for, next to the window: the end state must
+            # not read the clocks of the governor restored afterwards as throttling.
+            if started:
                 holder["env_start"] = sysinfo.dynamic_state(parts.sysfs_root)
-            on_window(started)
+                on_window(started)
+            else:
+                on_window(started)
+                holder["env_end"] = sysinfo.dynamic_state(parts.sysfs_root)
 
-        run = run_loop(session, feeds, control, progress, snapshot_start)
-        env_end = sysinfo.dynamic_state(parts.sysfs_root)
+        run = run_loop(session, feeds, control, progress, snapshot)
         load_end = sysinfo.load_average()
     environment = _environment(
-        control, holder["env_start"], env_end, load_start, load_end, run.samples_ns
+        control, holder["env_start"], holder["env_end"], load_start, load_end, run.samples_ns
     )
     n = int(run.samples_ns.size)
     unavailable = parts.meters.unavailable_reason() if meter is None else ""

@@ -142,7 +142,7 @@ class BenchSettings:
         if self.governor is not None and not (
             isinstance(self.governor, str)
             and 0 < len(self.governor) <= 32
-            and all(ch.isalnum() or ch == "_" for ch in self.governor)
+            and all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in self.governor)
         ):
             raise ValueError("governor must be a cpufreq governor name such as 'performance'")
 
