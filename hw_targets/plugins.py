@@ -24,8 +24,28 @@ def get_plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     pm.register(builtin, "hw_targets.builtin")
     if not os.environ.get(DISABLE_AUTOLOAD_ENV):
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        _load_entry_points(pm)
     return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """``pm.load_setuptools_entrypoints``, but a plugin that fails to import is one clear
+    PluginError naming it and its package, never a traceback from deep in importlib."""
+    import importlib.metadata
+
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or pm.get_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # whatever the plugin's import raises
+                raise PluginError(
+                    f"plugin '{ep.name}' ({ep.value}, from the package "
+                    f"{dist.metadata['Name']}) cannot be loaded: {type(exc).__name__}: {exc}; "
+                    f"reinstall or uninstall that package, or set {DISABLE_AUTOLOAD_ENV}=1"
+                ) from exc
+            pm.register(plugin, name=ep.name)
 
 
 def reset_plugin_manager() -> None:

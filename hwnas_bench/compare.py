@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import HwnasError
+from .report import cpu_ranges
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,30 @@ def setup_differences(baseline_board: Mapping[str, Any], board: Mapping[str, Any
         for key in SETUP_FACTS
         if baseline_board.get(key) != board.get(key)
     ]
+
+
+def _cpus_text(cpus: Any) -> str:
+    return cpu_ranges(cpus) if isinstance(cpus, list) and cpus else "all"
+
+
+def measurement_setup_differences(
+    baseline: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[str]:
+    """:func:`setup_differences` of the boards, then what the run was told and given:
+    ``--cpus``, ``--governor`` and the CPUs the agent actually ran on."""
+    diffs = setup_differences(baseline.get("board") or {}, current.get("board") or {})
+    old_settings, new_settings = baseline.get("settings") or {}, current.get("settings") or {}
+    old_cpus, new_cpus = old_settings.get("cpus"), new_settings.get("cpus")
+    if old_cpus != new_cpus:
+        diffs.append(f"--cpus: {_cpus_text(old_cpus)} -> {_cpus_text(new_cpus)}")
+    old_gov, new_gov = old_settings.get("governor"), new_settings.get("governor")
+    if old_gov != new_gov:
+        diffs.append(
+            f"--governor: {repr(old_gov) if old_gov else 'not set'} -> "
+            f"{repr(new_gov) if new_gov else 'not set'}"
+        )
+    old_aff = (baseline.get("environment") or {}).get("affinity")
+    new_aff = (current.get("environment") or {}).get("affinity")
+    if old_aff and new_aff and sorted(old_aff) != sorted(new_aff):
+        diffs.append(f"CPUs used (affinity): {_cpus_text(old_aff)} -> {_cpus_text(new_aff)}")
+    return diffs

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownTargetError
 from .plugins import transport_plugins
 from .targets import COMMON_KEYS, LOCAL, TargetSpec
 
@@ -46,12 +46,31 @@ class Config:
         except KeyError:
             where = f" in {self.path}" if self.path else " (no config file found)"
             hint = _did_you_mean(name, self.boards)
-            raise ConfigError(
+            raise UnknownTargetError(
                 f"no board named '{name}'{where}; known: {', '.join(sorted(self.boards))}{hint}"
             ) from None
 
     def with_tag(self, tag: str) -> list[TargetSpec]:
         return [spec for spec in self.boards.values() if tag in spec.tags]
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """``"0,2-3"`` -> ``[0, 2, 3]``: the Linux cpuset list syntax (``taskset -c``).
+
+    Raise ValueError saying what is wrong: an empty item, a reversed range, a repeat.
+    """
+    cpus: list[int] = []
+    for item in (part.strip() for part in text.split(",")):
+        first, sep, last = item.partition("-")
+        if not first.strip().isdigit() or (sep and not last.strip().isdigit()):
+            raise ValueError(f"expected CPU numbers and ranges such as 0,2-3, got '{text}'")
+        low, high = int(first), int(last) if sep else int(first)
+        if high < low:
+            raise ValueError(f"range '{item}' runs backwards")
+        cpus.extend(range(low, high + 1))
+    if len(set(cpus)) != len(cpus):
+        raise ValueError(f"'{text}' names a CPU twice")
+    return cpus
 
 
 def _did_you_mean(word: str, options: Any) -> str:

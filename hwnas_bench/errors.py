@@ -42,6 +42,10 @@ class UnknownTargetError(ConfigError):
     """A target name or ``tag:X`` that names no configured board (nor a built-in target)."""
 
 
+class UsageError(ConfigError):
+    """A command-line option or argument with a bad value (``hwnas`` exits with 2)."""
+
+
 class TargetError(HwnasError):
     """Something went wrong with a board. ``target`` names it, ``step`` says doing what."""
 

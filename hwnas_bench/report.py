@@ -112,3 +112,58 @@ class Storage:
                 return path
         known = ", ".join(p.stem for p in files)
         raise ReportError(f"no baseline '{name}' in {self.root} (have: {known})")
+
+
+# -- lines about a measurement's circumstances, shared by the CLI table and the pytest summary
+
+
+def cpu_ranges(cpus: Iterable[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (the syntax ``--cpus`` takes)."""
+    ordered = sorted(set(cpus))
+    parts: list[str] = []
+    start = prev = None
+    for cpu in [*ordered, None]:
+        if cpu is not None and prev is not None and cpu == prev + 1:
+            prev = cpu
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = cpu
+    return ",".join(parts)
+
+
+def busy_note(environment: Mapping[str, Any]) -> str | None:
+    """Why the timing may be disturbed by other work: the agent's sentence, else a load
+    average above the board's CPU count."""
+    if environment.get("busy"):
+        return str(environment["busy"])
+    loads = [
+        load[0]
+        for load in (environment.get("load_avg_start"), environment.get("load_avg_end"))
+        if isinstance(load, list) and load
+    ]
+    cores = environment.get("cpu_count")
+    if loads and isinstance(cores, int) and max(loads) > cores:
+        return f"load average {max(loads):.1f} on {cores} CPUs: other work was running"
+    return None
+
+
+def governor_note(environment: Mapping[str, Any]) -> str | None:
+    """What became of ``--governor``: applied (and restored), or why not."""
+    request = environment.get("governor_request")
+    if not isinstance(request, Mapping) or not request.get("requested"):
+        return None
+    text = f"{request['requested']} requested"
+    if request.get("applied"):
+        previous = f" (was {request['previous']})" if request.get("previous") else ""
+        restored = "" if request.get("restored", True) else ", NOT restored"
+        return f"{text}, applied{previous}{restored}"
+    return f"{text}, not applied: {request.get('reason') or 'unknown reason'}"
+
+
+def short_power_reason(reason: str, verbose_flag: str = "-v", limit: int = 80) -> str:
+    """The head of a long "why no power" reason: the full one lists every meter tried."""
+    if len(reason) <= limit:
+        return reason
+    head = reason.split(":", 1)[0]
+    return f"{head} ({verbose_flag} lists why for each meter)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ class TargetSpec:
     profile: str | None = None
     tags: tuple[str, ...] = ()
     timeout: float = 30.0
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  #: never printed
     source: str | None = None  #: the config file it came from
 
     def make_transport(self) -> Transport:
@@ -48,10 +49,16 @@ class TargetSpec:
         return transport
 
     def device(self, **kwargs: Any) -> Device:
+        """A client for the board. The token: the one given, else the config's, else
+        ``$HWNAS_AGENT_TOKEN`` (what a TCP agent started with ``--token`` asks for)."""
         kwargs.setdefault("timeout", self.timeout)
-        kwargs.setdefault("token", self.token)
+        if kwargs.get("token") is None:
+            kwargs["token"] = self.token or os.environ.get(TOKEN_ENV) or None
         return Device(self.make_transport(), **kwargs)
 
+
+#: The agent's shared secret for a TCP link when neither ``--token`` nor the config gives one.
+TOKEN_ENV = "HWNAS_AGENT_TOKEN"
 
 LOCAL = TargetSpec("local", "local", profile="local")
 
@@ -77,6 +84,12 @@ def ssh_target(
 def serial_target(spec: str) -> TargetSpec:
     """``PORT[@BAUD]``: a device path or pyserial URL, optionally with a baud rate."""
     url, sep, baud = spec.rpartition("@")
-    if sep and baud.isdigit():
-        return TargetSpec(spec, "serial", {"url": url, "baud": int(baud)})
-    return TargetSpec(spec, "serial", {"url": spec})
+    if not sep:
+        return TargetSpec(spec, "serial", {"url": spec})
+    if not url or not baud.strip().isdigit() or int(baud) <= 0:
+        raise ConfigError(
+            f"--serial expects PORT[@BAUD] (e.g. /dev/ttyUSB0@921600): bad baud rate '{baud}'"
+            if url
+            else f"--serial expects PORT[@BAUD], got '{spec}'"
+        )
+    return TargetSpec(spec, "serial", {"url": url, "baud": int(baud)})

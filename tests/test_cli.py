@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +63,8 @@ def test_invalid_onnx_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     bad.write_bytes(b"definitely not protobuf")
     assert main(["bench", str(bad), *FAST]) == 1
     line = one_error_line(capsys)
-    assert line.startswith("hwnas: error: local: bench: onnxruntime cannot load the model")
+    assert line.startswith("hwnas: error: local: bench: ")
+    assert "onnxruntime cannot load" in line
     assert "[invalid_model]" in line
 
 
@@ -78,8 +80,158 @@ def test_missing_serial_port(capsys: pytest.CaptureFixture[str], mlp_model: Path
 
 
 def test_bad_option_value(capsys: pytest.CaptureFixture[str], mlp_model: Path) -> None:
-    assert main(["bench", str(mlp_model), "--min-iterations", "0"]) == 1
-    assert "min_iterations" in one_error_line(capsys)
+    """A bad option value is a usage mistake (exit 2) and names the flag, not the field."""
+    assert main(["bench", str(mlp_model), "--min-iterations", "0"]) == 2
+    line = one_error_line(capsys)
+    assert "--min-iterations must be an integer >= 1" in line
+    assert "min_iterations" not in line
+    assert main(["bench", str(mlp_model), "--min-time", "5", "--max-time", "1"]) == 2
+    assert "--min-time must not exceed --max-time" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon"])
+def test_timeout_must_be_a_positive_number(
+    capsys: pytest.CaptureFixture[str], mlp_model: Path, value: str
+) -> None:
+    assert main(["bench", str(mlp_model), "--timeout", value]) == 2
+    line = one_error_line(capsys)
+    assert "--timeout" in line
+    assert "must be a number > 0" in line
+
+
+def test_argparse_mistakes_are_one_line_with_exit_2(
+    capsys: pytest.CaptureFixture[str], mlp_model: Path
+) -> None:
+    assert main(["bench", str(mlp_model), "--threads", "many"]) == 2
+    line = one_error_line(capsys)
+    assert "--threads" in line
+    assert "'many'" in line
+    assert main(["bench"]) == 2
+    assert "model" in one_error_line(capsys)
+
+
+def test_serial_with_a_bad_baud_rate(capsys: pytest.CaptureFixture[str], mlp_model: Path) -> None:
+    assert main(["bench", str(mlp_model), "--serial", "/dev/null@abc"]) == 2
+    line = one_error_line(capsys)
+    assert "bad baud rate 'abc'" in line
+    assert "PORT[@BAUD]" in line
+
+
+def test_garbage_inputs_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mlp_model: Path
+) -> None:
+    import numpy as np
+
+    garbage = tmp_path / "in.npz"
+    garbage.write_bytes(b"this is not a zip archive at all")
+    assert main(["bench", str(mlp_model), "--inputs", str(garbage), *FAST]) == 2
+    line = one_error_line(capsys)
+    assert f"--inputs {garbage}: not a NumPy .npz archive of arrays" in line
+    assert "pickled objects are refused" in line
+    assert "allow_pickle" not in line
+    assert "unsafe" not in line
+    npy = tmp_path / "one.npy"
+    np.save(npy, np.zeros((1, 64), dtype=np.float32))
+    assert main(["bench", str(mlp_model), "--inputs", str(npy), *FAST]) == 2
+    assert "np.savez" in one_error_line(capsys)
+    assert main(["bench", str(mlp_model), "--inputs", str(tmp_path / "none.npz")]) == 2
+    assert "none.npz: No such file" in one_error_line(capsys)
+
+
+def test_agent_build_to_a_directory_or_a_missing_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["agent", "build", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a directory" in one_error_line(capsys)
+    target = tmp_path / "new" / "dir" / "agent.pyz"
+    assert main(["agent", "build", str(target)]) == 0
+    assert target.stat().st_size > 1000
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["agent", "build", str(blocked / "agent.pyz")]) == 1
+    assert "cannot write" in one_error_line(capsys)
+
+
+def test_measured_input_shapes_and_defaulted_dims_are_shown(
+    capsys: pytest.CaptureFixture[str], mlp_model: Path
+) -> None:
+    assert main(["bench", str(mlp_model), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"input x .*1x64 float32", out), out
+    assert "dim 'batch' not given: measured with 1; set it with --dim batch=N" in out
+    assert main(["bench", str(mlp_model), *FAST, "--dim", "batch=8"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"input x .*8x64 float32", out), out
+    assert "not given" not in out
+
+
+def test_misspelt_dim_is_refused_naming_the_real_one(
+    capsys: pytest.CaptureFixture[str], mlp_model: Path
+) -> None:
+    assert main(["bench", str(mlp_model), *FAST, "--dim", "bacth=8"]) == 2  # a usage mistake
+    line = one_error_line(capsys)
+    assert "bacth" in line
+    assert "batch" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"), [("3", [3]), ("0,2-3", [0, 2, 3]), ("4-7", [4, 5, 6, 7]), (" 1 , 0 ", [1, 0])]
+)
+def test_cpu_lists(text: str, cpus: list[int]) -> None:
+    from hwnas_bench.config import parse_cpu_list
+
+    assert parse_cpu_list(text) == cpus
+
+
+@pytest.mark.parametrize("text", ["", "a", "3-1", "1,1", "-2", "0,,1"])
+def test_bad_cpu_lists_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], mlp_model: Path, text: str
+) -> None:
+    assert main(["bench", str(mlp_model), "--cpus", text]) == 2
+    assert "--cpus" in one_error_line(capsys)
+
+
+def test_cpus_and_governor_reach_the_settings(tmp_path: Path, mlp_model: Path) -> None:
+    from hwnas_bench.cli.bench import settings_from
+    from hwnas_bench.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        ["bench", str(mlp_model), "--cpus", "0", "--governor", "performance"]
+    )
+    settings = settings_from(args)
+    assert settings.cpus == [0]
+    assert settings.governor == "performance"
+    out = tmp_path / "m.json"
+    assert main(["bench", str(mlp_model), *FAST, "--cpus", "0", "--json", str(out), "-q"]) == 0
+    assert Measurement.load(out).settings["cpus"] == [0]
+
+
+def test_busy_board_and_governor_are_shown_next_to_drift(tmp_path: Path, mlp_model: Path) -> None:
+    import dataclasses
+
+    from rich.console import Console
+
+    from hwnas_bench.cli.render import measurement_notes, measurement_table
+
+    out = tmp_path / "m.json"
+    assert main(["bench", str(mlp_model), *FAST, "--json", str(out), "-q"]) == 0
+    m = Measurement.load(out)
+    env = dataclasses.replace(
+        m.environment,
+        busy="load average 3.9 on 2 CPUs: other work was running",
+        load_avg_start=[3.9, 2.0, 1.0],
+        cpu_count=2,
+        affinity=[0, 1],
+        governor_request={"requested": "performance", "applied": False, "reason": "read-only"},
+    )
+    m = dataclasses.replace(m, environment=env)
+    console = Console(width=160, record=True)
+    console.print(measurement_table(m))
+    text = console.export_text()
+    assert "YES: load average 3.9 on 2 CPUs" in text
+    assert "0-1 of 2" in text
+    assert "performance requested, not applied: read-only" in text
+    assert any("other work was running" in n for n in measurement_notes(m))
 
 
 def test_unknown_board_name(
@@ -111,7 +263,11 @@ def test_agent_ping_and_profile(capsys: pytest.CaptureFixture[str], conv_model: 
     assert "onnxruntime" in facts
     assert "power_unavailable" in facts
     assert main(["profile", str(conv_model), "--iterations", "3", "--top", "3"]) == 0
-    assert "Conv" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Conv" in out
+    assert "(3 runs)" in out  # the timed runs, warm-up excluded
+    for column in ("median µs", "p95 µs", "input shapes"):
+        assert column in out
 
 
 def test_agent_deploy_over_ssh_from_config(
@@ -176,3 +332,43 @@ def test_profile_writes_a_chrome_trace(conv_model: Path, tmp_path: Path) -> None
     events = json.loads(trace.read_text())
     assert any(e.get("name") == "model_run" for e in events)
     assert any(str(e.get("name", "")).endswith("_kernel_time") for e in events)
+
+
+def test_token_flag_and_env_reach_a_tcp_agent(
+    tmp_path: Path,
+    mlp_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agent started with --tcp and --token is reached with --serial socket://... and
+    --token, or HWNAS_AGENT_TOKEN; the token is never printed, even with -v."""
+    import socket
+
+    from hwnas_bench.testing.parts import wait_for_line
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "s3cret-token-value"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "device_agent", "--tcp", f"127.0.0.1:{port}"),
+            *("--token", secret, "--cache-dir", str(tmp_path)),
+        ],
+        stderr=subprocess.PIPE,
+    )
+    url = f"socket://127.0.0.1:{port}"
+    try:
+        wait_for_line(proc, b"serving TCP", 30)
+        assert main(["bench", str(mlp_model), *FAST, "--serial", url, "--token", secret]) == 0
+        assert secret not in capsys.readouterr().out
+        assert main(["-v", "bench", str(mlp_model), *FAST, "--serial", url, "--token", "no"]) == 2
+        captured = capsys.readouterr()
+        assert "unauthorized" in captured.err
+        assert secret not in captured.err + captured.out
+        monkeypatch.setenv("HWNAS_AGENT_TOKEN", secret)
+        assert main(["agent", "ping", "--serial", url]) == 0
+        assert secret not in capsys.readouterr().out
+    finally:
+        proc.kill()
+        proc.wait()

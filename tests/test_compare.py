@@ -72,3 +72,25 @@ def test_setup_differences_name_what_changed() -> None:
         "onnxruntime: '1.17.0' -> '1.18.1'",
         "governor: 'performance' -> 'ondemand'",
     ]
+
+
+def test_setup_differences_include_cpus_and_governor_requests() -> None:
+    from hwnas_bench.compare import measurement_setup_differences
+
+    board = {"hostname": "pi5-a", "onnxruntime": "1.18.1", "governor": "ondemand"}
+    old = {
+        "board": board,
+        "settings": {"cpus": None, "governor": None},
+        "environment": {"affinity": [0, 1, 2, 3]},
+    }
+    new = {
+        "board": board,
+        "settings": {"cpus": [2, 3], "governor": "performance"},
+        "environment": {"affinity": [2, 3]},
+    }
+    assert measurement_setup_differences(old, new) == [
+        "--cpus: all -> 2-3",
+        "--governor: not set -> 'performance'",
+        "CPUs used (affinity): 0-3 -> 2-3",
+    ]
+    assert measurement_setup_differences(old, old) == []

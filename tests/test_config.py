@@ -107,3 +107,30 @@ def test_unknown_board_suggests(tmp_path: Path) -> None:
         match=r"no board named 'pi4' in .*hwnas.toml; known: local, pi5 \(did you mean 'pi5'\?\)",
     ):
         config.target("pi4")
+
+
+def test_unknown_target_has_its_own_error_type(tmp_path: Path) -> None:
+    """Callers (the pytest plugin) tell "names nothing" apart from other config mistakes."""
+    from hwnas_bench.errors import UnknownTargetError
+
+    config = load_config(write(tmp_path, '[boards.pi5]\ntransport = "ssh"\nhost = "h"\n'))
+    with pytest.raises(UnknownTargetError, match="no board named 'pi4'"):
+        config.target("pi4")
+    assert config.target("local").transport == "local"  # built in, with or without a file
+
+
+def test_token_comes_from_the_environment_when_none_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            '[boards.a]\ntransport = "serial"\nurl = "socket://h:1"\n\n'
+            '[boards.b]\ntransport = "serial"\nurl = "socket://h:1"\ntoken = "from-file"\n',
+        )
+    )
+    monkeypatch.setenv("HWNAS_AGENT_TOKEN", "from-env")
+    assert config.target("a").device().token == "from-env"
+    assert config.target("b").device().token == "from-file"
+    assert config.target("b").device(token="given").token == "given"
+    assert "from-file" not in repr(config.target("b"))

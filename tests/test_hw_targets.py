@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,69 @@ def test_farm_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "free" in out
     assert "cpu" in out
+
+
+LOCAL_PATH = re.compile(
+    r"(/work|/home|/tmp|site-packages|~/|\b[\w./-]+\.(py|md|adoc|c|rst)\b(?!\w))"
+)
+
+
+def _source_notes(text: str) -> list[tuple[int, str]]:
+    """Each ``# source...`` comment with its continuation lines, as (line number, text)."""
+    notes: list[tuple[int, str]] = []
+    current: list[str] | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("# source"):
+            current = [stripped[1:].strip()]
+            notes.append((number, ""))
+        elif stripped.startswith("#") and current is not None:
+            current.append(stripped[1:].strip())
+        else:
+            if current is not None:
+                notes[-1] = (notes[-1][0], " ".join(current))
+            current = None
+    return notes
+
+
+def test_profile_sources_are_public_documents_never_local_paths() -> None:
+    """Every source is a URL or a named public document: a path on the machine that wrote
+    the profile is no source anyone else can check."""
+    for path in builtin_profile_files():
+        text = path.read_text()
+        notes = _source_notes(text)
+        assert notes, path
+        for number, note in notes:
+            without_urls = re.sub(r"https?://\S+", "", note)
+            bad = LOCAL_PATH.search(without_urls)
+            assert bad is None, f"{path.name}:{number}: source cites {bad[0]!r}: {note}"
+        for number, line in enumerate(text.splitlines(), 1):  # comments outside sources too
+            if line.lstrip().startswith("#"):
+                assert not re.search(r"/work/|/home/|site-packages", line), f"{path.name}:{number}"
+
+
+def test_a_plugin_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
+    """An installed package whose `hwnas` entry point does not import: `hwnas` says which
+    plugin and package, how to get past it, and exits 2, with no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    dist = tmp_path / "site" / "broken_board-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-board\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[hwnas]\nbroken = no_such_module_for_hwnas\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    env.pop(hw_targets.DISABLE_AUTOLOAD_ENV, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "hwnas_bench.cli.main", "targets", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "cannot be loaded: ModuleNotFoundError" in line
+    assert hw_targets.DISABLE_AUTOLOAD_ENV in line
+    assert "Traceback" not in result.stderr

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..deploy import build_agent_zipapp
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..transports.ssh import SSHTransport
 from .common import add_target_options, open_device, resolve_target
 from .render import console, facts_table, say
@@ -43,9 +44,13 @@ def run_ping(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     from ..plugins import agent_plugin_args, power_reader_plugins
+    from .bench import write_output
 
+    if args.output.is_dir():
+        example = args.output / "agent.pyz"
+        raise UsageError(f"{args.output} is a directory; give the file to write, e.g. {example}")
     bundle = build_agent_zipapp(tuple(r.module for r in power_reader_plugins()))
-    args.output.write_bytes(bundle.data)
+    write_output(args.output, bundle.data, "the agent")
     say(f"wrote {args.output} ({len(bundle.data)} bytes, sha256 {bundle.sha256[:12]}…)")
     flags = " ".join(agent_plugin_args())
     say(f"on the board: python3 {args.output.name} --serial /dev/ttyS0 {flags}".rstrip())
@@ -64,5 +69,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ping.add_argument("--json", action="store_true", help="print the facts as JSON")
     ping.set_defaults(func=run_ping)
     build = verbs.add_parser("build", help="write the agent zipapp to a file")
-    build.add_argument("output", type=__import__("pathlib").Path)
+    build.add_argument("output", type=Path, metavar="OUT.pyz", help="file to write")
     build.set_defaults(func=run_build)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,21 +11,54 @@ from typing import Any
 
 from device_agent.protocol import BenchSettings, GraphOptimization
 
-from ..errors import HwnasError
+from ..config import parse_cpu_list
+from ..errors import HwnasError, UsageError
 from .common import add_target_options, open_device
 from .render import console, measurement_notes, measurement_table, profile_table, say
 
 _DEFAULTS = BenchSettings()
+
+#: BenchSettings field -> the flag that sets it, so a validation error names what the user typed
+FLAGS = {
+    "threads": "--threads",
+    "provider": "--provider",
+    "graph_optimization": "--graph-optimization",
+    "warmup_runs": "--warmup-runs",
+    "warmup_min_s": "--warmup-time",
+    "min_iterations": "--min-iterations",
+    "min_time_s": "--min-time",
+    "max_time_s": "--max-time",
+    "dims": "--dim",
+    "seed": "--seed",
+    "power_meter": "--power-meter",
+    "power_interval_s": "--power-interval",
+    "cpus": "--cpus",
+    "governor": "--governor",
+}
+_FIELD = re.compile(r"\b(" + "|".join(FLAGS) + r")\b")
 
 
 def _dims(values: list[str]) -> dict[str, int]:
     dims: dict[str, int] = {}
     for item in values:
         name, sep, value = item.partition("=")
-        if not sep or not value.isdigit():
-            raise HwnasError(f"--dim expects NAME=INT, got '{item}'")
+        if not sep or not name or not value.isdigit():
+            raise UsageError(f"--dim expects NAME=INT, e.g. --dim batch=8, got '{item}'")
         dims[name] = int(value)
     return dims
+
+
+def cpus_option(text: str) -> list[int]:
+    """argparse type of ``--cpus``: ``3``, ``4-7``, ``0,2-3``."""
+    try:
+        return parse_cpu_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def flag_names(message: str) -> str:
+    """``min_time_s must not exceed max_time_s`` -> ``--min-time must not exceed --max-time``."""
+    return _FIELD.sub(lambda m: FLAGS[m.group(1)], message)
 
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +97,20 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--power-interval", type=float, default=_DEFAULTS.power_interval_s, metavar="S"
     )
+    group.add_argument(
+        "--cpus",
+        type=cpus_option,
+        default=None,
+        metavar="LIST",
+        help="pin the agent to these CPUs, e.g. 4-7 or 0,2-3 (default: all it may use)",
+    )
+    group.add_argument(
+        "--governor",
+        default=None,
+        metavar="NAME",
+        help="cpufreq governor for the timed run, e.g. performance (restored after; needs "
+        "permission on the board)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> BenchSettings:
@@ -81,24 +129,47 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         seed=args.seed,
         power_meter=args.power_meter,
         power_interval_s=args.power_interval,
+        cpus=args.cpus,
+        governor=args.governor,
     )
     try:
         settings.validate()
     except ValueError as exc:
-        raise HwnasError(f"bad measurement option: {exc}") from exc
+        raise UsageError(f"bad option: {flag_names(str(exc))}") from exc
     return settings
 
 
 def _load_inputs(path: Path | None) -> Mapping[str, Any] | None:
+    """The arrays of an ``.npz``; anything else is one line naming the file and the fix."""
     if path is None:
         return None
+    import zipfile
+
     import numpy as np
 
+    how = "write one with numpy.savez(FILE, name=array, ...), one array per model input"
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+    except OSError as exc:
+        raise UsageError(f"--inputs {path}: {exc.strerror or exc}") from exc
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:  # numpy: "pickled data ..."
+        raise UsageError(
+            f"--inputs {path}: not a NumPy .npz archive of arrays (pickled objects are "
+            f"refused); {how}"
+        ) from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise UsageError(
+            f"--inputs {path}: a single array (.npy), not an .npz archive of named arrays; "
+            f"save it with np.savez(FILE, INPUT_NAME=array)"
+        )
+    try:
+        with loaded as npz:
             return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError) as exc:
-        raise HwnasError(f"cannot read inputs {path}: {exc}") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(
+            f"--inputs {path}: not a NumPy .npz archive of arrays (pickled objects are "
+            f"refused); {how}"
+        ) from exc
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -119,7 +190,7 @@ def run_bench(args: argparse.Namespace) -> int:
             m = device.bench(args.model, settings, inputs=inputs)
     if not args.quiet:  # shown first: a file that cannot be written must not lose the result
         out.print(measurement_table(m))
-        for note in measurement_notes(m):
+        for note in measurement_notes(m, verbose=args.verbose):
             say(note)
     if args.json:
         write_output(args.json, m.to_json() + "\n", "the measurement")

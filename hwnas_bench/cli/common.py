@@ -8,7 +8,18 @@ from pathlib import Path
 from ..config import load_config
 from ..device import Device
 from ..errors import ConfigError
-from ..targets import TargetSpec, serial_target, ssh_target
+from ..targets import TOKEN_ENV, TargetSpec, serial_target, ssh_target
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0 (a timeout of 0 or less would fail every call)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got '{text}'")
+    return value
 
 
 def add_target_options(parser: argparse.ArgumentParser, positional: bool = False) -> None:
@@ -31,7 +42,14 @@ def add_target_options(parser: argparse.ArgumentParser, positional: bool = False
         help="accept and remember an unknown SSH host key (otherwise it is refused)",
     )
     group.add_argument("--config", type=Path, default=None, help="hwnas.toml to read")
-    group.add_argument("--timeout", type=float, default=None, help="seconds per call")
+    group.add_argument(
+        "--timeout", type=positive_float, default=None, metavar="S", help="seconds per call (> 0)"
+    )
+    group.add_argument(
+        "--token",
+        default=None,
+        help=f"shared secret of an agent serving TCP (--tcp ... --token T); default ${TOKEN_ENV}",
+    )
 
 
 def resolve_target(args: argparse.Namespace) -> TargetSpec:
@@ -49,4 +67,7 @@ def resolve_target(args: argparse.Namespace) -> TargetSpec:
 
 def open_device(args: argparse.Namespace) -> Device:
     spec = resolve_target(args)
-    return spec.device(**({"timeout": args.timeout} if args.timeout else {}))
+    options: dict[str, object] = {"token": args.token}  # None: the config's, else $HWNAS_...
+    if args.timeout:
+        options["timeout"] = args.timeout
+    return spec.device(**options)

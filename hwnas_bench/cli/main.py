@@ -1,20 +1,38 @@
-"""The ``hwnas`` command. Errors end as one line on stderr and a non-zero exit, no traceback."""
+"""The ``hwnas`` command. Errors end as one line on stderr and a non-zero exit, no traceback.
+
+Exit codes (as the README promises): 0 success, 2 a configuration or usage mistake (a bad
+option value, an unknown board, a broken hwnas.toml), 1 anything else, 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn, cast
 
 from hw_targets import HwTargetsError
 
 from .. import __version__
-from ..errors import ConfigError, HwnasError
+from ..errors import AgentError, ConfigError, HwnasError
 from ..plugins import plugin_manager
 from . import agent, bench, targets
 
+USAGE_EXIT = 2
+#: Agent replies that mean the command was asked wrongly: an option the board refused (a
+#: --dim the model lacks, inputs of the wrong shape, a provider it does not have, a bad token)
+USAGE_CODES = frozenset({"bad_input", "bad_request", "provider_unavailable", "unauthorized"})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (with where to read more) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"hwnas: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hwnas", description="Measure models on real boards; search architectures by it."
     )
     parser.add_argument("--version", action="version", version=f"hwnas-bench {__version__}")
@@ -24,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on failure, print the full detail (agent stderr) and the traceback",
     )
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="verb", required=True, metavar="COMMAND"),
+    )
     bench.register(sub)
     agent.register(sub)
     targets.register(sub)
@@ -33,17 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()  # loads plugins: a broken one is a setup mistake, one line
+    except HwTargetsError as exc:
+        _report(exc, "-v" in (argv if argv is not None else sys.argv[1:]))
+        return USAGE_EXIT
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or _Parser.error
+        return exc.code if isinstance(exc.code, int) else USAGE_EXIT
     try:
         code: int = args.func(args)
     except (HwnasError, HwTargetsError) as exc:
         _report(exc, args.verbose)
-        return 2 if isinstance(exc, (ConfigError, HwTargetsError)) else 1
+        return USAGE_EXIT if _is_usage_mistake(exc) else 1
     except KeyboardInterrupt:
         print("hwnas: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def _is_usage_mistake(exc: Exception) -> bool:
+    if isinstance(exc, AgentError):
+        return exc.code in USAGE_CODES
+    return isinstance(exc, (ConfigError, HwTargetsError))
 
 
 def _report(exc: Exception, verbose: bool) -> None:

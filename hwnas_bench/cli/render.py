@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from ..device import Profile
 from ..measurement import Measurement
+from ..report import busy_note, cpu_ranges, governor_note, short_power_reason
 
 
 def _ms(value: float) -> str:
@@ -43,13 +45,23 @@ def measurement_table(m: Measurement) -> Table:
     if m.memory.peak_rss_mb is not None:
         rows.append(("peak RSS MB", f"{m.memory.peak_rss_mb:.1f}"))
     env = m.environment
+    env_dict = dataclasses.asdict(env)
     if env.drift is not None:
         drift = (
             f"{'YES' if env.drift else 'no'} ({env.drift_slowdown_pct:+.1f}% last vs first quarter)"
         )
         rows.append(("drift", drift))
+    busy = busy_note(env_dict)
+    if busy:
+        rows.append(("busy", f"YES: {busy}"))
     if env.governor is not None:
         rows.append(("governor", str(env.governor)))
+    asked = governor_note(env_dict)
+    if asked:
+        rows.append(("--governor", asked))
+    if env.affinity:
+        of = f" of {env.cpu_count}" if env.cpu_count else ""
+        rows.append(("CPUs (affinity)", f"{cpu_ranges(env.affinity)}{of}"))
     if env.throttled is not None:
         rows.append(("CPU clock dropped", "YES (throttled)" if env.throttled else "no"))
     if env.temperature_c_end:
@@ -58,17 +70,38 @@ def measurement_table(m: Measurement) -> Table:
             rows.append(("max temperature °C (end)", f"{hottest:.1f}"))
     threads = m.settings.get("threads")
     rows.append(("threads / provider", f"{threads or 'auto'} / {m.settings.get('provider')}"))
+    for item in m.inputs:
+        rows.append((f"input {item.get('name')}", _input_shape(item)))
     rows.append(("stopped by", str(m.stopped_by)))
     for name, value in rows:
         table.add_row(name, value)
     return table
 
 
-def measurement_notes(m: Measurement) -> list[str]:
-    """Lines printed under the table: what is missing and why."""
+def _input_shape(item: dict[str, Any]) -> str:
+    """``8x64 float32``, and the declared shape where it had names (``batch x 64``)."""
+    shape = "x".join(str(d) for d in item.get("shape") or []) or "scalar"
+    text = f"{shape} {item.get('dtype', '')}".strip()
+    declared = item.get("declared")
+    if declared and any(not isinstance(d, int) for d in declared):
+        text += f" (declared {' x '.join(str(d) for d in declared)})"
+    return text
+
+
+def measurement_notes(m: Measurement, verbose: bool = False) -> list[str]:
+    """Lines printed under the table: what is missing and why, what was assumed."""
     notes = []
+    for item in m.inputs:
+        for dim in item.get("defaulted") or []:
+            notes.append(f"dim '{dim}' not given: measured with 1; set it with --dim {dim}=N")
     if m.power.mean_w is None:
-        notes.append(f"power unavailable: {m.power.reason}")
+        reason = m.power.reason or "no reason given"
+        shown = reason if verbose else short_power_reason(reason, "hwnas -v")
+        notes.append(f"power unavailable: {shown}")
+    busy = busy_note(dataclasses.asdict(m.environment))
+    if busy:
+        notes.append(f"busy: {busy} (the timing may include waiting for the CPU)")
+    notes.extend(m.notes)  # what the agent adjusted (e.g. threads above the pinned CPUs)
     if m.environment.drift:
         notes.append(
             "drift: the last quarter of samples was significantly slower than the first "
@@ -88,17 +121,26 @@ def profile_table(profile: Profile, top: int) -> Table:
     )
     for col, justify in (("node", "left"), ("op", "left"), ("calls", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    table.add_column("mean µs", justify="right")
-    table.add_column("share", justify="right")
-    for row in summary.get("nodes", [])[:top]:
-        table.add_row(
-            row["name"],
-            row["op_type"],
-            str(row["calls"]),
-            f"{row['mean_us']:.1f}",
-            f"{100 * row['share']:.1f}%",
-        )
+    rows = summary.get("nodes", [])[:top]
+    spread = any("median_us" in row for row in rows)  # agents since protocol 1.x send these
+    for col in ("mean µs", *(("median µs", "p95 µs") if spread else ()), "share"):
+        table.add_column(col, justify="right")
+    shapes = any(row.get("input_shapes") for row in rows)
+    if shapes:
+        table.add_column("input shapes")
+    for row in rows:
+        cells = [row["name"], row["op_type"], str(row["calls"]), f"{row['mean_us']:.1f}"]
+        if spread:
+            cells += [_us(row.get("median_us")), _us(row.get("p95_us"))]
+        cells.append(f"{100 * row['share']:.1f}%")
+        if shapes:
+            cells.append(", ".join("x".join(map(str, s)) for s in row.get("input_shapes") or []))
+        table.add_row(*cells)
     return table
+
+
+def _us(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def facts_table(target: str, facts: dict[str, Any]) -> Table:

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from device_agent.protocol import BenchSettings
 
+from ..config import parse_cpu_list
 from ..device import Device
-from ..errors import ConnectError, ConnectionLostError, DeviceTimeoutError, HwnasError
+from ..errors import (
+    ConnectError,
+    ConnectionLostError,
+    DeviceTimeoutError,
+    HwnasError,
+    UnknownTargetError,
+)
 from ..export import is_torch_module, torch_to_onnx
-from ..farm import BoardUnhealthyError
+from ..farm import BoardUnhealthyError, NoHealthyBoardError
 from ..measurement import Measurement
 from ..report import Entry
 from .state import get_state
 
-#: Errors that mean "the board cannot be reached" (what --hw-skip-unreachable skips).
-UNREACHABLE = (ConnectError, ConnectionLostError, DeviceTimeoutError, BoardUnhealthyError)
+#: Errors that mean "the board cannot be reached" (what --hw-skip-unreachable skips): it is
+#: down, unhealthy, every board of its tag is, or the name/tag names no board at all.
+UNREACHABLE = (
+    ConnectError,
+    ConnectionLostError,
+    DeviceTimeoutError,
+    BoardUnhealthyError,
+    NoHealthyBoardError,
+    UnknownTargetError,
+)
 RECORD_KEY = "hwnas"
 SETTING_NAMES = {f.name for f in fields(BenchSettings)}
 
@@ -48,6 +66,45 @@ def _marker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     return settings
 
 
+def _cpus(value: Any) -> Any:
+    """``cpus="4-7"`` or ``"0,2-3"`` as on the command line; a list passes as it is."""
+    if isinstance(value, str):
+        try:
+            return parse_cpu_list(value)
+        except ValueError as exc:
+            raise pytest.UsageError(f"hwnas: cpus={value!r}: {exc}") from None
+    return value
+
+
+def _announce(config: pytest.Config, line: str) -> None:
+    """A line on the terminal now, past pytest's output capture (a wait can be long).
+
+    An xdist worker has no terminal of its own: there the line becomes a warning, which
+    the controller prints in its warnings summary."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or hasattr(config, "workerinput"):
+        warnings.warn(pytest.PytestWarning(line), stacklevel=2)
+        return
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line, yellow=True)
+    else:
+        reporter.write_line(line, yellow=True)
+
+
+def _wait_notice(config: pytest.Config) -> Callable[[str], None]:
+    """Farm.lease's ``on_wait``: say once per distinct message what the lease waits for."""
+    said: set[str] = set()
+
+    def on_wait(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            _announce(config, f"hwnas: {message}")
+
+    return on_wait
+
+
 @pytest.fixture
 def hw_target(request: pytest.FixtureRequest) -> Iterator[HwTarget]:
     state = get_state(request.config)
@@ -58,6 +115,7 @@ def hw_target(request: pytest.FixtureRequest) -> Iterator[HwTarget]:
             what,
             timeout=request.config.getoption("hw_lease_timeout"),
             purpose=f"pytest {state.worker}: {request.node.nodeid}",
+            on_wait=_wait_notice(request.config),
         )
     except HwnasError as exc:  # unreachable, unhealthy, busy, misconfigured
         error = exc
@@ -73,6 +131,22 @@ def hw_target(request: pytest.FixtureRequest) -> Iterator[HwTarget]:
 
 
 Bench = Callable[..., Measurement]
+
+
+def resolve_model(model: Any, request: pytest.FixtureRequest) -> Any:
+    """A relative model path, tried against the test file's folder, then the rootdir, then
+    the working directory; the first that exists wins. Anything else passes as it is."""
+    if not isinstance(model, (str, os.PathLike)) or Path(model).is_absolute():
+        return model
+    tried: list[Path] = []
+    for base in (request.path.parent, request.config.rootpath, Path.cwd()):
+        candidate = base / model
+        if candidate not in tried:
+            tried.append(candidate)
+        if candidate.is_file():
+            return candidate
+    where = ", ".join(str(t) for t in tried)
+    pytest.fail(f"hw_bench: no model '{model}': tried {where}", pytrace=False)
 
 
 @pytest.fixture
@@ -102,13 +176,24 @@ def hw_bench(request: pytest.FixtureRequest, hw_target: HwTarget) -> Bench:
             raise TypeError(f"hw_bench: unknown setting(s) {sorted(unknown)}")
         merged = {**({"min_time_s": min_time} if min_time is not None else {}), **defaults}
         merged.update(settings)
+        if "cpus" in merged:
+            merged["cpus"] = _cpus(merged["cpus"])
         if "min_time_s" in merged and "max_time_s" not in merged:  # a long min raises the cap
             merged["max_time_s"] = max(BenchSettings.max_time_s, 2 * merged["min_time_s"])
         if is_torch_module(model):
             model = torch_to_onnx(model, example_input)
+        else:
+            model = resolve_model(model, request)
         failure = None
         try:
-            m = hw_target.device.bench(model, BenchSettings(**merged), inputs=inputs)
+            chosen = BenchSettings(**merged)
+            chosen.validate()
+        except ValueError as exc:
+            failure = f"hw_bench: bad setting: {exc}"
+        if failure is not None:
+            pytest.fail(failure, pytrace=False)
+        try:
+            m = hw_target.device.bench(model, chosen, inputs=inputs)
         except HwnasError as exc:
             failure = f"hwnas: {exc}".splitlines()[0]
         if failure is not None:

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+import math
+
 import pytest
+
+
+def _seconds(text: str) -> float:
+    """A finite number of seconds >= 0, for argparse (a typo must not mean "wait forever")."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
+    return value
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -39,11 +53,15 @@ def add_options(parser: pytest.Parser) -> None:
         "--hw-storage", metavar="DIR", default=".hwnas", help="baseline directory (default .hwnas)"
     )
     group.addoption(
-        "--hw-min-time", type=float, default=None, metavar="S", help="min timed seconds per bench"
+        "--hw-min-time",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="min timed seconds per bench",
     )
     group.addoption(
         "--hw-lease-timeout",
-        type=float,
+        type=_seconds,
         default=600.0,
         metavar="S",
         help="how long to wait for a busy board (default 600)",

@@ -10,9 +10,9 @@ import pytest
 
 from hw_targets import HwTargetsError
 
-from ..compare import CompareExpressionError, parse_checks, setup_differences
+from ..compare import CompareExpressionError, measurement_setup_differences, parse_checks
 from ..config import Config, load_config
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownTargetError
 from ..report import (
     Entry,
     ReportError,
@@ -50,11 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         hw_config = load_config(config.getoption("hw_config"))
         for what in requested:
-            if what.startswith("tag:"):
-                if not hw_config.with_tag(what[4:]):
-                    raise ConfigError(f"--hw-target {what}: no board has that tag")
-            else:
-                hw_config.target(what)
+            check_target(hw_config, what, option="--hw-target ")
         expression = config.getoption("hw_compare_fail")
         checks = parse_checks(expression) if expression else []
     except (ConfigError, CompareExpressionError, HwTargetsError) as exc:
@@ -66,12 +62,18 @@ def pytest_configure(config: pytest.Config) -> None:
     compare = config.getoption("hw_compare")
     if compare is None and checks:
         compare = ""  # --hw-compare-fail implies comparing with the latest baseline
+    storage = Path(config.rootpath, config.getoption("hw_storage"))
+    if compare and not _is_worker(config):
+        try:  # a misspelt baseline must stop the run before it measures, not after
+            Storage(storage).find(compare)
+        except ReportError as exc:
+            raise pytest.UsageError(f"hwnas: {exc}") from None
     worker = getattr(config, "workerinput", {}).get("workerid", "main")
     config.stash[STATE] = HwState(
         config=hw_config,
         targets=requested or ["local"],
         explicit_targets=bool(requested),
-        storage=Path(config.rootpath, config.getoption("hw_storage")),
+        storage=storage,
         checks=checks,
         compare=compare,
         worker=worker,
@@ -79,6 +81,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if not _is_worker(config):
         config.pluginmanager.register(ResultCollector(config.stash[STATE]), "hwnas-results")
+
+
+def check_target(config: Config, what: str, option: str = "") -> None:
+    """Raise UnknownTargetError when ``what`` (a name or ``tag:X``) names no board."""
+    if what.startswith("tag:"):
+        if not config.with_tag(what[4:]):
+            where = f" in {config.path}" if config.path else " (no config file found)"
+            raise UnknownTargetError(f"{option}{what}: no board has the tag '{what[4:]}'{where}")
+    else:
+        config.target(what)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -104,7 +116,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         skip = pytest.mark.skip(reason=f"hwnas: test is for {wanted}, run with {state.targets}")
         metafunc.parametrize("hw_target", [pytest.param("none", marks=skip)], indirect=True)
         return
-    metafunc.parametrize("hw_target", targets, indirect=True, ids=targets)
+    params = []
+    for target in targets:
+        marks = []
+        if not state.explicit_targets and not state.config_error:
+            try:  # the marker names a board this machine's config lacks: skip, saying so
+                check_target(state.config, target)
+            except UnknownTargetError as exc:
+                marks.append(pytest.mark.skip(reason=f"hwnas: {exc}"))
+        params.append(pytest.param(target, marks=marks, id=target))
+    metafunc.parametrize("hw_target", params, indirect=True)
 
 
 def pytest_collection_modifyitems(
@@ -197,7 +218,7 @@ def _compare(state: HwState, storage: Storage) -> None:
         if old is None:
             state.notes.append(f"{entry.test}: new, not in the baseline")
             continue
-        diffs = setup_differences(old.measurement.get("board", {}), entry.measurement["board"])
+        diffs = measurement_setup_differences(old.measurement, entry.measurement)
         if diffs:
             state.setup_warnings.append(
                 f"{entry.test}: baseline measured on a different setup ({'; '.join(diffs)})"
@@ -216,4 +237,4 @@ def _compare(state: HwState, storage: Storage) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if _is_worker(config) or STATE not in config.stash:
         return
-    summary.write(terminalreporter, get_state(config))
+    summary.write(terminalreporter, get_state(config), verbose=config.option.verbose > 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ..report import Entry
+from ..report import Entry, busy_note, cpu_ranges, governor_note, short_power_reason
 from .state import HwState
 
 HEADERS = ("test", "median ms", "p95 ms", "p99 ms", "throughput /s", "energy mJ", "power source")
@@ -51,7 +51,28 @@ def _board_line(board: str, facts: dict[str, Any]) -> str:
     )
 
 
-def write(tr: Any, state: HwState) -> None:
+def flags_of(entry: Entry) -> list[str]:
+    """What may have disturbed or shaped the run, named next to the drift flag."""
+    m = entry.measurement
+    env = m.get("environment") or {}
+    flags = []
+    if env.get("drift"):
+        flags.append(f"drift {env.get('drift_slowdown_pct') or 0:+.1f}% (throttling?)")
+    busy = busy_note(env)
+    if busy:
+        flags.append(f"busy: {busy}")
+    governor = governor_note(env)
+    if governor:
+        flags.append(f"governor {governor}")
+    asked = (m.get("settings") or {}).get("cpus")
+    used = env.get("affinity") or asked or []
+    cores = env.get("cpu_count")
+    if used and (asked or (cores and len(used) < cores)):  # pinned, or held to fewer CPUs
+        flags.append(f"CPUs {cpu_ranges(used)}")
+    return flags
+
+
+def write(tr: Any, state: HwState, verbose: bool = False) -> None:
     if not state.entries:
         return
     tr.write_sep("=", f"hwnas: {len(state.entries)} measurement(s)")
@@ -60,9 +81,16 @@ def write(tr: Any, state: HwState) -> None:
         by_board[entry.board].append(entry)
     for board, entries in sorted(by_board.items()):
         tr.write_line(_board_line(board, entries[0].measurement.get("board", {})), bold=True)
-        for text in _table([_row(e) for e in sorted(entries, key=lambda e: e.test)]):
+        ordered = sorted(entries, key=lambda e: e.test)
+        for text in _table([_row(e) for e in ordered]):
             tr.write_line(text)
+        for entry in ordered:
+            flags = flags_of(entry)
+            if flags:
+                tr.write_line(f"  {entry.test}: {'; '.join(flags)}", yellow=True)
         reasons = {e.measurement["power"].get("reason") for e in entries} - {None}
+        if not verbose:  # the full reason lists every meter tried: once per board, with -v
+            reasons = {short_power_reason(r) for r in reasons}
         for reason in sorted(reasons):
             tr.write_line(f"  power unavailable: {reason}")
         tr.write_line("")
