@@ -1,0 +1,154 @@
+"""Does evolution beat random search? Hypervolume at the same number of device measurements.
+
+    python benchmarks/search_quality.py [--seeds 0 1 2] [--trials 30] [--epochs 3]
+                                        [--budget-ms 0.03] [--target local]
+                                        [--space default|large]
+
+For each seed, one ``random`` and one ``evolution`` search on ``digits`` (same space, same
+training, same board). Each front is cut to the first M device measurements, M the smaller
+of the two runs' counts, so both strategies get the same number of measurements. Prints
+per seed and as the mean over seeds: the hypervolume of (validation accuracy, measured
+latency) with the reference point (accuracy 0, the latency budget), evolution / random
+(target >= 1.2), how much of the attainable hypervolume random alone reaches (the union of
+every candidate both runs measured: an upper bound on the ratio any strategy could show
+here), and the candidate -> ONNX export time per candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from search import InfeasibleBudgetError, Searcher, SearchSpace
+from search.data import load_dataset
+from search.records import MEASURED, TrialRecord
+
+#: the CLI's default space (search/cli.py), and a larger one where random sampling lands
+#: on slow or poor candidates more often
+SPACES: dict[str, dict[str, object]] = {}
+SPACES["default"] = {
+    "num_layers": (1, 4),
+    "layer_types": ["conv", "dwconv", "pool", "fc", "skip"],
+    "conv_kernels": [3, 5],
+    "conv_strides": [1, 2],
+    "conv_channels": [4, 8, 16, 32],
+    "pool_sizes": [2],
+    "pool_strides": [2],
+    "fc_sizes": [16, 32, 64],
+}
+SPACES["large"] = {
+    **SPACES["default"],
+    "num_layers": (1, 6),
+    "conv_kernels": [1, 3, 5, 7],
+    "conv_channels": [4, 8, 16, 32, 64],
+    "fc_sizes": [16, 32, 64, 128, 256],
+}
+
+
+def hypervolume(points: list[tuple[float, float]], budget: float) -> float:
+    """Area dominated by (accuracy up, latency down) points, from (0, budget)."""
+    front: list[tuple[float, float]] = []
+    for acc, lat in sorted(p for p in points if p[1] <= budget):
+        front = [f for f in front if not (f[0] <= acc and f[1] >= lat)]
+        if not any(f[0] >= acc and f[1] <= lat for f in front):
+            front.append((acc, lat))
+    area, prev_acc = 0.0, 0.0
+    for acc, lat in sorted(front, key=lambda p: p[0]):
+        area += (acc - prev_acc) * (budget - lat)
+        prev_acc = acc
+    return area
+
+
+def run(strategy: str, seed: int, args: argparse.Namespace, out: Path) -> list[TrialRecord]:
+    data = load_dataset("digits")
+    searcher = Searcher(
+        SearchSpace(input_shape=data.input_shape, **SPACES[args.space]),  # type: ignore[arg-type]
+        target=args.target,
+        strategy=strategy,
+        constraints={"latency_ms": args.budget_ms},
+        trials=args.trials,
+        epochs=args.epochs,
+        batch_size=32,
+        seed=seed,
+        out=out / f"{strategy}-{seed}",
+        progress=False,
+    )
+    with contextlib.suppress(InfeasibleBudgetError):
+        searcher.search(data.x, data.y)
+    assert searcher.result is not None
+    c = searcher.result.counts
+    print(
+        f"  {strategy} seed {seed}: {c['measured']} measured, {c['duplicates']} repeated, "
+        f"{c['pruned']} pruned, {c['failed']} failed, {c['infeasible']} over budget",
+        flush=True,
+    )
+    return [r for r in searcher.result.trials if r.outcome == MEASURED]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--budget-ms", type=float, default=0.03)
+    p.add_argument("--target", default="local")
+    p.add_argument("--space", choices=sorted(SPACES), default="default")
+    p.add_argument("--keep", type=Path, help="keep the run directories here")
+    args = p.parse_args(argv)
+    ratios: list[float] = []
+    shares: list[float] = []  #: random's hypervolume / that of all candidates measured
+    exports: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="search-quality-") as tmp_dir:
+        tmp = str(args.keep or tmp_dir)
+        for seed in args.seeds:
+            start = time.perf_counter()
+            measured = {s: run(s, seed, args, Path(tmp)) for s in ("random", "evolution")}
+            m = min(len(v) for v in measured.values())
+            if m == 0:
+                print(f"seed {seed}: a run measured nothing; left out of the mean", flush=True)
+                continue
+            hv = {
+                s: hypervolume(
+                    [(r.accuracy or 0.0, r.latency_ms or 0.0) for r in v[:m]], args.budget_ms
+                )
+                for s, v in measured.items()
+            }
+            ratio = hv["evolution"] / hv["random"] if hv["random"] > 0 else float("inf")
+            ratios.append(ratio)
+            # headroom: the hypervolume of every candidate either run measured, all together
+            union = hypervolume(
+                [(r.accuracy or 0.0, r.latency_ms or 0.0) for v in measured.values() for r in v],
+                args.budget_ms,
+            )
+            shares.append(hv["random"] / union if union > 0 else 0.0)
+            exports += [r.export_s for v in measured.values() for r in v if r.export_s]
+            print(
+                f"seed {seed}: {m} measurements each; hypervolume random {hv['random']:.5f}, "
+                f"evolution {hv['evolution']:.5f}, ratio {ratio:.2f}; random reaches "
+                f"{100 * shares[-1]:.0f}% of the hypervolume of both runs' candidates together "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+    if ratios:
+        print(
+            f"evolution / random hypervolume, mean over {len(ratios)} seeds: "
+            f"{statistics.mean(ratios):.2f} (target >= 1.2); random alone reaches "
+            f"{100 * statistics.mean(shares):.0f}% of the hypervolume of everything measured, "
+            f"so no strategy can beat it by more than {1 / statistics.mean(shares):.2f}x here"
+        )
+    if exports:
+        print(
+            f"export time per candidate (direct ONNX build): median "
+            f"{1000 * statistics.median(exports):.2f} ms, max {1000 * max(exports):.2f} ms "
+            f"over {len(exports)} candidates"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Candidate -> torch module (for training). NCHW inside; data.py converts channels-last."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .space import Candidate
+
+
+def layer_modules(candidate: Candidate) -> list[nn.Module]:
+    """The candidate as a flat list of modules, in order (onnx_export.py walks the same list)."""
+    shapes = candidate.shapes()  # raises InvalidCandidate before anything is allocated
+    channels = candidate.input_shape[2]
+    modules: list[nn.Module] = []
+    flat = False
+    for (shape_in, _), layer in zip(shapes, candidate.layers, strict=False):
+        if layer.kind == "conv":
+            modules += [
+                nn.Conv2d(channels, layer.width, layer.kernel, layer.stride, layer.kernel // 2),
+                nn.ReLU(),
+            ]
+            channels = layer.width
+        elif layer.kind == "dwconv":
+            modules += [
+                nn.Conv2d(
+                    channels,
+                    channels,
+                    layer.kernel,
+                    layer.stride,
+                    layer.kernel // 2,
+                    groups=channels,
+                ),
+                nn.ReLU(),
+                nn.Conv2d(channels, layer.width, 1),
+                nn.ReLU(),
+            ]
+            channels = layer.width
+        elif layer.kind == "pool":
+            modules.append(nn.MaxPool2d(layer.kernel, layer.stride))
+        elif layer.kind == "fc":
+            if not flat:
+                modules.append(nn.Flatten())
+                flat = True
+            modules += [nn.Linear(shape_in[0], layer.width), nn.ReLU()]
+    features = shapes[-1][0][0]
+    if not flat:
+        modules.append(nn.Flatten())
+    modules.append(nn.Linear(features, candidate.num_classes))
+    return modules
+
+
+class CandidateNet(nn.Module):
+    """``forward`` takes NCHW float32 and returns logits."""
+
+    def __init__(self, candidate: Candidate) -> None:
+        super().__init__()
+        self.candidate = candidate
+        self.body = nn.Sequential(*layer_modules(candidate))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x)
+        return out
+
+
+def build(candidate: Candidate, *, seed: int = 0) -> CandidateNet:
+    """A freshly initialised module; the same seed gives the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CandidateNet(candidate)

@@ -1,0 +1,179 @@
+"""``hwnas search``: added to the ``hwnas`` command through the ``hwnas_add_commands`` hook.
+
+This module is loaded by every ``hwnas`` start (it is a plugin), so it imports nothing
+heavy: torch and Optuna load only when a search runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from hw_targets import hookimpl
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+#: The space the CLI searches unless search.toml's [space] says otherwise.
+DEFAULT_SPACE: dict[str, Any] = {
+    "num_layers": [1, 4],
+    "layer_types": ["conv", "dwconv", "pool", "fc", "skip"],
+    "conv_kernels": [3, 5],
+    "conv_strides": [1, 2],
+    "conv_channels": [4, 8, 16, 32],
+    "pool_sizes": [2],
+    "pool_strides": [2],
+    "fc_sizes": [16, 32, 64],
+}
+
+#: option -> default, for options that search.toml may also set
+DEFAULTS: dict[str, Any] = {
+    "target": "local",
+    "dataset": None,
+    "data": None,
+    "latency_budget_ms": None,
+    "energy_budget_mj": None,
+    "memory_budget_mb": None,
+    "latency_stat": "p50",
+    "strategy": "evolution",
+    "trials": 40,
+    "epochs": 10,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "lr": None,
+    "seed": 0,
+    "out": None,
+    "min_time": 0.25,
+    "threads": 1,
+}
+
+
+@hookimpl
+def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "search",
+        help="search the architecture with the best accuracy within a latency budget "
+        "measured on the board",
+        description="Train candidates here, measure each on the board, keep the most "
+        "accurate within the budget. Options may also come from --config search.toml "
+        "(the same names with underscores, and a [space] table); flags win.",
+    )
+    p.add_argument("--config", type=Path, help="search.toml with settings and a [space] table")
+    p.add_argument("--target", help="board name, tag:X, or local (default)")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--dataset", choices=["digits"], help="an offline demo dataset")
+    data.add_argument("--data", type=Path, help=".npz holding x, y (and x_test, y_test)")
+    p.add_argument("--latency-budget-ms", type=float, metavar="X")
+    p.add_argument("--energy-budget-mj", type=float, metavar="Y", help="needs a power meter")
+    p.add_argument("--memory-budget-mb", type=float, metavar="M", help="weights + activations")
+    p.add_argument("--latency-stat", choices=["p50", "p95", "p99", "mean"])
+    p.add_argument("--strategy", choices=["random", "evolution"])
+    p.add_argument("--trials", type=int, metavar="N")
+    p.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--optimizer", choices=["adam", "sgd", "adamw"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--min-time", type=float, metavar="S", help="timed loop per measurement")
+    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads on the board")
+    p.add_argument("--out", type=Path, help="run directory, e.g. runs/NAME")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, space) from search.toml then the flags."""
+    from .errors import SettingsError
+
+    file: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            file = tomllib.loads(args.config.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read {args.config}: {exc}") from exc
+    space = {**DEFAULT_SPACE, **file.pop("space", {})}
+    unknown = sorted(set(file) - set(DEFAULTS))
+    if unknown:
+        raise SettingsError(f"{args.config}: unknown settings {', '.join(unknown)}")
+    opts = {**DEFAULTS, **file}
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            opts[key] = value
+    if opts["dataset"] is None and opts["data"] is None:
+        raise SettingsError("give --dataset digits or --data train.npz")
+    if opts["out"] is None:
+        raise SettingsError("give --out runs/NAME (the run directory)")
+    return opts, space
+
+
+def run(args: argparse.Namespace) -> int:
+    from .errors import DataError, InfeasibleBudgetError, SearchError, SettingsError, SpaceError
+
+    try:
+        return _run(args)
+    except InfeasibleBudgetError as exc:
+        print(str(exc))
+        return 1
+    except (SettingsError, SpaceError, DataError) as exc:
+        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except SearchError as exc:
+        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    opts, space_opts = _options(args)
+    try:
+        from .api import Searcher
+    except ImportError as exc:  # torch / optuna missing
+        from .errors import SearchError
+
+        raise SearchError(
+            f"the search needs its extra: pip install 'hwnas-bench[search]' ({exc})"
+        ) from exc
+    from .data import load_dataset, load_npz
+    from .report import final_line, trial_line
+    from .space import SearchSpace
+
+    data = load_npz(opts["data"]) if opts["data"] else load_dataset(opts["dataset"])
+    space = SearchSpace.from_dict({"input_shape": data.input_shape, **space_opts})
+    constraints = {
+        "latency_ms": opts["latency_budget_ms"],
+        "energy_mj": opts["energy_budget_mj"],
+        "memory_mb": opts["memory_budget_mb"],
+    }
+    searcher = Searcher(
+        space,
+        target=opts["target"],
+        strategy=opts["strategy"],
+        constraints={k: v for k, v in constraints.items() if v is not None},
+        latency_stat=opts["latency_stat"],
+        trials=opts["trials"],
+        epochs=opts["epochs"],
+        batch_size=opts["batch_size"],
+        optimizer=opts["optimizer"],
+        lr=opts["lr"],
+        seed=opts["seed"],
+        out=opts["out"],
+        resume=args.resume,
+        bench={"min_time_s": opts["min_time"], "threads": opts["threads"]},
+        progress=False if args.quiet else None,
+    )
+    if not args.quiet and not sys.stderr.isatty():  # a log, not a terminal: a line a trial
+        stat = opts["latency_stat"]
+        searcher.on_trial = lambda rec, _: print(trial_line(rec, stat), flush=True)
+    best = searcher.search(data.x, data.y)
+    assert searcher.result is not None
+    if data.x_test is not None and data.y_test is not None:
+        loss, acc = best.evaluate(data.x_test, data.y_test)
+        print(f"Test accuracy of the best model: {100 * acc:.1f}% (loss {loss:.3f})")
+    print(f"Run directory: {searcher.result.out} (best.onnx, pareto.png, summary.md)")
+    print(final_line(searcher.result))
+    return 0

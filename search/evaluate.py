@@ -1,0 +1,125 @@
+"""Measure candidates on the target board, leasing it from the farm for each measurement.
+
+A long search thus shares the farm with tests and other searches: between two measurements
+the board is free. Errors of the board (it dropped out, the link broke, nobody freed it in
+time) are raised as they are (``hwnas_bench`` errors); the search fails that trial with the
+reason and goes on, and the next lease reconnects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import hw_targets
+from hw_targets import HardwareProfile
+from hwnas_bench import BenchSettings, Config, Measurement, TargetSpec, load_config
+from hwnas_bench.farm import Farm
+
+from .errors import SettingsError
+
+#: latency statistic name -> Latency field
+STATS = {"p50": "median_ms", "p95": "p95_ms", "p99": "p99_ms", "mean": "mean_ms"}
+
+#: A search measurement: short but still a real timed loop (>= 30 runs and 0.25 s), one
+#: thread so candidates compare on the same footing. Override with ``bench=``.
+SEARCH_BENCH = BenchSettings(
+    threads=1, warmup_runs=1, warmup_min_s=0.1, min_iterations=30, min_time_s=0.25, max_time_s=5.0
+)
+
+
+def latency_of(m: Measurement, stat: str) -> float:
+    return float(getattr(m.latency, STATS[stat]))
+
+
+def check_stat(stat: str) -> str:
+    if stat not in STATS:
+        raise SettingsError(f"unknown latency_stat '{stat}' (known: {', '.join(STATS)})")
+    return stat
+
+
+class Board:
+    """The target of a search: ``local``, a configured name, ``tag:X``, or a TargetSpec."""
+
+    def __init__(
+        self,
+        target: str | TargetSpec = "local",
+        *,
+        bench: BenchSettings = SEARCH_BENCH,
+        lease_timeout: float = 600.0,
+        purpose: str = "search",
+        config: Config | None = None,
+    ) -> None:
+        bench.validate()
+        self.bench, self.lease_timeout, self.purpose = bench, lease_timeout, purpose
+        if isinstance(target, TargetSpec):
+            self.config = Config(boards={target.name: target})
+            self._what = target.name
+        else:
+            self.config = config or load_config()
+            self._what = target
+        #: called with the agent's progress reports during each measurement
+        self.on_progress: Callable[[Mapping[str, Any]], None] | None = None
+        self.facts: dict[str, Any] = {}  #: from the first lease's hello
+        self.board_name = ""  #: the board leased last
+        self.spec: TargetSpec | None = None
+        self._farm: Farm | None = None
+
+    @property
+    def what(self) -> str:
+        return self._what
+
+    @property
+    def is_local(self) -> bool:
+        """True when training and measuring share this machine (then they never overlap)."""
+        specs = self.farm.candidates(self._what)
+        return any(s.transport == "local" for s in specs)
+
+    @property
+    def farm(self) -> Farm:
+        if self._farm is None:
+            self._farm = Farm(self.config, purpose=self.purpose)
+        return self._farm
+
+    def connect(self) -> dict[str, Any]:
+        """Lease once to learn the board's facts (for its profile and the summary)."""
+        with self.farm.lease(self._what, timeout=self.lease_timeout, purpose=self.purpose) as lease:
+            self.facts, self.board_name, self.spec = dict(lease.facts), lease.name, lease.spec
+        return self.facts
+
+    def profile(self) -> HardwareProfile:
+        """The board's hw_targets profile: the one the config names, else detected from hello."""
+        if not self.facts:
+            self.connect()
+        name = self.spec.profile if self.spec is not None else None
+        if name and name != "local":
+            profiles = hw_targets.hardware_profiles()
+            if name in profiles:
+                return profiles[name]
+        return hw_targets.profile_from_facts(self.board_name or "local", self.facts)
+
+    @property
+    def has_power_meter(self) -> bool:
+        return bool(self.facts.get("power_meters"))
+
+    def measure(self, model: bytes, *, name: str = "candidate") -> Measurement:
+        with self.farm.lease(
+            self._what, timeout=self.lease_timeout, purpose=f"{self.purpose} {name}"
+        ) as lease:
+            self.board_name = lease.name
+            return lease.device.bench(model, self.bench, on_progress=self.on_progress)
+
+    def close(self) -> None:
+        if self._farm is not None:
+            self._farm.close()
+            self._farm = None
+
+
+def bench_settings(overrides: Mapping[str, Any] | None) -> BenchSettings:
+    settings = replace(SEARCH_BENCH, **dict(overrides or {}))
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise SettingsError(f"bad measurement setting: {exc}") from exc
+    return settings

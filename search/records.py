@@ -1,0 +1,184 @@
+"""What a search keeps of each trial, how it is counted, and the Pareto front.
+
+A trial's record lives in the Optuna study (its user attributes: candidate, outcome, cost,
+accuracy) and, for a measured one, its full ``Measurement`` in ``measurements.jsonl``.
+Counts are derived from the study every time, so they survive a resume.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas_bench import Measurement
+
+#: Trial outcomes, as stored in the study (``user_attrs["outcome"]``).
+MEASURED = "measured"
+#: a candidate already measured in this run, proposed again: not measured again, its figures
+#: reused; does not count against ``trials`` (up to ``trials`` repeats)
+DUPLICATE = "duplicate"
+INVALID = "invalid"  #: shapes do not work (spatial size below 1)
+PRUNED_TRAINING = "pruned_training"  #: a hopeless training run, stopped by the pruner
+FAILED = "failed"  #: training or the board failed; ``reason`` says how
+INTERRUPTED = "interrupted"  #: the process died during the trial; redone on resume
+#: pruned by a hardware limit before training: ``pruned_<limit>``
+LIMITS = ("profile_memory", "memory", "flops", "params")
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    candidate: str  #: the canonical encoding
+    hash: str
+    outcome: str
+    reason: str | None = None
+    cost: dict[str, Any] = field(default_factory=dict)
+    accuracy: float | None = None  #: validation accuracy, a fraction
+    val_loss: float | None = None
+    latency_ms: float | None = None  #: the chosen statistic, as measured
+    energy_mj: float | None = None  #: as measured; None without a power meter
+    feasible: bool | None = None  #: within every budget, as measured
+    train_s: float | None = None
+    export_s: float | None = None  #: candidate + weights -> ONNX bytes
+    measurement: Measurement | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.outcome in (MEASURED, DUPLICATE)
+
+    def attrs(self) -> dict[str, Any]:
+        """The study's user attributes for this record (no Measurement: that is JSON lines)."""
+        out = {
+            "candidate": self.candidate,
+            "hash": self.hash,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "cost": self.cost,
+            "accuracy": self.accuracy,
+            "val_loss": self.val_loss,
+            "latency_ms": self.latency_ms,
+            "energy_mj": self.energy_mj,
+            "feasible": self.feasible,
+            "train_s": self.train_s,
+            "export_s": self.export_s,
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_attrs(
+        cls, number: int, attrs: Mapping[str, Any], measurement: Measurement | None
+    ) -> TrialRecord:
+        return cls(
+            number=number,
+            candidate=str(attrs.get("candidate", "")),
+            hash=str(attrs.get("hash", "")),
+            outcome=str(attrs.get("outcome", INTERRUPTED)),
+            reason=attrs.get("reason"),
+            cost=dict(attrs.get("cost") or {}),
+            accuracy=attrs.get("accuracy"),
+            val_loss=attrs.get("val_loss"),
+            latency_ms=attrs.get("latency_ms"),
+            energy_mj=attrs.get("energy_mj"),
+            feasible=attrs.get("feasible"),
+            train_s=attrs.get("train_s"),
+            export_s=attrs.get("export_s"),
+            measurement=measurement if attrs.get("outcome") in (MEASURED, DUPLICATE) else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"number": self.number, **self.attrs()}
+        if self.measurement is not None:
+            out["measurement"] = self.measurement.to_dict()
+        return out
+
+
+def count(records: Iterable[TrialRecord]) -> dict[str, int]:
+    """generated, invalid, pruned_<limit>, pruned_training, trained, measured, duplicates,
+    infeasible, failed, interrupted."""
+    records = list(records)
+    outcomes = Counter(r.outcome for r in records)
+    counts = {
+        "generated": sum(1 for r in records if r.outcome not in (INTERRUPTED, DUPLICATE)),
+        "invalid": outcomes[INVALID],
+        **{f"pruned_{limit}": outcomes[f"pruned_{limit}"] for limit in LIMITS},
+        "pruned_training": outcomes[PRUNED_TRAINING],
+        "trained": sum(1 for r in records if r.train_s is not None),
+        "measured": outcomes[MEASURED],
+        "duplicates": outcomes[DUPLICATE],
+        "infeasible": sum(1 for r in records if r.outcome == MEASURED and r.feasible is False),
+        "failed": outcomes[FAILED],
+        "interrupted": outcomes[INTERRUPTED],
+    }
+    counts["pruned"] = (
+        counts["invalid"] + sum(counts[f"pruned_{x}"] for x in LIMITS) + counts["pruned_training"]
+    )
+    return counts
+
+
+def pareto(records: Iterable[TrialRecord], *, feasible_only: bool = True) -> list[TrialRecord]:
+    """Non-dominated measured candidates (accuracy up, latency down), one per candidate,
+    sorted by latency."""
+    pool: dict[str, TrialRecord] = {}
+    for r in records:
+        if r.outcome != MEASURED or r.accuracy is None or r.latency_ms is None:
+            continue
+        if feasible_only and r.feasible is False:
+            continue
+        pool.setdefault(r.hash, r)
+    items = list(pool.values())
+    front = [
+        r
+        for r in items
+        if not any(
+            o is not r
+            and o.accuracy >= r.accuracy  # type: ignore[operator]
+            and o.latency_ms <= r.latency_ms  # type: ignore[operator]
+            and (o.accuracy > r.accuracy or o.latency_ms < r.latency_ms)  # type: ignore[operator]
+            for o in items
+        )
+    ]
+    return sorted(front, key=lambda r: (r.latency_ms, -(r.accuracy or 0.0)))
+
+
+def best(records: Iterable[TrialRecord]) -> TrialRecord | None:
+    """The most accurate feasible measured candidate; ties go to the faster as measured."""
+    pool = [
+        r
+        for r in records
+        if r.outcome == MEASURED and r.feasible is not False and r.accuracy is not None
+    ]
+    if not pool:
+        return None
+    return min(pool, key=lambda r: (-(r.accuracy or 0.0), r.latency_ms or float("inf"), r.number))
+
+
+class MeasurementLog:
+    """``measurements.jsonl``: one line per device measurement, appended and flushed at once
+    (a killed search loses no measurement it made)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.by_hash: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill: that measurement is redone
+                self.by_hash[entry["hash"]] = entry
+
+    def get(self, candidate_hash: str) -> tuple[dict[str, Any], Measurement] | None:
+        entry = self.by_hash.get(candidate_hash)
+        if entry is None:
+            return None
+        return entry, Measurement.from_dict(entry["measurement"])
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self.by_hash[entry["hash"]] = entry
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()

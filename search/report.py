@@ -1,0 +1,215 @@
+"""What a finished search writes: pareto.json, pareto.png, summary.md, best.onnx, and the
+one-line summary. Every latency and energy figure here is a measured one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import records
+from .records import TrialRecord
+from .run import SearchResult
+
+
+def _energy(rec: TrialRecord | None) -> str:
+    if rec is None or rec.measurement is None:
+        return "n/a"
+    if rec.energy_mj is not None:
+        return f"{rec.energy_mj:.3f} mJ"
+    reason = rec.measurement.power.reason or ""
+    if not reason or reason.startswith(("no power", "no meter")):
+        return "n/a (no power meter)"
+    return f"n/a ({reason[:60]})"
+
+
+def final_line(result: SearchResult) -> str:
+    """``Search finished after 40 trials (34 measured on local (3 over budget), 6 pruned).
+    Best: accuracy 97.1%, p50 latency 0.21 ms, energy n/a (no power meter)``"""
+    c = result.counts
+    stat = result.settings.latency_stat
+    measured = f"{c['measured']} measured on {result.board or 'the board'}"
+    if c["infeasible"]:
+        measured += f" ({c['infeasible']} over budget)"
+    parts = [measured, f"{c['pruned']} pruned"]
+    if c["failed"]:
+        parts.append(f"{c['failed']} failed")
+    repeats = f"; {c['duplicates']} repeats not measured again" if c["duplicates"] else ""
+    head = f"Search finished after {c['generated']} trials ({', '.join(parts)}{repeats})."
+    best = result.best
+    if best is None:
+        smallest = result.smallest_latency()
+        budget = result.settings.latency_budget
+        if smallest is None:
+            return f"{head} No candidate was measured."
+        return (
+            f"{head} No candidate met the budget: the smallest {stat} latency measured was "
+            f"{smallest:.3f} ms"
+            + (f", over the budget of {budget:g} ms." if budget is not None else ".")
+        )
+    return (
+        f"{head} Best: accuracy {100 * (best.accuracy or 0):.1f}%, {stat} latency "
+        f"{best.latency_ms:.3f} ms, energy {_energy(best)}"
+    )
+
+
+def trial_line(rec: TrialRecord, stat: str) -> str:
+    """One line per trial, for logs (the CLI prints these when stderr is not a terminal)."""
+    head = f"trial {rec.number}: {rec.outcome}"
+    if rec.latency_ms is not None:
+        feasible = "" if rec.feasible is not False else ", over budget"
+        head += (
+            f", accuracy {100 * (rec.accuracy or 0):.1f}%, {stat} {rec.latency_ms:.3f} ms"
+            f" (measured{feasible})"
+        )
+    elif rec.reason:
+        head += f" ({rec.reason})"
+    return f"{head}: {rec.candidate}"
+
+
+def front_rows(result: SearchResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "trial": r.number,
+            "candidate": r.candidate,
+            "hash": r.hash,
+            "accuracy": r.accuracy,
+            "latency_ms": r.latency_ms,
+            "latency_stat": result.settings.latency_stat,
+            "energy_mj": r.energy_mj,
+            "params": r.cost.get("params"),
+            "flops": r.cost.get("flops"),
+            "peak_activation_bytes": r.cost.get("peak_activation_bytes"),
+            "memory_mb": r.cost.get("memory_mb"),
+            "measurement": r.measurement.to_dict() if r.measurement else None,
+        }
+        for r in result.pareto
+    ]
+
+
+def write_reports(result: SearchResult) -> None:
+    out = result.out
+    best = result.best
+    (out / "pareto.json").write_text(
+        json.dumps(
+            {
+                "latency_stat": result.settings.latency_stat,
+                "constraints": result.settings.constraints,
+                "board": result.board,
+                "best": best.hash if best else None,
+                "front": front_rows(result),
+            },
+            indent=2,
+        )
+    )
+    if best is not None:
+        shutil.copyfile(out / "models" / f"{best.hash}.onnx", out / "best.onnx")
+    plot(result, out / "pareto.png")
+    (out / "summary.md").write_text(summary(result))
+
+
+def _xy(recs: list[TrialRecord]) -> tuple[list[float], list[float]]:
+    return [r.latency_ms or 0.0 for r in recs], [r.accuracy or 0.0 for r in recs]
+
+
+def plot(result: SearchResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on a board host or CI runner
+    import matplotlib.pyplot as plt
+
+    measured = [
+        r for r in result.trials if r.outcome == records.MEASURED and r.latency_ms is not None
+    ]
+    feasible = [r for r in measured if r.feasible is not False]
+    infeasible = [r for r in measured if r.feasible is False]
+    front = result.pareto
+    stat = result.settings.latency_stat
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    ax.scatter(
+        *_xy(feasible),
+        c="tab:blue",
+        label="feasible",
+        s=22,
+    )
+    if infeasible:
+        ax.scatter(
+            *_xy(infeasible),
+            c="tab:red",
+            marker="x",
+            label="over budget",
+            s=22,
+        )
+    if front:
+        ax.step(
+            *_xy(front),
+            where="post",
+            c="tab:green",
+            label="Pareto front",
+        )
+    budget = result.settings.latency_budget
+    if budget is not None:
+        ax.axvline(budget, ls="--", c="gray", label=f"budget {budget:g} ms")
+    ax.set_xlabel(f"measured {stat} latency on {result.board} (ms)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{len(measured)} candidates measured")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summary(result: SearchResult) -> str:
+    s = result.settings
+    c = result.counts
+    facts = result.facts
+    board = ", ".join(
+        f"{k}: {facts[k]}"
+        for k in ("hostname", "device_model", "cpu_model", "arch", "cores_logical", "memory_mb")
+        if facts.get(k)
+    )
+    lines = [
+        "# Search summary",
+        "",
+        final_line(result),
+        "",
+        "## Settings",
+        "",
+        f"- strategy: {s.strategy}, trials: {s.trials}, seed: {s.seed}",
+        f"- training: {s.train.optimizer} lr {s.train.learning_rate:g}, {s.train.epochs} epochs, "
+        f"batch {s.train.batch_size}, validation split {s.validation_split:g}",
+        f"- objectives: validation accuracy (max), measured {s.latency_stat} latency (min)",
+        f"- constraints: {json.dumps(s.constraints) if s.constraints else 'none'}",
+        "",
+        "## Board",
+        "",
+        f"- target: {result.board}" + (f" ({board})" if board else ""),
+        f"- onnxruntime {facts.get('onnxruntime', '?')}, power meters: "
+        f"{', '.join(str(m.get('source')) for m in facts.get('power_meters') or []) or 'none'}",
+        "",
+        "## Counts",
+        "",
+        "| " + " | ".join(c) + " |",
+        "|" + "---|" * len(c),
+        "| " + " | ".join(str(v) for v in c.values()) + " |",
+        "",
+        "## Pareto front (feasible, measured)",
+        "",
+        f"| trial | accuracy | {s.latency_stat} ms | energy mJ | params | FLOPs | "
+        "peak act. KB | candidate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result.pareto:
+        act = r.cost.get("peak_activation_bytes", 0) / 1024
+        lines.append(
+            f"| {r.number} | {100 * (r.accuracy or 0):.1f}% | {r.latency_ms:.3f} | "
+            f"{_energy(r).split(' (')[0]} | {r.cost.get('params')} | {r.cost.get('flops')} | "
+            f"{act:.1f} | "
+            f"`{r.candidate}` |"
+        )
+    if not result.pareto:
+        lines.append("| - | no feasible candidate | | | | | | |")
+    lines += ["", "Every latency and energy figure above was measured on the board.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,389 @@
+"""The search loop and its run directory.
+
+::
+
+    runs/NAME/
+      search.json          settings, space, data fingerprint (a resume must match them)
+      study.db             the Optuna study (optuna-dashboard sqlite:///runs/NAME/study.db)
+      measurements.jsonl   every device measurement, one JSON line, flushed when made
+      models/<hash>.onnx   every measured candidate, with its trained weights
+      pareto.json, pareto.png, summary.md, best.onnx   written at the end (report.py)
+
+Per trial: the strategy proposes a candidate -> shapes and analytic cost checked against
+the board's profile and the user's limits (rejected and counted before any training) ->
+trained (a pruner stops hopeless runs) -> exported to ONNX -> measured on the leased board
+-> objectives (accuracy, measured latency) and constraints told to the study. On ``local``
+training and measuring never overlap; on a remote board candidate k is measured while k+1
+trains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from hwnas_bench import HwnasError, Measurement
+
+from . import records
+from .build import build
+from .cost import Limits, cost
+from .data import Split
+from .errors import SettingsError
+from .evaluate import Board, latency_of
+from .onnx_export import to_onnx
+from .records import MeasurementLog, TrialRecord
+from .settings import SearchSettings
+from .space import Candidate, InvalidCandidate, SearchSpace
+from .strategies import Strategy
+from .train import train
+
+STUDY = "search"
+#: validation accuracy, measured latency
+DIRECTIONS = [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+
+OnTrial = Callable[[TrialRecord, "SearchResult"], None]
+
+
+def data_fingerprint(split: Split) -> str:
+    h = hashlib.sha256()
+    for arr in (split.x_train, split.y_train, split.x_val, split.y_val):
+        h.update(str(arr.shape).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class SearchResult:
+    """The whole run: every trial's record, the counts, the feasible Pareto front."""
+
+    out: Path
+    settings: SearchSettings
+    trials: list[TrialRecord] = field(default_factory=list)
+    board: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return records.count(self.trials)
+
+    @property
+    def pareto(self) -> list[TrialRecord]:
+        return records.pareto(self.trials)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return records.best(self.trials)
+
+    def smallest_latency(self) -> float | None:
+        lat = [r.latency_ms for r in self.trials if r.outcome == records.MEASURED and r.latency_ms]
+        return min(lat) if lat else None
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the values that differ between two JSON-like records."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [prefix.rstrip(".")] if a != b else []
+
+
+class RunDir:
+    def __init__(self, out: Path, storage: str | None = None, study_name: str = STUDY) -> None:
+        self.out, self.study_name = out, study_name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "models").mkdir(exist_ok=True)
+        self.storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+        self.log = MeasurementLog(out / "measurements.jsonl")
+
+    def model_path(self, candidate_hash: str) -> Path:
+        return self.out / "models" / f"{candidate_hash}.onnx"
+
+    def check(self, record: dict[str, Any], *, resume: bool) -> None:
+        """A fresh run needs an empty directory; a resume needs the same settings."""
+        path = self.out / "search.json"
+        # a run that stopped before its first trial (a setting refused) holds nothing to keep
+        started = (self.out / "study.db").exists() or any((self.out / "models").iterdir())
+        if path.exists() and started:
+            before = json.loads(path.read_text())
+            if not resume:
+                raise SettingsError(
+                    f"{self.out} already holds a search: resume it (--resume / resume=True) "
+                    "or choose another output directory"
+                )
+            changed = [k for k in _diff(before, record) if k != "trials"]
+            if changed:
+                raise SettingsError(
+                    f"cannot resume {self.out}: {', '.join(changed)} differ from the run's "
+                    "(resume with the settings it was started with)"
+                )
+        path.write_text(json.dumps(record, indent=2))
+
+
+class Search:
+    def __init__(
+        self,
+        space: SearchSpace,
+        data: Split,
+        settings: SearchSettings,
+        *,
+        board: Board,
+        strategy: Strategy,
+        run_dir: RunDir,
+        pruner: optuna.pruners.BasePruner | None = None,
+        on_trial: OnTrial | None = None,
+    ) -> None:
+        self.space, self.data, self.settings = space, data, settings
+        self.board, self.strategy, self.run = board, strategy, run_dir
+        self.on_trial = on_trial
+        chance = 1.0 / float(space.num_classes or 2)
+        # Hopeless = still no better than 1.5x chance after a quarter of the epochs.
+        self.pruner = pruner or optuna.pruners.ThresholdPruner(
+            lower=1.5 * chance, n_warmup_steps=max(1, settings.train.epochs // 4)
+        )
+        self.result = SearchResult(run_dir.out, settings)
+        self.limits = Limits()
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _limits(self) -> Limits:
+        profile = self.board.profile()
+        c = self.settings.constraints
+        return Limits(
+            memory_mb=c.get("memory_mb"),
+            flops=c.get("flops"),
+            params=int(c["params"]) if "params" in c else None,
+            profile_memory_mb=float(profile.memory.total_mb) if profile.memory.total_mb else None,
+            profile=profile.name,
+        )
+
+    def _studies(self) -> tuple[optuna.Study, optuna.Study]:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            storage=self.run.storage,
+            sampler=self.strategy.sampler(self.settings.trials, self.space),
+            study_name=self.run.study_name,
+            directions=DIRECTIONS,
+            load_if_exists=True,
+        )
+        curves = optuna.create_study(
+            storage=self.run.storage,
+            pruner=self.pruner,
+            study_name=f"{self.run.study_name}.training",
+            direction="maximize",
+            load_if_exists=True,
+        )
+        return study, curves
+
+    def _recover(self, study: optuna.Study, curves: optuna.Study) -> None:
+        """Trials a killed process left running: failed, and their candidates redone first
+        (anything they had measured is in measurements.jsonl and is not measured again)."""
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(t.number, state=TrialState.FAIL)
+            study.enqueue_trial(t.params, skip_if_exists=False)
+        for t in curves.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            curves.tell(t.number, state=TrialState.FAIL)
+
+    def _records(self, study: optuna.Study) -> list[TrialRecord]:
+        out = []
+        for t in study.get_trials(deepcopy=False):
+            if t.state == TrialState.RUNNING:
+                continue
+            cached = self.run.log.get(str(t.user_attrs.get("hash", "")))
+            out.append(
+                TrialRecord.from_attrs(t.number, t.user_attrs, cached[1] if cached else None)
+            )
+        return out
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run_search(self) -> SearchResult:
+        self.board.connect()
+        self.result.facts, self.result.board = self.board.facts, self.board.board_name
+        if "energy_mj" in self.settings.constraints and not self.board.has_power_meter:
+            raise SettingsError(
+                f"an energy budget needs a power meter, and {self.board.board_name} has none"
+            )
+        self.limits = self._limits()
+        study, curves = self._studies()
+        self._recover(study, curves)
+        self.result.trials = self._records(study)
+        overlap = not self.board.is_local
+        pool = ThreadPoolExecutor(max_workers=1) if overlap else None
+        pending: tuple[optuna.Trial, TrialRecord, Future[Measurement]] | None = None
+        try:
+            while self._budget_used(study) < self.settings.trials:
+                trial = study.ask()
+                record, model = self._prepare(trial, curves)
+                if model is None:
+                    self._tell(study, trial, record)
+                    continue
+                if pool is None:
+                    self._finish(study, trial, record, self._measure_now(record, model))
+                    continue
+                if pending is not None:
+                    self._finish(study, *pending)
+                pending = (trial, record, pool.submit(self._measure, record, model))
+            if pending is not None:
+                self._finish(study, *pending)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self.result.trials = self._records(study)
+        return self.result
+
+    def _budget_used(self, study: optuna.Study) -> int:
+        """Trials that count against ``trials``: all but repeats of a measured candidate
+        (up to ``trials`` of them: past that the strategy is stuck and their count) and
+        those a killed process left behind (redone)."""
+        used = repeats = 0
+        for t in study.get_trials(deepcopy=False):
+            if t.state == TrialState.FAIL and "outcome" not in t.user_attrs:
+                continue
+            if t.user_attrs.get("outcome") == records.DUPLICATE:
+                repeats += 1
+                used += repeats > self.settings.trials
+            else:
+                used += 1
+        return used
+
+    def _prepare(
+        self, trial: optuna.Trial, curves: optuna.Study
+    ) -> tuple[TrialRecord, bytes | None]:
+        """Propose, check, train and export; (record, ONNX bytes to measure or None)."""
+        candidate = self.strategy.propose(trial, self.space)
+        rec = TrialRecord(trial.number, candidate.encode(), candidate.hash, records.MEASURED)
+        try:
+            c = cost(candidate)
+        except InvalidCandidate as exc:
+            rec.outcome, rec.reason = records.INVALID, str(exc)
+            return rec, None
+        rec.cost = c.to_dict()
+        violated = self.limits.violated(c)
+        if violated is not None:
+            rec.outcome, rec.reason = f"pruned_{violated}", self.limits.describe(violated, c)
+            return rec, None
+        cached = self.run.log.get(candidate.hash)
+        if cached is not None:
+            entry, m = cached
+            done = {r.hash for r in self.result.trials if r.outcome == records.MEASURED}
+            rec.outcome = records.DUPLICATE if candidate.hash in done else records.MEASURED
+            rec.accuracy, rec.val_loss = entry["accuracy"], entry["val_loss"]
+            if rec.outcome == records.MEASURED:  # measured by a killed process, not yet told
+                rec.train_s = entry.get("train_s")
+            self._score(rec, m)
+            return rec, None
+        try:
+            model = self._train(candidate, rec, curves)
+        except (RuntimeError, ValueError) as exc:  # torch errors (out of memory and the like)
+            rec.outcome, rec.reason = records.FAILED, f"training: {type(exc).__name__}: {exc}"
+            return rec, None
+        return rec, model
+
+    def _train(self, candidate: Candidate, rec: TrialRecord, curves: optuna.Study) -> bytes | None:
+        curve = curves.ask()
+        net = build(candidate, seed=self.settings.seed)
+
+        def on_epoch(epoch: int, accuracy: float) -> bool:
+            curve.report(accuracy, epoch)
+            return bool(curve.should_prune())
+
+        result = train(net, self.data, self.settings.train, on_epoch=on_epoch)
+        rec.accuracy, rec.val_loss, rec.train_s = (
+            result.val_accuracy,
+            result.val_loss,
+            round(result.seconds, 3),
+        )
+        if result.stopped_early:
+            curves.tell(curve, state=TrialState.PRUNED)
+            rec.outcome = records.PRUNED_TRAINING
+            rec.reason = (
+                f"validation accuracy {result.val_accuracy:.3f} after {result.epochs_run} epochs"
+            )
+            return None
+        curves.tell(curve, result.val_accuracy)
+        start = time.perf_counter()
+        model = to_onnx(net)
+        rec.export_s = round(time.perf_counter() - start, 5)
+        self.run.model_path(candidate.hash).write_bytes(model)
+        return model
+
+    def _measure(self, rec: TrialRecord, model: bytes) -> Measurement:
+        return self.board.measure(model, name=f"trial {rec.number} {rec.hash}")
+
+    def _measure_now(self, rec: TrialRecord, model: bytes) -> Future[Measurement]:
+        future: Future[Measurement] = Future()
+        try:
+            future.set_result(self._measure(rec, model))
+        except HwnasError as exc:
+            future.set_exception(exc)
+        return future
+
+    def _finish(
+        self, study: optuna.Study, trial: optuna.Trial, rec: TrialRecord, fut: Future[Measurement]
+    ) -> None:
+        try:
+            m = fut.result()
+        except HwnasError as exc:  # the board dropped out, was busy...: fail, go on
+            rec.outcome, rec.reason = records.FAILED, f"measurement: {str(exc).splitlines()[0]}"
+            self._tell(study, trial, rec)
+            return
+        self.run.log.append(
+            {
+                "trial": rec.number,
+                "hash": rec.hash,
+                "candidate": rec.candidate,
+                "accuracy": rec.accuracy,
+                "val_loss": rec.val_loss,
+                "train_s": rec.train_s,
+                "cost": rec.cost,
+                "measurement": m.to_dict(),
+            }
+        )
+        self._score(rec, m)
+        self._tell(study, trial, rec)
+
+    def _score(self, rec: TrialRecord, m: Measurement) -> None:
+        rec.measurement = m
+        rec.latency_ms = latency_of(m, self.settings.latency_stat)
+        rec.energy_mj = m.power.energy_mj
+        budgets = self.settings.constraints
+        over = [
+            rec.latency_ms > budgets.get("latency_ms", float("inf")),
+            rec.energy_mj is not None and rec.energy_mj > budgets.get("energy_mj", float("inf")),
+        ]
+        rec.feasible = not any(over)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, rec: TrialRecord) -> None:
+        for key, value in rec.attrs().items():
+            trial.set_user_attr(key, value)
+        if rec.outcome == records.MEASURED:
+            budgets = self.settings.constraints
+            if "latency_ms" in budgets:
+                trial.set_constraint("latency_ms", (rec.latency_ms or 0.0) - budgets["latency_ms"])
+            if "energy_mj" in budgets:
+                trial.set_constraint("energy_mj", (rec.energy_mj or 0.0) - budgets["energy_mj"])
+            assert rec.accuracy is not None
+            assert rec.latency_ms is not None
+            study.tell(trial, [rec.accuracy, rec.latency_ms])
+        elif rec.outcome == records.FAILED:
+            study.tell(trial, state=TrialState.FAIL)
+        else:  # pruned, invalid, and repeats: a repeat's figures are in its attributes; told
+            # as values it would fill NSGA-II's population with copies of one candidate
+            study.tell(trial, state=TrialState.PRUNED)
+        self.result.trials.append(rec)
+        frozen = study.get_trials(deepcopy=False)[trial.number]
+        self.strategy.after_trial(frozen, rec)
+        if self.on_trial is not None:
+            self.on_trial(rec, self.result)

@@ -1,0 +1,67 @@
+"""The settings of one search, as the run directory records them (resume checks them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import SettingsError
+from .evaluate import check_stat
+from .train import TrainSettings
+
+#: constraint name -> what it limits. latency_ms / energy_mj are checked on the measurement
+#: (over budget = infeasible, never discarded); the others analytically, before training.
+CONSTRAINTS = {
+    "latency_ms": "measured latency statistic (latency_stat), ms",
+    "energy_mj": "measured energy per inference, mJ (needs a power meter on the board)",
+    "memory_mb": "weights + peak activations, MB (analytic, before training)",
+    "flops": "FLOPs per inference (analytic, before training)",
+    "params": "parameters (analytic, before training)",
+}
+MEASURED_CONSTRAINTS = ("latency_ms", "energy_mj")
+
+
+def check_constraints(constraints: dict[str, float] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in (constraints or {}).items():
+        if key not in CONSTRAINTS:
+            raise SettingsError(f"unknown constraint '{key}' (known: {', '.join(CONSTRAINTS)})")
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise SettingsError(f"constraint {key} must be a number > 0, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    strategy: str = "evolution"
+    trials: int = 40
+    constraints: dict[str, float] = field(default_factory=dict)
+    latency_stat: str = "p50"
+    train: TrainSettings = field(default_factory=TrainSettings)
+    validation_split: float = 0.2
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_stat(self.latency_stat)
+        check_constraints(self.constraints)
+        self.train.validate()
+        if self.trials < 1:
+            raise SettingsError(f"trials must be >= 1, got {self.trials}")
+        if not 0.0 < self.validation_split < 1.0:
+            raise SettingsError(f"validation_split must be in (0, 1), got {self.validation_split}")
+
+    @property
+    def latency_budget(self) -> float | None:
+        return self.constraints.get("latency_ms")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resume_key(self) -> dict[str, Any]:
+        """What must match for a resume (``trials`` may grow: it is not part of it)."""
+        data = self.to_dict()
+        data.pop("trials")
+        return data

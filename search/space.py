@@ -1,0 +1,332 @@
+"""The search space, its candidates, and their canonical text encoding.
+
+A candidate is a short readable string, timm-style:
+``in8x8x1-conv_k3_s1_c16-pool_k2_s2-fc_u64-out10``.
+The encoding is canonical (one architecture, one string), so its sha256 is a stable id
+across processes and runs. A strategy proposes *genes* (one flat, fixed set of categorical
+choices, so crossover and mutation always see the same genome); :meth:`SearchSpace.decode`
+turns them into a candidate: ``skip`` slots dropped, feature layers before the
+fully-connected ones (stable order), a classifier to ``num_classes`` appended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SpaceError
+
+#: Layer types: ``conv`` (conv + ReLU), ``dwconv`` (depthwise-separable: depthwise kxk +
+#: pointwise 1x1, each + ReLU), ``pool`` (max pool), ``fc`` (linear + ReLU), ``skip``
+#: (identity: lets the depth shrink below ``num_layers``).
+LAYER_TYPES = ("conv", "dwconv", "pool", "fc", "skip")
+FEATURE_TYPES = ("conv", "dwconv", "pool")
+_TAGS = {"conv": "conv", "dwconv": "dw", "pool": "pool", "fc": "fc"}
+_KINDS = {tag: kind for kind, tag in _TAGS.items()}
+
+Shape = tuple[int, ...]  #: (C, H, W) for feature maps, (F,) after the flatten
+
+
+class InvalidCandidate(SpaceError):  # noqa: N818 - an outcome that is counted, named as such
+    """A candidate whose shapes do not work (spatial size below 1); ``layer`` is its index."""
+
+    def __init__(self, message: str, layer: int) -> None:
+        super().__init__(message)
+        self.layer = layer
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str  #: one of LAYER_TYPES except "skip"
+    kernel: int = 0  #: conv/dwconv kernel, pool window
+    stride: int = 0
+    width: int = 0  #: output channels (conv, dwconv) or units (fc)
+
+    def encode(self) -> str:
+        tag = _TAGS[self.kind]
+        if self.kind == "fc":
+            return f"fc_u{self.width}"
+        if self.kind == "pool":
+            return f"pool_k{self.kernel}_s{self.stride}"
+        return f"{tag}_k{self.kernel}_s{self.stride}_c{self.width}"
+
+    @classmethod
+    def decode(cls, text: str) -> Layer:
+        tag, *args = text.split("_")
+        if tag not in _KINDS:
+            raise SpaceError(f"unknown layer '{text}'")
+        values: dict[str, int] = {}
+        for arg in args:
+            match = re.fullmatch(r"([kscu])(\d+)", arg)
+            if not match:
+                raise SpaceError(f"bad layer argument '{arg}' in '{text}'")
+            values[match[1]] = int(match[2])
+        kind = _KINDS[tag]
+        return cls(
+            kind,
+            kernel=values.get("k", 0),
+            stride=values.get("s", 0),
+            width=values.get("c", values.get("u", 0)),
+        )
+
+
+def conv_out(size: int, kernel: int, stride: int) -> int:
+    """'Same'-style padding (kernel // 2), as build.py and onnx_export.py use."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def pool_out(size: int, kernel: int, stride: int) -> int:
+    return (size - kernel) // stride + 1 if size >= kernel else 0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An architecture: channels-last input shape, layers, and the number of classes."""
+
+    input_shape: tuple[int, int, int]  #: (H, W, C)
+    layers: tuple[Layer, ...]
+    num_classes: int
+
+    def encode(self) -> str:
+        h, w, c = self.input_shape
+        body = [layer.encode() for layer in self.layers]
+        return "-".join([f"in{h}x{w}x{c}", *body, f"out{self.num_classes}"])
+
+    @classmethod
+    def decode(cls, text: str) -> Candidate:
+        parts = text.strip().split("-")
+        head = re.fullmatch(r"in(\d+)x(\d+)x(\d+)", parts[0]) if parts else None
+        tail = re.fullmatch(r"out(\d+)", parts[-1]) if len(parts) > 1 else None
+        if not head or not tail:
+            raise SpaceError(f"not a candidate encoding: '{text}'")
+        h, w, c = (int(g) for g in head.groups())
+        layers = tuple(Layer.decode(p) for p in parts[1:-1])
+        return cls((h, w, c), layers, int(tail[1]))
+
+    @property
+    def hash(self) -> str:
+        """Stable id: the first 12 hex digits of the encoding's sha256."""
+        return hashlib.sha256(self.encode().encode()).hexdigest()[:12]
+
+    def __str__(self) -> str:
+        return self.encode()
+
+    def shapes(self) -> list[tuple[Shape, Shape]]:
+        """(input, output) shape of every layer, then of the classifier; batch excluded.
+
+        Raises InvalidCandidate where a spatial size would drop below 1.
+        """
+        h, w, c = self.input_shape
+        shape: Shape = (c, h, w)
+        out: list[tuple[Shape, Shape]] = []
+        for i, layer in enumerate(self.layers):
+            if layer.kind == "fc":
+                features = shape[0] * shape[1] * shape[2] if len(shape) == 3 else shape[0]
+                new: Shape = (layer.width,)
+                out.append(((features,), new))
+            else:
+                if len(shape) != 3:
+                    raise InvalidCandidate(f"layer {i} ({layer.encode()}) after a flatten", i)
+                size = conv_out if layer.kind != "pool" else pool_out
+                nh = size(shape[1], layer.kernel, layer.stride)
+                nw = size(shape[2], layer.kernel, layer.stride)
+                if nh < 1 or nw < 1:
+                    raise InvalidCandidate(
+                        f"layer {i} ({layer.encode()}) makes the spatial size "
+                        f"{shape[1]}x{shape[2]} drop below 1",
+                        i,
+                    )
+                channels = shape[0] if layer.kind == "pool" else layer.width
+                new = (channels, nh, nw)
+                out.append((shape, new))
+            shape = new
+        features = shape[0] * shape[1] * shape[2] if len(shape) == 3 else shape[0]
+        out.append(((features,), (self.num_classes,)))
+        return out
+
+    def is_valid(self) -> bool:
+        try:
+            self.shapes()
+        except InvalidCandidate:
+            return False
+        return True
+
+
+def _choices(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
+    """Unique values, in first-seen order (duplicates in a choice list are harmless)."""
+    seen: list[Any] = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    if not seen:
+        raise SpaceError(f"{name} must not be empty")
+    for v in seen:
+        if name != "layer_types" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise SpaceError(f"{name} must hold positive integers, got {v!r}")
+    return tuple(seen)
+
+
+Suggest = Callable[[str, Sequence[Any]], Any]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Which architectures the search may propose. ``input_shape`` is channels-last (H, W, C).
+
+    ``output_shape=(1,)`` means one integer label per sample: the number of classes comes
+    from the labels unless ``num_classes`` is given; ``(k,)`` with k > 1 means k classes.
+    ``num_layers`` is an int or a ``(min, max)`` range; it counts the searched layers, not
+    the classifier that is always appended.
+    """
+
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...] = (1,)
+    num_layers: int | tuple[int, int] = 3
+    layer_types: Sequence[str] = ("conv", "pool", "fc")
+    conv_kernels: Sequence[int] = (3,)
+    conv_strides: Sequence[int] = (1,)
+    conv_channels: Sequence[int] = (8, 16, 32)
+    pool_sizes: Sequence[int] = (2,)
+    pool_strides: Sequence[int] = (2,)
+    fc_sizes: Sequence[int] = (64, 128)
+    num_classes: int | None = None
+    _genes: dict[str, tuple[Any, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.input_shape)
+        if len(shape) == 2:
+            shape = (*shape, 1)
+        if len(shape) != 3 or any(not isinstance(d, int) or d < 1 for d in shape):
+            raise SpaceError(f"input_shape must be (H, W, C) of positive ints, got {shape}")
+        object.__setattr__(self, "input_shape", shape)
+        lo, hi = self.depth_range
+        if not 1 <= lo <= hi:
+            raise SpaceError(f"num_layers must be >= 1 (or a range 1 <= min <= max), got {lo, hi}")
+        for name in (
+            "layer_types",
+            "conv_kernels",
+            "conv_strides",
+            "conv_channels",
+            "pool_sizes",
+            "pool_strides",
+            "fc_sizes",
+        ):
+            object.__setattr__(self, name, _choices(name, getattr(self, name)))
+        object.__setattr__(self, "output_shape", tuple(self.output_shape))
+        if not isinstance(self.num_layers, int):
+            object.__setattr__(self, "num_layers", tuple(int(v) for v in self.num_layers))
+        types = tuple(self.layer_types)
+        unknown = [t for t in types if t not in LAYER_TYPES]
+        if unknown:
+            raise SpaceError(f"unknown layer types {unknown} (known: {', '.join(LAYER_TYPES)})")
+        if self.num_classes is None and tuple(self.output_shape) != (1,):
+            if len(self.output_shape) != 1 or self.output_shape[0] < 2:
+                raise SpaceError(f"output_shape must be (1,) or (k,), got {self.output_shape}")
+            object.__setattr__(self, "num_classes", int(self.output_shape[0]))
+        genes: dict[str, tuple[Any, ...]] = {}
+        if lo < hi:
+            genes["depth"] = tuple(range(lo, hi + 1))
+        convs = any(t in ("conv", "dwconv") for t in types)
+        for i in range(hi):
+            genes[f"l{i}_type"] = types
+            if convs:
+                genes[f"l{i}_kernel"] = tuple(self.conv_kernels)
+                genes[f"l{i}_stride"] = tuple(self.conv_strides)
+                genes[f"l{i}_channels"] = tuple(self.conv_channels)
+            if "pool" in types:
+                genes[f"l{i}_pool"] = tuple(self.pool_sizes)
+                genes[f"l{i}_pool_stride"] = tuple(self.pool_strides)
+            if "fc" in types:
+                genes[f"l{i}_units"] = tuple(self.fc_sizes)
+        object.__setattr__(self, "_genes", genes)
+
+    @property
+    def hwc(self) -> tuple[int, int, int]:
+        h, w, c = self.input_shape
+        return (h, w, c)
+
+    @property
+    def depth_range(self) -> tuple[int, int]:
+        n = self.num_layers
+        return (n, n) if isinstance(n, int) else (int(n[0]), int(n[1]))
+
+    @property
+    def genes(self) -> Mapping[str, tuple[Any, ...]]:
+        """The genome: gene name -> its choices. The same for every candidate."""
+        return self._genes
+
+    def with_classes(self, num_classes: int) -> SearchSpace:
+        from dataclasses import replace
+
+        return replace(self, num_classes=num_classes)
+
+    def suggest(self, suggest: Suggest) -> Candidate:
+        """Ask ``suggest(name, choices)`` (e.g. ``trial.suggest_categorical``) for every gene."""
+        return self.decode({name: suggest(name, choices) for name, choices in self.genes.items()})
+
+    def decode(self, genes: Mapping[str, Any]) -> Candidate:
+        if self.num_classes is None:
+            raise SpaceError("num_classes is not known yet (give it, or search with labels)")
+        _lo, hi = self.depth_range
+        depth = int(genes.get("depth", hi))
+        features: list[Layer] = []
+        head: list[Layer] = []
+        for i in range(depth):
+            kind = genes[f"l{i}_type"]
+            if kind in ("conv", "dwconv"):
+                features.append(
+                    Layer(
+                        kind,
+                        kernel=int(genes[f"l{i}_kernel"]),
+                        stride=int(genes[f"l{i}_stride"]),
+                        width=int(genes[f"l{i}_channels"]),
+                    )
+                )
+            elif kind == "pool":
+                features.append(
+                    Layer(
+                        "pool",
+                        kernel=int(genes[f"l{i}_pool"]),
+                        stride=int(genes[f"l{i}_pool_stride"]),
+                    )
+                )
+            elif kind == "fc":
+                head.append(Layer("fc", width=int(genes[f"l{i}_units"])))
+        h, w, c = self.input_shape
+        return Candidate((h, w, c), tuple(features + head), self.num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that define the space (for the run directory and resume checks)."""
+        return {
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "num_layers": list(self.depth_range),
+            "layer_types": list(self.layer_types),
+            "conv_kernels": list(self.conv_kernels),
+            "conv_strides": list(self.conv_strides),
+            "conv_channels": list(self.conv_channels),
+            "pool_sizes": list(self.pool_sizes),
+            "pool_strides": list(self.pool_strides),
+            "fc_sizes": list(self.fc_sizes),
+            "num_classes": self.num_classes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        values = dict(data)
+        n = values.pop("num_layers", 3)
+        if not isinstance(n, int):
+            lo, hi = (int(v) for v in n)
+            n = lo if lo == hi else (lo, hi)
+        try:
+            return cls(
+                input_shape=tuple(values.pop("input_shape")),
+                output_shape=tuple(values.pop("output_shape", (1,))),
+                num_layers=n,
+                **values,
+            )
+        except TypeError as exc:
+            raise SpaceError(f"bad search space settings: {exc}") from exc

@@ -1,0 +1,277 @@
+"""End-to-end searches on `local` with tiny budgets: the API, both strategies, pruning
+counts, constraints recorded for NSGA-II, an infeasible budget, the run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from hwnas_bench import Measurement
+from search import InfeasibleBudgetError, Searcher, SearchSpace
+from search.data import Arrays
+from search.strategies import EvolutionStrategy, RandomStrategy
+
+SMALL = {"min_time_s": 0.05, "min_iterations": 10, "warmup_min_s": 0.0}
+RUN_FILES = (
+    "study.db",
+    "measurements.jsonl",
+    "pareto.json",
+    "best.onnx",
+    "pareto.png",
+    "summary.md",
+    "search.json",
+)
+
+
+def digits_space(**kw: object) -> SearchSpace:
+    args: dict[str, object] = {
+        "input_shape": (8, 8, 1),
+        "num_layers": (1, 3),
+        "layer_types": ["conv", "dwconv", "pool", "fc"],
+        "conv_channels": [4, 8],
+        "fc_sizes": [16, 32],
+    }
+    args.update(kw)
+    return SearchSpace(**args)  # type: ignore[arg-type]
+
+
+def test_the_issue_example_runs_as_written(tmp_path: Path) -> None:
+    """The seed-style example, only epochs lowered and trials given, on synthetic 32x32x3."""
+    rng = np.random.default_rng(0)
+    train_data = rng.random((96, 32, 32, 3), dtype=np.float32)
+    train_labels = (train_data[:, :16].mean(axis=(1, 2, 3)) > train_data.mean()).astype(int)
+    test_data, test_labels = train_data[:32], train_labels[:32]
+
+    # the issue's lines, verbatim (hence the long lines)
+    space = SearchSpace(input_shape=(32, 32, 3), output_shape=(1,), num_layers=5,
+                        layer_types=["conv", "pool", "fc"], conv_kernels=[3, 3], conv_strides=[1, 1],  # noqa: E501
+                        pool_sizes=[2, 2], pool_strides=[2, 2], fc_sizes=[64, 128])  # fmt: skip
+    searcher = Searcher(space, optimizer="adam", epochs=1, trials=3, out=tmp_path, bench=SMALL)
+    best_model = searcher.search(train_data, train_labels)
+    test_loss, test_accuracy = best_model.evaluate(test_data, test_labels)
+    print(f"Test loss: {test_loss}, Test accuracy: {test_accuracy}")
+
+    assert 0.0 <= test_accuracy <= 1.0
+    assert test_loss > 0
+    assert best_model.predict(test_data).shape == (32,)
+    assert set(best_model.predict(test_data)) <= {0, 1}
+    assert isinstance(best_model.module, torch.nn.Module)
+    assert isinstance(best_model.measurement, Measurement)
+    assert best_model.measurement.target == "local"
+    assert best_model.candidate.num_classes == 2  # taken from the labels
+    assert best_model.onnx == (tmp_path / "best.onnx").read_bytes()
+    assert best_model.save(tmp_path / "copy.onnx").read_bytes() == best_model.onnx
+    result = searcher.result
+    assert result is not None
+    assert len(result.trials) == 3
+    assert result.counts["generated"] == 3
+    assert result.pareto
+    assert all(r.measurement is not None for r in result.pareto)
+    for name in RUN_FILES:
+        assert (tmp_path / name).is_file(), name
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_both_strategies_search_digits_within_a_budget(
+    strategy: str, tmp_path: Path, small_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, y = small_digits
+    searcher = Searcher(
+        digits_space(),
+        strategy=strategy,
+        constraints={"latency_ms": 5.0},
+        trials=6,
+        epochs=1,
+        seed=3,
+        out=tmp_path,
+        bench=SMALL,
+    )
+    best = searcher.search(x, y)
+    result = searcher.result
+    assert result is not None
+    counts = result.counts
+    assert counts["generated"] == 6
+    assert counts["measured"] + counts["pruned"] + counts["failed"] == 6
+    assert best.record.feasible
+    assert best.record.latency_ms is not None
+    assert best.record.latency_ms <= 5.0
+    # the most accurate feasible candidate; ties to the faster
+    feasible = [r for r in result.trials if r.outcome == "measured" and r.feasible]
+    assert best.accuracy == max(r.accuracy for r in feasible if r.accuracy is not None)
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path}/study.db")
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert complete
+    for t in complete:  # the budget is recorded as a constraint NSGA-II reads
+        assert t.constraints["latency_ms"] == pytest.approx(t.values[1] - 5.0)
+    lines = (tmp_path / "measurements.jsonl").read_text().splitlines()
+    assert len(lines) == counts["measured"]
+    # on local, training and measuring never overlap: each trial starts after the last ended
+    trials = study.get_trials()
+    for a, b in itertools.pairwise(trials):
+        assert b.datetime_start >= a.datetime_complete
+    m = Measurement.from_dict(json.loads(lines[0])["measurement"])
+    assert m.settings["threads"] == 1  # a search measurement: one thread by default
+
+
+def test_strategies_are_seeded_and_sized_for_the_budget() -> None:
+    space = digits_space(num_classes=10)
+    sampler = EvolutionStrategy(seed=1).sampler(40, space)
+    assert isinstance(sampler, optuna.samplers.NSGAIISampler)
+    assert sampler._population_size == 8  # max(4, 40 // 5), not Optuna's 50
+
+    def proposals(seed: int) -> list[str]:
+        study = optuna.create_study(sampler=RandomStrategy(seed=seed).sampler(5, space))
+        return [RandomStrategy().propose(study.ask(), space).encode() for _ in range(5)]
+
+    assert proposals(1) == proposals(1)
+    assert proposals(1) != proposals(2)
+
+
+def test_hardware_limits_prune_before_training_and_are_counted(
+    tmp_path: Path, small_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, y = small_digits
+    space = digits_space(num_layers=(1, 2), conv_channels=[4, 32], fc_sizes=[16, 512])
+    # 0.02 MB: the wide candidates (32 channels, 512 units) do not fit, the narrow ones do
+    searcher = Searcher(
+        space,
+        strategy="random",
+        constraints={"memory_mb": 0.02},
+        trials=8,
+        epochs=1,
+        out=tmp_path,
+        bench=SMALL,
+    )
+    # every candidate may be pruned with this seed; the counts are what matter here
+    with contextlib.suppress(InfeasibleBudgetError):
+        searcher.search(x, y)
+    result = searcher.result
+    assert result is not None
+    pruned = [r for r in result.trials if r.outcome == "pruned_memory"]
+    assert result.counts["pruned_memory"] == len(pruned) > 0
+    for r in pruned:
+        assert r.train_s is None
+        assert r.measurement is None
+        assert r.cost["memory_mb"] > 0.02
+        assert "memory_mb 0.02" in (r.reason or "")
+    for r in result.trials:
+        if r.outcome == "measured":
+            assert r.cost["memory_mb"] <= 0.02
+
+
+def test_an_infeasible_budget_names_the_smallest_latency_measured(
+    tmp_path: Path, small_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, y = small_digits
+    searcher = Searcher(
+        digits_space(),
+        strategy="random",
+        constraints={"latency_ms": 1e-6},
+        trials=3,
+        epochs=1,
+        out=tmp_path,
+        bench=SMALL,
+    )
+    with pytest.raises(InfeasibleBudgetError) as info:
+        searcher.search(x, y)
+    result = searcher.result
+    assert result is not None
+    measured = [r.latency_ms for r in result.trials if r.latency_ms is not None]
+    assert measured
+    assert info.value.smallest_ms == min(measured)
+    assert f"{min(measured):.3f} ms" in str(info.value)
+    assert "budget of 1e-06 ms" in str(info.value)
+    assert result.counts["infeasible"] == len(measured)  # measured, kept, marked infeasible
+    assert not (tmp_path / "best.onnx").exists()
+    assert "no feasible candidate" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_second_run_in_the_same_directory_must_resume(
+    tmp_path: Path, small_digits: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search import SettingsError
+
+    x, y = small_digits
+    args = {"strategy": "random", "trials": 2, "epochs": 1, "out": tmp_path, "bench": SMALL}
+    Searcher(digits_space(), **args).search(x, y)  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="already holds a search"):
+        Searcher(digits_space(), **args).search(x, y)  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="seed"):
+        Searcher(digits_space(), seed=9, resume=True, **args).search(x, y)  # type: ignore[arg-type]
+    more = Searcher(digits_space(), resume=True, progress=True, **{**args, "trials": 3})  # type: ignore[arg-type]
+    more.search(x, y)
+    assert more.result is not None
+    assert more.result.counts["generated"] == 3
+    assert "search" in capsys.readouterr().err  # the rich progress bar, on stderr
+
+
+def test_digits_arrays_and_the_test_split(digits: Arrays) -> None:
+    assert digits.x_test is not None
+    assert digits.input_shape == (8, 8, 1)
+
+
+def test_an_energy_budget_without_a_power_meter_is_refused_before_training(
+    tmp_path: Path, small_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from search import SettingsError
+
+    searcher = Searcher(
+        digits_space(), constraints={"energy_mj": 1.0}, trials=2, epochs=1, out=tmp_path
+    )
+    with pytest.raises(SettingsError, match="an energy budget needs a power meter"):
+        searcher.search(*small_digits)
+    assert searcher.result is not None
+    assert searcher.result.trials == []
+    assert not (tmp_path / "measurements.jsonl").exists()
+    # nothing was started: the same directory takes the corrected search, no --resume needed
+    Searcher(digits_space(), trials=1, epochs=1, out=tmp_path, bench=SMALL).search(*small_digits)
+
+
+def test_unknown_settings_are_refused_at_once() -> None:
+    from search import SettingsError
+
+    with pytest.raises(SettingsError, match="unknown strategy 'annealing'"):
+        Searcher(digits_space(), strategy="annealing")
+    with pytest.raises(SettingsError, match="unknown constraint 'latency'"):
+        Searcher(digits_space(), constraints={"latency": 2.0})
+    with pytest.raises(SettingsError, match="unknown latency_stat"):
+        Searcher(digits_space(), latency_stat="p42")
+    with pytest.raises(SettingsError, match="must be a number > 0"):
+        Searcher(digits_space(), constraints={"latency_ms": -1})
+
+
+def test_hopeless_training_runs_stop_early_through_the_optuna_pruner(
+    tmp_path: Path, small_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # no run can reach 110% accuracy: every one is stopped after its warm-up epoch
+    searcher = Searcher(
+        digits_space(),
+        strategy="random",
+        trials=3,
+        epochs=4,
+        out=tmp_path,
+        bench=SMALL,
+        pruner=optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=1),
+    )
+    with pytest.raises(InfeasibleBudgetError, match="No candidate was measured"):
+        searcher.search(*small_digits)
+    result = searcher.result
+    assert result is not None
+    stopped = [r for r in result.trials if r.outcome == "pruned_training"]
+    valid = [r for r in result.trials if r.outcome != "invalid"]
+    assert stopped == valid
+    assert result.counts["pruned_training"] == len(stopped) > 0
+    assert all("after 2 epochs" in (r.reason or "") for r in stopped)
+    assert result.counts["measured"] == 0
+    curves = optuna.load_study(
+        study_name="search.training", storage=f"sqlite:///{tmp_path}/study.db"
+    )
+    assert {t.state for t in curves.trials} == {optuna.trial.TrialState.PRUNED}
+    assert all(sorted(t.intermediate_values) == [0, 1] for t in curves.trials)
