@@ -20,6 +20,8 @@ from .errors import (
     LinkError,
     MeasurementFormatError,
     TargetError,
+    UnknownTargetError,
+    UsageError,
 )
 from .farm import BoardBusyError, BoardUnhealthyError, Farm, Lease, NoHealthyBoardError
 from .measurement import Environment, Latency, Measurement, Memory, ModelInfo, Power
@@ -56,6 +58,8 @@ __all__ = [
     "Profile",
     "TargetError",
     "TargetSpec",
+    "UnknownTargetError",
+    "UsageError",
     "__version__",
     "load_config",
 ]

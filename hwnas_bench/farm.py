@@ -26,29 +26,25 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import Config
 from .device import Device
 from .errors import ConnectError, HwnasError, TargetError, UnknownTargetError
+from .health import Health
 from .locks import (
     LOCK_DIR_ENV,
-    SHARED_MODE,
     BoardLock,
     Holder,
     UnsafeLockFileError,
     default_lock_dir,
     open_in_lock_dir,
-    read_in_lock_dir,
     safe_name,
 )
 from .pacing import Deadline
 from .targets import TargetSpec
-
-#: Back-off of a board marked unhealthy: the first, and the longest.
-BACKOFF_S, MAX_BACKOFF_S = 30.0, 600.0
 
 #: How often a waiting lease repeats its ``on_wait`` message.
 WAIT_NOTE_EVERY_S = 60.0
@@ -80,83 +76,6 @@ class NoHealthyBoardError(HwnasError):
         listed = "; ".join(f"{board} {why}" for board, why in reasons.items())
         super().__init__(f"no healthy board for {what}: {listed}")
         self.what, self.reasons = what, reasons
-
-
-@dataclass
-class Health:
-    """A board's health file, ``<lock dir>/<board>.health`` (JSON; unknown keys ignored)."""
-
-    consecutive_failures: int = 0
-    last_error: str | None = None
-    last_ok: float | None = None  #: time.time() of the last good check
-    retry_after: float | None = None  #: marked unhealthy: not checked before this time.time()
-
-    @classmethod
-    def load(cls, path: Path) -> Health:
-        text = read_in_lock_dir(path)
-        try:
-            data = json.loads(text) if text else {}
-            names = {f.name for f in fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in names})
-        except (ValueError, TypeError, AttributeError):
-            return cls()
-
-    def backing_off(self, now: float) -> bool:
-        return self.retry_after is not None and now < self.retry_after
-
-    def describe_back_off(self, now: float) -> str:
-        n = self.consecutive_failures
-        left = (self.retry_after or now) - now
-        return (
-            f"unhealthy after {n} failed check{'' if n == 1 else 's'}, last {self.last_error}; "
-            f"next check in {left:.0f} s"
-        )
-
-    def failed(self, error: str, unhealthy_after: int, now: float) -> None:
-        self.consecutive_failures += 1
-        self.last_error = error
-        beyond = self.consecutive_failures - unhealthy_after
-        if beyond >= 0:
-            self.retry_after = now + min(MAX_BACKOFF_S, BACKOFF_S * 2.0 ** min(beyond, 16))
-
-    def passed(self, now: float) -> None:
-        self.consecutive_failures, self.last_error = 0, None
-        self.last_ok, self.retry_after = now, None
-
-    def save(self, path: Path) -> None:
-        """Best effort (a health note that cannot be written must not stop a lease), and
-        atomic: written to a new file of our own beside it, then renamed over it."""
-        data = json.dumps(asdict(self)).encode()
-        try:
-            _replace_file(path, data)
-        except (OSError, UnsafeLockFileError) as exc:
-            warnings.warn(f"hwnas: health note {path} not written: {exc}", stacklevel=2)
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(tmp, flags, SHARED_MODE)  # O_EXCL: a new file, never a planted one
-    try:
-        os.fchmod(fd, SHARED_MODE)  # not the umask's 0644: the group updates it too
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)  # replaces a planted link itself, never what it points to
-    except PermissionError:
-        # A sticky shared directory where another user's note is in place: rewrite it
-        # in place through a checked descriptor instead (it is group-writable).
-        os.unlink(tmp)
-        fd = open_in_lock_dir(path, os.O_WRONLY, create=False)
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, data, 0)
-        finally:
-            os.close(fd)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _reason(exc: TargetError) -> str:
@@ -344,6 +263,8 @@ class Farm:
             h = BoardLock(self.lock_dir, board).holder()
             if h is None:
                 held.append(f"{board} just released")
+            elif not h.known:
+                held.append(f"{board} held by {h.describe()}")
             else:
                 purpose = h.purpose or "no purpose given"
                 held.append(f"{board} held by pid {h.pid} ({h.user}@{h.host}, {purpose})")

@@ -10,6 +10,8 @@ group-writable directory.
 In such a directory another user can plant files, so every file in it is opened with
 :func:`open_in_lock_dir`: never through a symbolic link, never a hard link, never anything
 but a regular file, never truncated or re-moded before those checks (see its docstring).
+What is read back from it (a holder note, a health note) is read as hostile too: at most
+:data:`MAX_NOTE_BYTES`, parsed without trusting its nesting, each field checked by type.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ LOCK_DIR_ENV = "HWNAS_LOCK_DIR"
 
 #: Files in the lock directory are shared with the group (boards are shared by a team).
 SHARED_MODE = 0o664
+
+#: The most read of a note in the lock directory; ours are a few hundred bytes.
+MAX_NOTE_BYTES = 64 * 1024
+
+#: The longest text field of a note that is shown to people (it goes into one-line errors).
+MAX_NOTE_TEXT = 200
 
 
 class UnsafeLockFileError(HwnasError):
@@ -86,13 +94,39 @@ def open_in_lock_dir(path: Path, flags: int, *, create: bool = True) -> int:
 
 
 def read_in_lock_dir(path: Path) -> str | None:
-    """The text of a lock-directory file, or None if it is missing or refused."""
+    """The text of a lock-directory file, or None if it is missing, refused, or larger
+    than :data:`MAX_NOTE_BYTES` (not a note of ours: never read whole)."""
     try:
         fd = open_in_lock_dir(path, os.O_RDONLY, create=False)
     except (OSError, UnsafeLockFileError):
         return None
     with os.fdopen(fd, "rb") as fh:
-        return fh.read().decode("utf-8", "replace")
+        try:
+            data = fh.read(MAX_NOTE_BYTES + 1)
+        except OSError:
+            return None
+    return None if len(data) > MAX_NOTE_BYTES else data.decode("utf-8", "replace")
+
+
+def parse_note(text: str | None) -> dict[str, object] | None:
+    """A note's JSON object, or None for anything else: not JSON, not an object, or nested
+    beyond the parser's recursion limit (a planted ``[[[[...``)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def note_text(value: object) -> str | None:
+    """A text field of a note fit for a one-line message: its first line, printable, short."""
+    if not isinstance(value, str):
+        return None
+    line = (value.splitlines() or [""])[0]
+    line = "".join(c if c.isprintable() else "?" for c in line)
+    return line[:MAX_NOTE_TEXT]
 
 
 def default_lock_dir() -> Path:
@@ -118,9 +152,27 @@ class Holder:
     purpose: str
     since: str  #: ISO time, UTC
 
+    @property
+    def known(self) -> bool:
+        """False for a holder whose note could not be read (``pid`` 0)."""
+        return self.pid > 0
+
     def describe(self) -> str:
+        if not self.known:
+            return f"an unknown process ({self.purpose})"
         what = f" ({self.purpose})" if self.purpose else ""
         return f"pid {self.pid} of {self.user}@{self.host}{what} since {self.since}"
+
+    @classmethod
+    def parse(cls, text: str, lock_file: str) -> Holder:
+        """The holder a lock file's note names; an unknown holder if it cannot be read."""
+        data = parse_note(text) or {}
+        pid = data.get("pid")
+        texts = [note_text(data.get(key)) for key in ("host", "user", "purpose", "since")]
+        if type(pid) is not int or pid <= 0 or any(t is None for t in texts):
+            return cls(0, "?", "?", f"its note in {lock_file} cannot be read", "?")
+        host, user, purpose, since = (t or "" for t in texts)
+        return cls(pid, host, user, purpose, since)
 
     @classmethod
     def me(cls, purpose: str) -> Holder:
@@ -188,11 +240,8 @@ class BoardLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-                try:
-                    return Holder(**json.loads(text))
-                except (ValueError, TypeError):
-                    return Holder(0, "?", "?", "unknown holder", "?")
+                text = os.pread(fd, 4096, 0).decode("utf-8", "replace")  # ours: ~200 bytes
+                return Holder.parse(text, self.path.name)
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -71,7 +72,8 @@ def test_invalid_onnx_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_unreachable_ssh_board(capsys: pytest.CaptureFixture[str], mlp_model: Path) -> None:
     assert main(["bench", str(mlp_model), "--ssh", "pi@127.0.0.1:1", "--timeout", "5"]) == 1
     line = one_error_line(capsys)
-    assert "pi@127.0.0.1:1: connect: 127.0.0.1:1" in line
+    assert "pi@127.0.0.1:1: connect: 127.0.0.1:1: connection refused" in line
+    assert "Errno" not in line  # not paramiko's "[Errno None] Unable to connect to port 1"
 
 
 def test_missing_serial_port(capsys: pytest.CaptureFixture[str], mlp_model: Path) -> None:
@@ -372,3 +374,44 @@ def test_token_flag_and_env_reach_a_tcp_agent(
     finally:
         proc.kill()
         proc.wait()
+
+
+GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+
+
+@pytest.mark.skipif(
+    os.access(GOVERNOR, os.W_OK), reason="this machine lets us set the governor: no refusal"
+)
+def test_governor_the_board_refuses_is_a_usage_mistake(
+    capsys: pytest.CaptureFixture[str], mlp_model: Path
+) -> None:
+    assert main(["bench", str(mlp_model), *FAST, "--governor", "performance"]) == 2
+    assert "[not_permitted]" in one_error_line(capsys)
+
+
+def test_input_too_large_is_a_usage_mistake(
+    capsys: pytest.CaptureFixture[str], mlp_model: Path
+) -> None:
+    assert main(["bench", str(mlp_model), *FAST, "--dim", "batch=200000000"]) == 2
+    assert "[input_too_large]" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code"),
+    [
+        ("bad_input", 2),
+        ("bad_request", 2),
+        ("provider_unavailable", 2),
+        ("unauthorized", 2),
+        ("input_too_large", 2),
+        ("not_permitted", 2),
+        ("out_of_memory", 1),
+        ("disk_full", 1),
+        ("internal", 1),
+    ],
+)
+def test_agent_error_codes_map_to_exit_codes(code: str, exit_code: int) -> None:
+    from hwnas_bench import AgentError
+    from hwnas_bench.cli.main import exit_code_for
+
+    assert exit_code_for(AgentError("pi5", "bench", code, "refused")) == exit_code

@@ -6,12 +6,14 @@ threads, and many models measured in a row."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import socket
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 import hwnas_bench
 from device_agent.protocol import BENCH_REPLY_SECTIONS, BenchSettings, Op
 from hwnas_bench import AgentError, ConnectError, Device, HwnasError, Measurement, load_config
-from hwnas_bench.farm import Farm
+from hwnas_bench.farm import BoardBusyError, Farm
 from hwnas_bench.locks import BoardLock
 from hwnas_bench.targets import TargetSpec
 from hwnas_bench.testing import SSHServer
@@ -101,6 +103,148 @@ def test_planted_symlinks_as_health_file_and_lease_log(tmp_path: Path, victim: P
     health = lock_dir / "a.health"  # written anew beside the link, never through it
     assert not health.is_symlink()
     assert '"consecutive_failures": 0' in health.read_text()
+
+
+HOSTILE_NOTES = {
+    "nested": "[" * 100_000,
+    "nested-under-the-size-cap": "[" * 60_000,
+    "nested-object": '{"a":' * 100_000,
+    "wrong-types": json.dumps(
+        {"consecutive_failures": "x", "last_error": 7, "last_ok": [], "retry_after": "soon"}
+    ),
+    "forever": json.dumps(
+        {"consecutive_failures": 3, "last_error": "planted", "retry_after": 1e308}
+    ),
+    "infinite": '{"consecutive_failures": 3, "retry_after": Infinity, "last_ok": NaN}',
+    "bool-and-negative": '{"consecutive_failures": true, "retry_after": -5, "last_ok": -1}',
+    "not-an-object": "[1, 2, 3]",
+}
+
+
+@pytest.mark.parametrize("note", list(HOSTILE_NOTES), ids=list(HOSTILE_NOTES))
+def test_hostile_health_note_is_treated_as_no_note(tmp_path: Path, note: str) -> None:
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    (lock_dir / "a.health").write_text(HOSTILE_NOTES[note])
+    with local_farm(tmp_path, lock_dir) as farm:
+        with farm.lease("a", timeout=30) as lease:
+            assert lease.facts["agent_version"]
+        health = farm.health("a")
+    assert health.consecutive_failures == 0
+    assert health.retry_after is None
+
+
+def test_health_note_fields_are_validated_one_by_one(tmp_path: Path) -> None:
+    from hwnas_bench.health import MAX_BACKOFF_S, Health
+
+    path = tmp_path / "a.health"
+    now = time.time()
+    path.write_text(
+        json.dumps(
+            {
+                "consecutive_failures": 4,
+                "last_error": "unreachable (refused)\nsecond line " + "x" * 10_000,
+                "last_ok": "yesterday",
+                "retry_after": now + 100 * MAX_BACKOFF_S,
+            }
+        )
+    )
+    health = Health.load(path)
+    assert health.consecutive_failures == 4  # a good field is kept beside bad ones
+    assert health.last_ok is None
+    assert health.retry_after is None  # beyond any back-off we write: not ours
+    assert health.last_error is not None
+    assert "\n" not in health.last_error
+    assert len(health.last_error) <= 500
+    path.write_text(json.dumps({"consecutive_failures": 4, "retry_after": now + 60}))
+    assert Health.load(path).describe_back_off(now).endswith("next check in 60 s")
+
+
+def test_huge_note_in_the_lock_dir_is_not_read_whole(tmp_path: Path) -> None:
+    from hwnas_bench.locks import MAX_NOTE_BYTES, read_in_lock_dir
+
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    huge = lock_dir / "a.health"
+    with huge.open("wb") as fh:
+        fh.truncate(256 * 1024 * 1024)  # sparse: costs no disk
+    assert read_in_lock_dir(huge) is None  # over the cap: not a note of ours
+    small = lock_dir / "b.health"
+    small.write_text("x" * MAX_NOTE_BYTES)
+    assert read_in_lock_dir(small) == "x" * MAX_NOTE_BYTES
+    with local_farm(tmp_path, lock_dir) as farm, farm.lease("a", timeout=30) as lease:
+        assert lease.facts["agent_version"]
+
+
+FLOCK_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("HELD", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize(
+    "note",
+    ["[" * 4096, '{"pid": "x", "host": 1, "user": [], "purpose": {}, "since": 2}', "\x00\xff"],
+    ids=["nested", "wrong-types", "binary"],
+)
+def test_held_lock_with_a_hostile_note_is_busy_in_one_line(tmp_path: Path, note: str) -> None:
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    lock_file = lock_dir / "a.lock"
+    lock_file.write_text(note)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", FLOCK_HOLDER, str(lock_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "HELD\n"  # waits on the pipe for the flock
+        with local_farm(tmp_path, lock_dir) as farm:
+            messages: list[str] = []
+            with pytest.raises(BoardBusyError) as info:
+                farm.lease("a", timeout=0.5, on_wait=messages.append)
+            assert info.value.holders["a"] is not None
+    finally:
+        holder.kill()
+        holder.wait()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "a is held by an unknown process (its note in a.lock cannot be read)" in message
+    assert messages == [
+        "waiting for a: a held by an unknown process (its note in a.lock cannot be read)"
+    ]
+    # the holder is gone: the board is free
+    with local_farm(tmp_path, lock_dir) as farm, farm.lease("a", timeout=30) as lease:
+        assert lease.facts["agent_version"]
+
+
+def test_holder_note_with_a_newline_stays_one_line(tmp_path: Path) -> None:
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    lock_file = lock_dir / "a.lock"
+    note = {"pid": 42, "host": "h", "user": "u", "purpose": "x\nTraceback", "since": "t"}
+    lock_file.write_text(json.dumps(note))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", FLOCK_HOLDER, str(lock_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "HELD\n"
+        found = BoardLock(lock_dir, "a").holder()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert found is not None
+    assert found.pid == 42
+    assert "\n" not in found.describe()
 
 
 # -- deploy ---------------------------------------------------------------------------------
@@ -330,6 +474,8 @@ def test_public_api_for_the_search() -> None:
         "BoardBusyError",
         "BoardUnhealthyError",
         "NoHealthyBoardError",
+        "UnknownTargetError",
+        "UsageError",
         "ErrorCode",
         "BenchFailure",
     ):

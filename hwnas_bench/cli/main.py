@@ -1,7 +1,8 @@
 """The ``hwnas`` command. Errors end as one line on stderr and a non-zero exit, no traceback.
 
 Exit codes (as the README promises): 0 success, 2 a configuration or usage mistake (a bad
-option value, an unknown board, a broken hwnas.toml), 1 anything else, 130 interrupted.
+option value, an unknown board, a broken hwnas.toml, a setting the board refuses), 1 anything
+else, 130 interrupted. :func:`exit_code_for` is the mapping.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from typing import NoReturn, cast
 
+from device_agent.protocol import ErrorCode
 from hw_targets import HwTargetsError
 
 from .. import __version__
@@ -18,9 +20,20 @@ from ..plugins import plugin_manager
 from . import agent, bench, targets
 
 USAGE_EXIT = 2
-#: Agent replies that mean the command was asked wrongly: an option the board refused (a
-#: --dim the model lacks, inputs of the wrong shape, a provider it does not have, a bad token)
-USAGE_CODES = frozenset({"bad_input", "bad_request", "provider_unavailable", "unauthorized"})
+#: Agent replies that mean the command was asked wrongly, so the user can change a setting: an
+#: option the board refused (a --dim the model lacks, inputs of the wrong shape, inputs too
+#: large for its cap, a provider it does not have, a bad token, a --governor it may not set)
+USAGE_CODES = frozenset(
+    code.value
+    for code in (
+        ErrorCode.BAD_INPUT,
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.PROVIDER_UNAVAILABLE,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.INPUT_TOO_LARGE,
+        ErrorCode.NOT_PERMITTED,
+    )
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,17 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except (HwnasError, HwTargetsError) as exc:
         _report(exc, args.verbose)
-        return USAGE_EXIT if _is_usage_mistake(exc) else 1
+        return exit_code_for(exc)
     except KeyboardInterrupt:
         print("hwnas: interrupted", file=sys.stderr)
         return 130
     return code
 
 
-def _is_usage_mistake(exc: Exception) -> bool:
+def exit_code_for(exc: Exception) -> int:
+    """2 for a mistake the user can fix in the command or the config, else 1."""
     if isinstance(exc, AgentError):
-        return exc.code in USAGE_CODES
-    return isinstance(exc, (ConfigError, HwTargetsError))
+        usage = exc.code in USAGE_CODES
+    else:
+        usage = isinstance(exc, (ConfigError, HwTargetsError))
+    return USAGE_EXIT if usage else 1
 
 
 def _report(exc: Exception, verbose: bool) -> None:

@@ -15,6 +15,7 @@ logging configured Python would print them on stderr before our one-line error, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import logging
 import os
@@ -182,6 +183,8 @@ class SSHTransport(Transport):
                     f"{where}: unknown host key (not in {opts['known_hosts']}); connect once with "
                     "ssh, or opt in with --trust-host-key / trust_unknown_host = true"
                 )
+        if isinstance(exc, OSError):
+            return error(f"{where}: {_socket_error(exc)}")
         return error(f"{where}: {exc}")
 
     def _auth_hint(self, where: str, opts: dict[str, Any], exc: Exception) -> str:
@@ -360,3 +363,15 @@ class SSHTransport(Transport):
 
     def diagnostics(self) -> str:
         return self._stderr.text()
+
+
+def _socket_error(exc: OSError) -> str:
+    """Why a TCP connection failed, in words, not paramiko's "[Errno None] Unable to connect
+    to port 1 on 127.0.0.1" (a NoValidConnectionsError keeps each address's error)."""
+    errors: list[OSError] = list(getattr(exc, "errors", {}).values()) or [exc]
+    if all(e.errno == errno.ECONNREFUSED for e in errors):
+        return "connection refused (nothing listens on that port)"
+    first = errors[0]
+    if isinstance(first, TimeoutError):
+        return "no answer (timed out; is the board up and the port right?)"
+    return first.strerror or str(first) or type(first).__name__
