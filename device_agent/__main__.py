@@ -117,7 +117,8 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         metavar="N",
         type=_count,
         default=8,
-        help="connections served at once; more are answered 'busy' (default 8)",
+        help="connections served at once, at most 4 from one address before their hello; "
+        "more are answered 'busy' and closed (default 8)",
     )
     tcp.add_argument(
         "--auth-fail-delay-s",

@@ -50,8 +50,8 @@ def _dtype_of(name: str, ort_type: str) -> Any:
     except KeyError:
         raise AgentError(
             ErrorCode.BAD_INPUT,
-            f"input '{name}' has type {ort_type}, which cannot be synthesised; send inputs "
-            "from the host",
+            f"input '{name}' has type {ort_type}, which cannot be synthesised; send it from "
+            "the host with --inputs FILE.npz (inputs= in Python)",
         ) from None
 
 
@@ -267,12 +267,7 @@ def explain_failure(error: AgentError, feeds: Feeds) -> AgentError:
     hints: List[str] = []
     code = error.code
     if feeds.synthesised and any(word in lower for word in _VALUE_RANGE):
-        names = ", ".join(f"'{n}'" for n in feeds.synthesised)
-        hints.append(
-            f"the inputs {names} were synthesised (random floats, integers {INT_LOW}..{INT_HIGH}); "
-            "a model that needs values in a range (divisors, indices) needs real ones: send "
-            "them with --inputs FILE.npz (inputs= in Python)"
-        )
+        hints.append(_value_range_hint(feeds))
         code = ErrorCode.BAD_INPUT
     elif feeds.defaulted and any(word in lower for word in _SHAPE):
         given = ", ".join(feeds.defaulted)
@@ -285,3 +280,25 @@ def explain_failure(error: AgentError, feeds: Feeds) -> AgentError:
     if not hints:
         return error
     return AgentError(code, error.message + "; " + "; ".join(hints))
+
+
+def _value_range_hint(feeds: Feeds) -> str:
+    """Name the synthesised inputs likely at fault when a run failed on values.
+
+    Indices (Gather, GatherElements, ScatterND, ...) and integer divisors are integers, and
+    the session cannot say which graph input feeds the failing node: the integer inputs are
+    the suspects, and the float ones are named only when there are no integer ones.
+    """
+    integers = [n for n in feeds.synthesised if np.issubdtype(feeds.arrays[n].dtype, np.integer)]
+    suspects = integers or feeds.synthesised
+    names = ", ".join(f"'{n}'" for n in suspects)
+    if integers:
+        what = f"integers {INT_LOW}..{INT_HIGH}"
+    else:
+        what = f"random floats, integers {INT_LOW}..{INT_HIGH}"
+    many = len(suspects) > 1
+    return (
+        f"the input{'s' if many else ''} {names} {'were' if many else 'was'} synthesised "
+        f"({what}); a model that needs values in a range (divisors, indices) needs real "
+        "ones: send them with --inputs FILE.npz (inputs= in Python)"
+    )

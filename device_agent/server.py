@@ -385,12 +385,7 @@ class Agent:
 
     def _hello(self, frame: Frame) -> Reply:
         if self.token is not None:
-            import hmac
-
-            given = frame.header.get("token")
-            self.authenticated = isinstance(given, str) and hmac.compare_digest(
-                given.encode("utf-8"), self.token.encode("utf-8")
-            )
+            self.authenticated = token_matches(frame.header.get("token"), self.token)
             if not self.authenticated:
                 self._failed_hello()
                 raise AgentError(ErrorCode.UNAUTHORIZED, "wrong or missing token")
@@ -478,6 +473,21 @@ class Agent:
         finally:
             stop.set()
             thread.join()
+
+
+def token_matches(given: object, token: str) -> bool:
+    """Whether a hello's ``token`` is ``token``, in constant time; never raises.
+
+    Anything but a string is a wrong token. JSON may carry lone surrogates ("\\ud800"),
+    which UTF-8 cannot encode: "surrogatepass" gives them bytes of their own, so they
+    compare unequal like any other guess (and a token from argv holding them still works).
+    """
+    if not isinstance(given, str):
+        return False
+    import hmac
+
+    given_bytes = given.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(given_bytes, token.encode("utf-8", "surrogatepass"))
 
 
 def error_frame(seq: int, code: ErrorCode, message: str) -> bytes:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import traceback
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .handlers import Handlers
 from .links import SocketLink, TcpListener
@@ -22,6 +23,8 @@ class TcpServer:
 
     Shared between them: the board (handlers, model store, runner) and the failed-hello
     throttle. Per connection: authentication, reply cache, held payload, upload in flight.
+    One address may have only a few connections waiting for hello, so it cannot hold every
+    slot until the auth deadline.
     """
 
     #: Connections over the limit being answered "busy" at once; beyond, simply closed.
@@ -47,6 +50,8 @@ class TcpServer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._links: Dict[int, SocketLink] = {}
+        self._peers: Dict[int, str] = {}  # by id(link), as _links
+        self._agents: Dict[int, Agent] = {}  # once its thread has made it
         self._threads: List[threading.Thread] = []
         self._refusing = 0
 
@@ -67,23 +72,40 @@ class TcpServer:
             self.listener.close()
             self._end_all()
 
+    def _unauthenticated(self, peer: str) -> int:
+        """Connections from ``peer`` not (yet) authenticated; call holding the lock."""
+        return sum(
+            1
+            for key, address in self._peers.items()
+            if address == peer and not (key in self._agents and self._agents[key].authenticated)
+        )
+
     def _admit(self, link: SocketLink, peer: str) -> None:
+        lim = self.limits
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
-            full = len(self._links) >= self.limits.max_connections
-            refuse = full and self._refusing < self._MAX_REFUSING
+            why = None
+            if len(self._links) >= lim.max_connections:
+                why = f"the agent serves at most {lim.max_connections} connections at a time"
+            elif self._unauthenticated(peer) >= lim.max_unauthenticated_per_address:
+                why = (
+                    f"at most {lim.max_unauthenticated_per_address} connections from one "
+                    "address may wait for a hello with the right token"
+                )
+            refuse = why is not None and self._refusing < self._MAX_REFUSING
             if refuse:
                 self._refusing += 1
-            elif not full:
-                self._links[id(link)] = link
-        if full and not refuse:
-            log.info("connection from %s closed: too many connections", link.name)
+            elif why is None:
+                self._links[id(link)], self._peers[id(link)] = link, peer
+        if why is not None and not refuse:
+            log.info("connection from %s closed: %s", link.name, why)
             link.close()
             return
-        target = self._refuse if full else self._serve_one
-        thread = threading.Thread(
-            target=target, args=(link, peer), name=f"tcp {link.name}", daemon=True
-        )
+        if why is not None:
+            target: Callable[[], None] = functools.partial(self._refuse, link, why)
+        else:
+            target = functools.partial(self._serve_one, link, peer)
+        thread = threading.Thread(target=target, name=f"tcp {link.name}", daemon=True)
         with self._lock:
             self._threads.append(thread)
         thread.start()
@@ -102,6 +124,8 @@ class TcpServer:
                 peer=peer,
                 stop=self._stop,
             )
+            with self._lock:
+                self._agents[id(link)] = agent
             if agent.serve() == "shutdown":
                 log.info("shutdown requested by %s", link.name)
                 self._stop.set()
@@ -109,15 +133,13 @@ class TcpServer:
             log.error("connection from %s failed:\n%s", link.name, traceback.format_exc())
         finally:
             with self._lock:
-                self._links.pop(id(link), None)
+                for table in (self._links, self._peers, self._agents):
+                    table.pop(id(link), None)
             link.close()
 
-    def _refuse(self, link: SocketLink, peer: str) -> None:
-        """Answer the first frame of a connection over the limit with ``busy``, and close."""
-        message = (
-            f"the agent serves at most {self.limits.max_connections} connections at a time; "
-            "try again later"
-        )
+    def _refuse(self, link: SocketLink, why: str) -> None:
+        """Answer the first frame of a connection over a limit with ``busy``, and close."""
+        message = f"{why}; try again later"
         try:
             decoder = FrameDecoder()
             deadline = time.monotonic() + self._REFUSE_WAIT_S

@@ -20,6 +20,9 @@ class TcpLimits:
     auth_fail_delay_max_s: float = 8.0
     auth_fail_forget_s: float = 60.0  #: an address's failures are forgotten after this
     max_connections: int = 8  #: served at once; more are answered busy and closed
+    #: connections from one address not yet authenticated: so one address cannot hold
+    #: every slot until the auth deadline, again and again
+    max_unauthenticated_per_address: int = 4
 
 
 class AuthThrottle:

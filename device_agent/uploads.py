@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import AgentError
 from .model_store import PendingModel
-from .protocol import ErrorCode, TensorPackError, unpack_tensors
+from .protocol import ErrorCode, TensorPackError, TensorPackTooLargeError, unpack_tensors
 
 
 class PendingInputs:
@@ -83,7 +83,8 @@ class InputStore:
         try:
             tensors = unpack_tensors(data, self.max_bytes)
         except TensorPackError as exc:
-            code = ErrorCode.INPUT_TOO_LARGE if "expands to" in str(exc) else ErrorCode.BAD_INPUT
+            too_large = isinstance(exc, TensorPackTooLargeError)
+            code = ErrorCode.INPUT_TOO_LARGE if too_large else ErrorCode.BAD_INPUT
             raise AgentError(code, str(exc)) from exc
         self._packs[sha256] = tensors
         self._packs.move_to_end(sha256)

@@ -13,12 +13,13 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from device_agent.protocol import DamagedFrame, Frame, FrameDecoder, FrameType, encode_frame
-from hwnas_bench.testing.parts import drain, wait_for_line
+from hwnas_bench.testing.parts import wait_for_line
 
 
 class FrameClient:
@@ -161,9 +162,12 @@ class RawAgent(FrameClient):
 class RawTcp(FrameClient):
     """One TCP connection to a ``--tcp`` agent."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, source: str | None = None) -> None:
         super().__init__()
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        # ``source``: another loopback address (127.0.0.2, ...) to connect from, so that the
+        # agent sees a different peer
+        bind = None if source is None else (source, 0)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=bind)
 
     def send_bytes(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -221,10 +225,27 @@ class TcpAgent:
         match = re.search(rb"serving TCP on [\d.]+:(\d+)", seen)
         assert match is not None, seen
         self.port = int(match.group(1))
-        drain(self.proc)
+        self._stderr = bytearray(seen)
+        self._reader = threading.Thread(target=self._keep_stderr, daemon=True)
+        self._reader.start()
 
-    def connect(self) -> RawTcp:
-        return RawTcp(self.port)
+    def _keep_stderr(self) -> None:
+        """Keep reading stderr (so the agent never blocks on a full pipe), and keep it."""
+        assert self.proc.stderr is not None
+        fd = self.proc.stderr.fileno()
+        while True:
+            data = os.read(fd, 4096)
+            if not data:
+                return
+            self._stderr += data
+
+    def stderr(self) -> str:
+        """Everything the agent wrote to stderr; call after ``close``."""
+        self._reader.join(10)
+        return self._stderr.decode(errors="replace")
+
+    def connect(self, source: str | None = None) -> RawTcp:
+        return RawTcp(self.port, source)
 
     def authed(self) -> RawTcp:
         client = self.connect()

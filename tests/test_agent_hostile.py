@@ -258,6 +258,116 @@ def test_wrong_tokens_close_the_connection_and_cost_growing_time(tmp_path: Path)
         agent.close()
 
 
+def test_unencodable_and_non_string_tokens_are_wrong_tokens(tmp_path: Path) -> None:
+    """A lone surrogate is legal JSON but not UTF-8: it must cost a failure like any guess."""
+    agent = TcpAgent(tmp_path / "cache", "--auth-fail-delay-s", "0.02")
+    try:
+        with agent.connect() as guesser:
+            start = time.monotonic()
+            for _ in range(5):
+                guesser.send(FrameType.REQUEST, {"op": "hello", "token": "\ud800"})
+            got = guesser.wait_closed(30)
+            took = time.monotonic() - start
+        assert [error_code(f) for f in got] == ["unauthorized"] * 3  # type: ignore[arg-type]
+        assert took >= 0.9 * (0.02 + 0.04 + 0.08)  # delayed, counted, closed
+        with agent.connect() as other:
+            for token in (5, [1], None):  # not strings: wrong tokens too
+                reply = other.request({"op": "hello", "token": token})
+                assert error_code(reply) == "unauthorized", token
+            assert other.wait_closed(30) == []  # three failures close it
+        with agent.authed() as client:
+            client.hello_ok()
+    finally:
+        agent.close()
+    assert "Traceback" not in agent.stderr()
+    assert "internal error" not in agent.stderr()
+
+
+def test_pack_declaring_a_huge_shape_is_refused_before_allocating(tmp_path: Path) -> None:
+    """252 bytes that claim 6 GiB: the .npy header is checked against the cap before np.load."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (1, 3, 8192, 65536)}
+    )
+    pack_buf = io.BytesIO()
+    with zipfile.ZipFile(pack_buf, "w") as archive:
+        archive.writestr("x.npy", header.getvalue())
+    pack = pack_buf.getvalue()
+    assert len(pack) < 400
+    sha = hashlib.sha256(pack).hexdigest()
+    agent = RawAgent(tmp_path / "cache", "--max-input-mb", "1")
+    try:
+        agent.hello_ok()
+        before = vm_peak_kib(agent.proc.pid)
+        reply = agent.request({"op": "put_inputs", "sha256": sha, "size": len(pack)})
+        assert reply.header["ok"] is True, reply.header
+        seq = agent.send(FrameType.CHUNK, {"offset": 0}, pack)
+        done = agent.receive()
+        assert isinstance(done, Frame)
+        assert done.seq == seq
+        assert error_code(done) == "input_too_large"
+        message = done.header["error"]["message"]
+        assert "'x'" in message
+        assert "[1, 3, 8192, 65536]" in message
+        grown = vm_peak_kib(agent.proc.pid) - before
+        assert grown < 512 * 1024, f"VmPeak grew by {grown} KiB"
+        agent.hello_ok()  # and it serves on
+    finally:
+        agent.close()
+
+
+def vm_peak_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    (line,) = [x for x in status.splitlines() if x.startswith("VmPeak:")]
+    return int(line.split()[1])
+
+
+def test_one_address_cannot_hold_every_slot_before_authenticating(tmp_path: Path) -> None:
+    """8 silent sockets from one address used to hold every slot for the auth deadline."""
+    agent = TcpAgent(tmp_path / "cache", "--auth-timeout-s", "60")
+    silent = [agent.connect() for _ in range(8)]
+    try:
+        # only 4 may wait for hello from one address: the others are refused at once
+        closed = wait_for_eofs([c.sock for c in silent], want=4, timeout=20)
+        assert len(closed) == 4
+        with agent.connect(source="127.0.0.2") as honest:  # another address gets in
+            assert honest.hello_ok(token=agent.token)["agent_version"]
+        # an authenticated connection no longer counts against its address
+        open_ones = [c for c in silent if c.sock not in closed]
+        for client in open_ones:
+            client.hello_ok(token=agent.token)
+        with agent.connect() as fifth:
+            assert fifth.hello_ok(token=agent.token)["agent_version"]
+    finally:
+        for client in silent:
+            client.close()
+        agent.close()
+
+
+def wait_for_eofs(socks: list[socket.socket], want: int, timeout: float) -> list[socket.socket]:
+    """The sockets the agent closed (EOF), once ``want`` of them are closed or at ``timeout``."""
+    import select
+
+    closed: list[socket.socket] = []
+    deadline = time.monotonic() + timeout
+    while len(closed) < want and time.monotonic() < deadline:
+        waiting = [s for s in socks if s not in closed]
+        ready, _, _ = select.select(waiting, [], [], max(deadline - time.monotonic(), 0))
+        for sock in ready:
+            try:
+                data = sock.recv(1 << 16)  # a "busy" answer, then EOF
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                closed.append(sock)
+    return closed
+
+
 # -- start-up errors -------------------------------------------------------------------------
 
 

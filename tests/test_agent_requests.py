@@ -381,7 +381,102 @@ def test_value_range_failure_names_the_synthesised_inputs(tmp_path: Path) -> Non
     assert error.code is ErrorCode.BAD_INPUT
     assert "synthesised" in error.message
     assert "'i'" in error.message
+    assert "'d'" not in error.message  # the float data is not what broke the index
     assert "--inputs" in error.message
+
+
+def test_integer_division_by_zero_names_the_integer_inputs(tmp_path: Path) -> None:
+    h = handlers_in(tmp_path)
+    data = model_bytes(
+        [
+            helper.make_node("Sub", ["b", "b"], ["z"]),  # zero, whatever b holds
+            helper.make_node("Div", ["a", "z"], ["q"]),
+            helper.make_node("Identity", ["f"], ["g"]),
+        ],
+        [vi("a", TensorProto.INT64, [4]), vi("b", TensorProto.INT64, [4]), vi("f", 1, [4])],
+        [vi("q", TensorProto.INT64, [4]), vi("g", TensorProto.FLOAT, [4])],
+    )
+    error = refused(h, upload(h, data))
+    assert error.code is ErrorCode.BAD_INPUT
+    assert "by zero" in error.message
+    assert "'a'" in error.message
+    assert "'b'" in error.message
+    assert "'f'" not in error.message
+
+
+def test_string_input_names_the_way_to_send_inputs(tmp_path: Path) -> None:
+    h = handlers_in(tmp_path)
+    data = model_bytes(
+        [helper.make_node("Identity", ["s"], ["t"])],
+        [vi("s", TensorProto.STRING, [2])],
+        [vi("t", TensorProto.STRING, [2])],
+    )
+    error = refused(h, upload(h, data))
+    assert error.code is ErrorCode.BAD_INPUT
+    assert "'s'" in error.message
+    assert "--inputs FILE.npz" in error.message
+    assert "inputs=" in error.message
+
+
+@pytest.mark.parametrize("value", [0, -1, "8", 2.5])
+def test_bad_dims_values_have_one_message(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"^dims: ") as info:
+        BenchSettings(dims={"batch": value}).validate()
+    assert str(info.value) == f"dims: 'batch' must be an integer >= 1, not {value!r}"
+
+
+def put_pack(h: Handlers, pack: bytes) -> AgentError:
+    sha = hashlib.sha256(pack).hexdigest()
+    h.put_inputs(
+        Frame(FrameType.REQUEST, 5, {"op": "put_inputs", "sha256": sha, "size": len(pack)})
+    )
+    with pytest.raises(AgentError) as info:
+        h.chunk(Frame(FrameType.CHUNK, 6, {"offset": 0}, pack))
+    return info.value
+
+
+def forged_pack(shape: tuple[int, ...], data: bytes = b"") -> bytes:
+    """A pack whose member x.npy declares ``shape`` (float32) but holds only ``data``."""
+    import io
+    import zipfile
+
+    member = io.BytesIO()
+    np.lib.format.write_array_header_2_0(
+        member, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("x.npy", member.getvalue() + data)
+    return buf.getvalue()
+
+
+def test_pack_whose_header_claims_more_than_the_cap_is_input_too_large(tmp_path: Path) -> None:
+    h = handlers_in(tmp_path, max_input_bytes=1024 * 1024)
+    error = put_pack(h, forged_pack((1024, 1024)))  # 4 MiB claimed, nothing held
+    assert error.code is ErrorCode.INPUT_TOO_LARGE
+    assert "'x'" in error.message
+    assert "[1024, 1024]" in error.message
+    assert "--max-input-mb" in error.message
+
+
+def test_pack_whose_header_claims_more_than_it_holds_is_bad_input(tmp_path: Path) -> None:
+    h = handlers_in(tmp_path, max_input_bytes=1024 * 1024)
+    error = put_pack(h, forged_pack((16,), b"\0" * 8))  # 64 bytes claimed, 8 held
+    assert error.code is ErrorCode.BAD_INPUT
+    assert "'x'" in error.message
+    assert "64" in error.message
+
+
+def test_real_packs_still_unpack_after_the_header_checks() -> None:
+    from device_agent.protocol import unpack_tensors
+
+    arrays = {"a": np.arange(6, dtype=np.int64).reshape(2, 3), "b": np.zeros((), np.float32)}
+    back = unpack_tensors(pack_tensors(arrays), 1024)
+    assert set(back) == {"a", "b"}
+    assert np.array_equal(back["a"], arrays["a"])
+    assert back["b"].shape == ()
+    with pytest.raises(ValueError, match="'a'"):
+        unpack_tensors(pack_tensors(arrays), 40)  # a needs 48 bytes
 
 
 # -- 8. environment --------------------------------------------------------------------------
@@ -409,6 +504,8 @@ def test_busy_sentence() -> None:
     assert both == "host busy: load 3.1 at the start and 4.0 at the end on 2 cores"
     threads = busy_sentence([1.5, 1, 1], [1.5, 1, 1], cores=4, threads=4)
     assert threads == "4 threads on 2.5 free cores (4 cores, load 1.5)"
+    one = busy_sentence([1.5, 1, 1], [1.5, 1, 1], cores=2, threads=1)
+    assert one == "1 thread on 0.5 free cores (2 cores, load 1.5)"
     assert busy_sentence(None, None, cores=2, threads=1) is None
 
 

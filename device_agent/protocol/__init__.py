@@ -28,9 +28,9 @@ from .messages import (
 )
 
 if TYPE_CHECKING:
-    from .tensors import TensorPackError, pack_tensors, unpack_tensors
+    from .tensors import TensorPackError, TensorPackTooLargeError, pack_tensors, unpack_tensors
 
-_TENSORS = ("TensorPackError", "pack_tensors", "unpack_tensors")
+_TENSORS = ("TensorPackError", "TensorPackTooLargeError", "pack_tensors", "unpack_tensors")
 
 
 def __getattr__(name: str) -> Any:
@@ -62,6 +62,7 @@ __all__ = [
     "Op",
     "Skipped",
     "TensorPackError",
+    "TensorPackTooLargeError",
     "encode_frame",
     "pack_tensors",
     "unpack_tensors",

@@ -125,12 +125,13 @@ class BenchSettings:
         for name in ("inputs", "power_meter"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string or null")
-        dims_ok = self.dims is None or (
-            isinstance(self.dims, dict)
-            and all(isinstance(k, str) and _is_int(v) and v >= 1 for k, v in self.dims.items())
-        )
-        if not dims_ok:
+        if self.dims is not None and not isinstance(self.dims, dict):
             raise ValueError("dims must map dimension names to integers >= 1")
+        for key, value in (self.dims or {}).items():
+            if not isinstance(key, str):
+                raise ValueError(f"dims: names must be strings, not {key!r}")
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"dims: {key!r} must be an integer >= 1, not {value!r}")
         cpus_ok = self.cpus is None or (
             isinstance(self.cpus, list)
             and len(self.cpus) > 0

@@ -50,5 +50,6 @@ def busy_sentence(
         return None
     free = cores - start
     if threads > free:
-        return f"{threads} threads on {free:.1f} free cores ({cores} cores, load {start:.1f})"
+        noun = "thread" if threads == 1 else "threads"
+        return f"{threads} {noun} on {free:.1f} free cores ({cores} cores, load {start:.1f})"
     return None
