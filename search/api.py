@@ -24,8 +24,8 @@ import torch
 from hwnas_bench import BenchSettings, Measurement, TargetSpec
 
 from .build import CandidateNet
-from .data import labels, split, to_nchw
-from .errors import InfeasibleBudgetError, SettingsError
+from .data import class_count, labels, split, to_nchw
+from .errors import InfeasibleBudgetError
 from .evaluate import Board, bench_settings
 from .onnx_export import from_onnx
 from .records import TrialRecord
@@ -133,10 +133,9 @@ class Searcher:
         candidate meets the budget (``self.result`` holds the run all the same)."""
         y = labels(train_labels)
         space = self.space
+        classes = class_count(y, space.num_classes)
         if space.num_classes is None:
-            space = space.with_classes(int(y.max()) + 1 if y.size else 2)
-        elif y.size and y.max() >= space.num_classes:
-            raise SettingsError(f"label {y.max()} out of range for {space.num_classes} classes")
+            space = space.with_classes(classes)
         x = to_nchw(train_data, space.hwc)
         data = split(x, y, self.settings.validation_split, self.settings.seed)
         out = self.out or Path(tempfile.mkdtemp(prefix="hwnas-search-"))

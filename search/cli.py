@@ -52,6 +52,29 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: what search.toml may hold for each option (TOML has no paths: they are strings)
+_TOML_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("target", "dataset", "data", "latency_stat", "strategy"), (str,)),
+    **dict.fromkeys(("optimizer", "out"), (str,)),
+    **dict.fromkeys(("trials", "epochs", "batch_size", "seed", "threads"), (int,)),
+    **dict.fromkeys(
+        ("latency_budget_ms", "energy_budget_mj", "memory_budget_mb", "lr", "min_time"),
+        (int, float),
+    ),
+}
+
+
+def _check_toml(config: Path, file: dict[str, Any]) -> None:
+    """A value of the wrong type is named at once, never coerced (``trials = true``)."""
+    from .errors import SettingsError
+
+    for key, value in file.items():
+        kinds = _TOML_TYPES.get(key, ())
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            wanted = "a number" if float in kinds else "an integer" if int in kinds else "a string"
+            raise SettingsError(f"{config}: {key} must be {wanted}, not {value!r}")
+
+
 @hookimpl
 def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
@@ -96,10 +119,15 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             file = tomllib.loads(args.config.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read {args.config}: {exc}") from exc
-    space = {**DEFAULT_SPACE, **file.pop("space", {})}
+    space_file = file.pop("space", {})
+    if not isinstance(space_file, dict):
+        raise SettingsError(f"{args.config}: space must be a table ([space]), not {space_file!r}")
+    space = {**DEFAULT_SPACE, **space_file}
     unknown = sorted(set(file) - set(DEFAULTS))
     if unknown:
         raise SettingsError(f"{args.config}: unknown settings {', '.join(unknown)}")
+    if args.config is not None:
+        _check_toml(args.config, file)
     opts = {**DEFAULTS, **file}
     for key in DEFAULTS:
         value = getattr(args, key, None)
@@ -109,7 +137,23 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         raise SettingsError("give --dataset digits or --data train.npz")
     if opts["out"] is None:
         raise SettingsError("give --out runs/NAME (the run directory)")
+    if Path(opts["out"]).exists() and not Path(opts["out"]).is_dir():
+        raise SettingsError(f"--out {opts['out']} is a file; give a directory for the run")
     return opts, space
+
+
+def _check_test_split(data: Any, space: Any) -> None:
+    from .data import class_count, to_nchw
+    from .errors import DataError
+
+    if data.x_test is None or data.y_test is None:
+        return
+    if len(data.x_test) != len(data.y_test):
+        raise DataError(f"x_test holds {len(data.x_test)} samples but y_test {len(data.y_test)}")
+    to_nchw(data.x_test, space.hwc)  # the shape of x, and finite
+    classes = class_count(data.y, space.num_classes)
+    if data.y_test.size and int(data.y_test.max()) >= classes:
+        raise DataError(f"y_test has label {int(data.y_test.max())}; y has {classes} classes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet and not sys.stderr.isatty():  # a log, not a terminal: a line a trial
         stat = opts["latency_stat"]
         searcher.on_trial = lambda rec, _: print(trial_line(rec, stat), flush=True)
+    _check_test_split(data, space)  # before the search, not after it has run
     best = searcher.search(data.x, data.y)
     assert searcher.result is not None
     if data.x_test is not None and data.y_test is not None:

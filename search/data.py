@@ -43,7 +43,11 @@ def to_nchw(x: Any, input_shape: tuple[int, int, int]) -> np.ndarray:
             f"samples of shape {tuple(arr.shape[1:])} do not fit the input shape "
             f"{input_shape} (H, W, C)"
         )
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = out.size - int(np.count_nonzero(np.isfinite(out)))
+    if bad:  # NaN weights would train, export and be measured as if they were a model
+        raise DataError(f"the images hold {bad} non-finite values (NaN or inf); clean them first")
+    return out
 
 
 def labels(y: Any) -> np.ndarray:
@@ -51,12 +55,45 @@ def labels(y: Any) -> np.ndarray:
     if arr.ndim == 2 and arr.shape[1] > 1:
         arr = arr.argmax(axis=1)
     arr = arr.reshape(-1)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise DataError(f"labels must be integers (class indices), not {arr.dtype} values")
+    if arr.size and not np.all(np.isfinite(arr)):
+        raise DataError("labels must be integers (class indices); found NaN or inf")
     if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
         raise DataError("labels must be integers (class indices) or one-hot rows")
     out = arr.astype(np.int64)
     if out.size and out.min() < 0:
         raise DataError("labels must be >= 0")
     return out
+
+
+#: More classes than this many times the labels seen is a labelling mistake, not a dataset.
+SPARSE_LABELS_FACTOR = 4
+
+
+def class_count(y: np.ndarray, num_classes: int | None = None) -> int:
+    """The number of classes: ``num_classes``, or inferred from integer labels 0..k-1.
+
+    Refuses fewer than two classes, labels beyond ``num_classes``, and labels that skip most
+    numbers (``{0, 1e6}`` would build a million-way classifier and exhaust the memory).
+    """
+    distinct = int(np.unique(y).size) if y.size else 0
+    if num_classes is not None:
+        if num_classes < 2:
+            raise DataError(f"num_classes must be >= 2, got {num_classes}")
+        if y.size and int(y.max()) >= num_classes:
+            raise DataError(f"label {int(y.max())} out of range for {num_classes} classes")
+        return num_classes
+    if distinct < 2:
+        raise DataError(f"the labels hold {distinct} class(es); a classifier needs at least 2")
+    inferred = int(y.max()) + 1
+    if inferred > SPARSE_LABELS_FACTOR * distinct:
+        raise DataError(
+            f"{distinct} distinct labels, the largest {inferred - 1}: labels must be class "
+            "indices 0..k-1 (remap them, e.g. numpy.unique(y, return_inverse=True)[1], "
+            "or give num_classes)"
+        )
+    return inferred
 
 
 @dataclass(frozen=True)
@@ -110,6 +147,8 @@ def load_npz(path: str | Path) -> Arrays:
             if missing:
                 raise DataError(f"{path}: missing arrays {sorted(missing)} (has {sorted(files)})")
             test = ("x_test" in files) and ("y_test" in files)
+            if ("x_test" in files) != ("y_test" in files):
+                raise DataError(f"{path}: x_test and y_test come together; it has only one")
             return Arrays(
                 npz["x"],
                 labels(npz["y"]),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .errors import SettingsError
 from .evaluate import check_stat
@@ -21,6 +24,17 @@ CONSTRAINTS = {
 MEASURED_CONSTRAINTS = ("latency_ms", "energy_mj")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: object) -> bool:
+    """An int or float, numpy scalars too (a budget computed with numpy is still a number)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
 def check_constraints(constraints: dict[str, float] | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in (constraints or {}).items():
@@ -28,8 +42,8 @@ def check_constraints(constraints: dict[str, float] | None) -> dict[str, float]:
             raise SettingsError(f"unknown constraint '{key}' (known: {', '.join(CONSTRAINTS)})")
         if value is None:
             continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise SettingsError(f"constraint {key} must be a number > 0, got {value!r}")
+        if not _is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:
+            raise SettingsError(f"constraint {key} must be a finite number > 0, got {value!r}")
         out[key] = float(value)
     return out
 
@@ -48,6 +62,11 @@ class SearchSettings:
         check_stat(self.latency_stat)
         check_constraints(self.constraints)
         self.train.validate()
+        for name in ("trials", "seed"):
+            if not _is_int(getattr(self, name)):
+                raise SettingsError(f"{name} must be an integer, got {getattr(self, name)!r}")
+        if self.seed < 0:
+            raise SettingsError(f"seed must be >= 0, got {self.seed}")
         if self.trials < 1:
             raise SettingsError(f"trials must be >= 1, got {self.trials}")
         if not 0.0 < self.validation_split < 1.0:

@@ -246,7 +246,7 @@ def test_unknown_settings_are_refused_at_once() -> None:
         Searcher(digits_space(), constraints={"latency": 2.0})
     with pytest.raises(SettingsError, match="unknown latency_stat"):
         Searcher(digits_space(), latency_stat="p42")
-    with pytest.raises(SettingsError, match="must be a number > 0"):
+    with pytest.raises(SettingsError, match="must be a finite number > 0"):
         Searcher(digits_space(), constraints={"latency_ms": -1})
 
 
