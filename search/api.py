@@ -31,6 +31,7 @@ from .onnx_export import from_onnx
 from .records import TrialRecord
 from .report import final_line, write_reports
 from .run import OnTrial, RunDir, Search, SearchResult, data_fingerprint
+from .run_lock import run_dir_lock
 from .settings import SearchSettings, check_constraints
 from .space import Candidate, SearchSpace
 from .strategies import Strategy, get_strategy
@@ -139,38 +140,39 @@ class Searcher:
         x = to_nchw(train_data, space.hwc)
         data = split(x, y, self.settings.validation_split, self.settings.seed)
         out = self.out or Path(tempfile.mkdtemp(prefix="hwnas-search-"))
-        run_dir = RunDir(out, self.storage, self.study_name)
-        target = self.target.name if isinstance(self.target, TargetSpec) else self.target
-        run_dir.check(
-            {
-                "settings": self.settings.resume_key(),
-                "trials": self.settings.trials,
-                "space": space.to_dict(),
-                "data": data_fingerprint(data),
-                "target": target,
-                "bench": self.bench.to_wire(),
-            },
-            resume=self.resume,
-        )
-        board = Board(self.target, bench=self.bench, lease_timeout=self.lease_timeout)
-        board.on_progress = self.on_measure_progress
-        try:
-            with self._progress() as on_trial:
-                search = Search(
-                    space,
-                    data,
-                    self.settings,
-                    board=board,
-                    strategy=self.strategy,
-                    run_dir=run_dir,
-                    pruner=self.pruner,
-                    on_trial=on_trial,
-                )
-                self.result = search.result
-                result = search.run_search()
-        finally:
-            board.close()
-        write_reports(result)
+        with run_dir_lock(out):
+            run_dir = RunDir(out, self.storage, self.study_name)
+            target = self.target.name if isinstance(self.target, TargetSpec) else self.target
+            run_dir.check(
+                {
+                    "settings": self.settings.resume_key(),
+                    "trials": self.settings.trials,
+                    "space": space.to_dict(),
+                    "data": data_fingerprint(data),
+                    "target": target,
+                    "bench": self.bench.to_wire(),
+                },
+                resume=self.resume,
+            )
+            board = Board(self.target, bench=self.bench, lease_timeout=self.lease_timeout)
+            board.on_progress = self.on_measure_progress
+            try:
+                with self._progress() as on_trial:
+                    search = Search(
+                        space,
+                        data,
+                        self.settings,
+                        board=board,
+                        strategy=self.strategy,
+                        run_dir=run_dir,
+                        pruner=self.pruner,
+                        on_trial=on_trial,
+                    )
+                    self.result = search.result
+                    result = search.run_search()
+            finally:
+                board.close()
+            write_reports(result)
         best = result.best
         if best is None:
             raise InfeasibleBudgetError(

@@ -120,3 +120,33 @@ def test_a_bad_test_split_is_refused_before_the_search(
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (out / "measurements.jsonl").exists()  # refused before anything ran
+
+
+def test_a_second_search_in_a_running_directory_is_refused(tmp_path: Path) -> None:
+    """The lock is held by another process for real, as a running search holds it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from search.run_lock import run_dir_lock\n"
+            "with run_dir_lock(Path(sys.argv[1])):\n"
+            "    print('held', flush=True); sys.stdin.read()\n",
+            str(out),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        x, y = _data()
+        with pytest.raises(SettingsError, match=f"another search is running .*pid {holder.pid}"):
+            _searcher(tmp_path).search(x, y)
+    finally:
+        holder.communicate("")  # releases the lock and exits
+    assert not (out / "study.db").exists()  # the refused search wrote nothing
