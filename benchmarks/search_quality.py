@@ -35,22 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from search import InfeasibleBudgetError, Searcher, SearchSpace
+from search.cli import DEFAULT_SPACE
 from search.data import load_dataset
 from search.records import MEASURED, TrialRecord
 
 #: the CLI's default space (search/cli.py), and a larger one where random sampling lands
 #: on slow or poor candidates more often
 SPACES: dict[str, dict[str, object]] = {}
-SPACES["default"] = {
-    "num_layers": (1, 4),
-    "layer_types": ["conv", "dwconv", "pool", "fc", "skip"],
-    "conv_kernels": [3, 5],
-    "conv_strides": [1, 2],
-    "conv_channels": [4, 8, 16, 32],
-    "pool_sizes": [2],
-    "pool_strides": [2],
-    "fc_sizes": [16, 32, 64],
-}
+SPACES["default"] = dict(DEFAULT_SPACE)
 #: the benchmark's own space (the default): large enough that random search does not cover
 #: it in 40 trials, with a budget that rules out most of the big candidates
 SPACES["bench"] = {
