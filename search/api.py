@@ -65,8 +65,11 @@ class SearchedModel:
         return np.asarray(logits.argmax(1).numpy())
 
     def save(self, path: str | Path) -> Path:
-        """Write the ONNX model (the one measured) to ``path``."""
+        """Write the ONNX model (the one measured) to ``path``; a directory gets
+        ``<candidate hash>.onnx`` inside it."""
         out = Path(path)
+        if out.is_dir():
+            out = out / f"{self.candidate.hash}.onnx"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(self.onnx)
         return out

@@ -214,6 +214,8 @@ def _run(args: argparse.Namespace) -> int:
         stat = opts["latency_stat"]
         searcher.on_trial = lambda rec, _: print(trial_line(rec, stat), flush=True)
     _check_test_split(data, space)  # before the search, not after it has run
+    if args.resume and not (Path(opts["out"]) / "search.json").exists():
+        print(f"hwnas: nothing to resume in {opts['out']}; starting a new search", file=sys.stderr)
     best = searcher.search(data.x, data.y)
     assert searcher.result is not None
     if data.x_test is not None and data.y_test is not None:

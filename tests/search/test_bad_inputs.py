@@ -150,3 +150,15 @@ def test_a_second_search_in_a_running_directory_is_refused(tmp_path: Path) -> No
     finally:
         holder.communicate("")  # releases the lock and exits
     assert not (out / "study.db").exists()  # the refused search wrote nothing
+
+
+def test_resume_with_nothing_to_resume_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, y = _data()
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, y=y)
+    out = tmp_path / "typo"
+    args = ["search", "--data", str(path), "--out", str(out), "--trials", "1", "--epochs", "1"]
+    main([*args, "--min-time", "0.02", "--resume", "-q"])
+    assert f"nothing to resume in {out}; starting a new search" in capsys.readouterr().err

@@ -69,6 +69,9 @@ def test_the_issue_example_runs_as_written(tmp_path: Path) -> None:
     assert best_model.candidate.num_classes == 2  # taken from the labels
     assert best_model.onnx == (tmp_path / "best.onnx").read_bytes()
     assert best_model.save(tmp_path / "copy.onnx").read_bytes() == best_model.onnx
+    into_dir = best_model.save(tmp_path)  # a directory: the file is named by the hash
+    assert into_dir == tmp_path / f"{best_model.candidate.hash}.onnx"
+    assert into_dir.read_bytes() == best_model.onnx
     result = searcher.result
     assert result is not None
     assert len(result.trials) == 3
