@@ -6,6 +6,7 @@ threads, and many models measured in a row."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import socket
@@ -185,6 +186,24 @@ sys.stdin.read()
 """
 
 
+@contextlib.contextmanager
+def lock_held_by_another_process(lock_file: Path) -> Iterator[None]:
+    """Another process holds ``lock_file``'s flock (as a running lease does) until exit."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", FLOCK_HOLDER, str(lock_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "HELD\n"  # waits on the pipe for the flock
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @pytest.mark.parametrize(
     "note",
     ["[" * 4096, '{"pid": "x", "host": 1, "user": [], "purpose": {}, "since": 2}', "\x00\xff"],
@@ -195,23 +214,11 @@ def test_held_lock_with_a_hostile_note_is_busy_in_one_line(tmp_path: Path, note:
     lock_dir.mkdir()
     lock_file = lock_dir / "a.lock"
     lock_file.write_text(note)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", FLOCK_HOLDER, str(lock_file)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "HELD\n"  # waits on the pipe for the flock
-        with local_farm(tmp_path, lock_dir) as farm:
-            messages: list[str] = []
-            with pytest.raises(BoardBusyError) as info:
-                farm.lease("a", timeout=0.5, on_wait=messages.append)
-            assert info.value.holders["a"] is not None
-    finally:
-        holder.kill()
-        holder.wait()
+    with lock_held_by_another_process(lock_file), local_farm(tmp_path, lock_dir) as farm:
+        messages: list[str] = []
+        with pytest.raises(BoardBusyError) as info:
+            farm.lease("a", timeout=0.5, on_wait=messages.append)
+        assert info.value.holders["a"] is not None
     message = str(info.value)
     assert "\n" not in message
     assert "a is held by an unknown process (its note in a.lock cannot be read)" in message
@@ -229,19 +236,8 @@ def test_holder_note_with_a_newline_stays_one_line(tmp_path: Path) -> None:
     lock_file = lock_dir / "a.lock"
     note = {"pid": 42, "host": "h", "user": "u", "purpose": "x\nTraceback", "since": "t"}
     lock_file.write_text(json.dumps(note))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", FLOCK_HOLDER, str(lock_file)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "HELD\n"
+    with lock_held_by_another_process(lock_file):
         found = BoardLock(lock_dir, "a").holder()
-    finally:
-        holder.kill()
-        holder.wait()
     assert found is not None
     assert found.pid == 42
     assert "\n" not in found.describe()
