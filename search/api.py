@@ -26,11 +26,12 @@ from hwnas_bench import BenchSettings, Measurement, TargetSpec
 from .build import CandidateNet
 from .data import class_count, labels, split, to_nchw
 from .errors import InfeasibleBudgetError
-from .evaluate import Board, bench_settings
+from .evaluate import ROUNDS, Board, bench_settings
 from .onnx_export import from_onnx
 from .records import TrialRecord
 from .report import final_line, write_reports
-from .run import OnTrial, RunDir, Search, SearchResult, data_fingerprint
+from .run import OnTrial, Search, SearchResult, data_fingerprint
+from .run_dir import RunDir
 from .run_lock import run_dir_lock
 from .settings import SearchSettings, check_constraints
 from .space import Candidate, SearchSpace
@@ -81,7 +82,14 @@ class SearchedModel:
 
 
 class Searcher:
-    """Finds the most accurate candidate within the budgets, measured on ``target``."""
+    """Finds the most accurate candidate within the budgets, measured on ``target``.
+
+    ``predictor``: skip training candidates that the measured per-layer table predicts over
+    a budget by more than the predictor's own measured error (None: the strategy's default,
+    on for ``evolution``; a skipped one is recorded as ``predicted_over_budget``).
+    ``measure_rounds``: each candidate is measured as that many timed loops sharing
+    ``bench.min_time_s``, and the median loop's Measurement is kept.
+    """
 
     def __init__(
         self,
@@ -107,12 +115,16 @@ class Searcher:
         train_threads: int = 1,
         progress: bool | None = None,
         lease_timeout: float = 600.0,
+        predictor: bool | None = None,
+        measure_rounds: int = ROUNDS,
     ) -> None:
         self.space = space
         self.target = target
         self.strategy = get_strategy(strategy, seed=seed)
         self.settings = SearchSettings(
             strategy=self.strategy.name,
+            predictor=self.strategy.predictor_default if predictor is None else predictor,
+            strategy_options=self.strategy.options(),
             trials=trials,
             constraints=check_constraints(constraints),
             latency_stat=latency_stat,
@@ -126,6 +138,7 @@ class Searcher:
         self.storage, self.study_name = storage, study_name
         self.resume, self.pruner = resume, pruner
         self.progress, self.lease_timeout = progress, lease_timeout
+        self.measure_rounds = measure_rounds
         self.result: SearchResult | None = None
         #: called after each trial is told: (record, the result so far)
         self.on_trial: OnTrial | None = None
@@ -154,10 +167,16 @@ class Searcher:
                     "data": data_fingerprint(data),
                     "target": target,
                     "bench": self.bench.to_wire(),
+                    "measure_rounds": self.measure_rounds,
                 },
                 resume=self.resume,
             )
-            board = Board(self.target, bench=self.bench, lease_timeout=self.lease_timeout)
+            board = Board(
+                self.target,
+                bench=self.bench,
+                lease_timeout=self.lease_timeout,
+                rounds=self.measure_rounds,
+            )
             board.on_progress = self.on_measure_progress
             try:
                 with self._progress() as on_trial:

@@ -49,16 +49,20 @@ DEFAULTS: dict[str, Any] = {
     "out": None,
     "min_time": 0.25,
     "threads": 1,
+    "predictor": None,  #: "on" / "off"; None: the strategy's default (on for evolution)
+    "lambda": None,  #: differentiable: a fixed latency weight instead of the calibrated one
 }
+#: rounds of a differentiable search (derive, train, measure, correct) unless --trials says
+DIFFERENTIABLE_TRIALS = 5
 
 
 #: what search.toml may hold for each option (TOML has no paths: they are strings)
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("target", "dataset", "data", "latency_stat", "strategy"), (str,)),
-    **dict.fromkeys(("optimizer", "out"), (str,)),
+    **dict.fromkeys(("optimizer", "out", "predictor"), (str,)),
     **dict.fromkeys(("trials", "epochs", "batch_size", "seed", "threads"), (int,)),
     **dict.fromkeys(
-        ("latency_budget_ms", "energy_budget_mj", "memory_budget_mb", "lr", "min_time"),
+        ("latency_budget_ms", "energy_budget_mj", "memory_budget_mb", "lr", "min_time", "lambda"),
         (int, float),
     ),
 }
@@ -94,7 +98,20 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     p.add_argument("--energy-budget-mj", type=float, metavar="Y", help="needs a power meter")
     p.add_argument("--memory-budget-mb", type=float, metavar="M", help="weights + activations")
     p.add_argument("--latency-stat", choices=["p50", "p95", "p99", "mean"])
-    p.add_argument("--strategy", choices=["random", "evolution"])
+    p.add_argument("--strategy", choices=["random", "evolution", "differentiable"])
+    p.add_argument(
+        "--predictor",
+        choices=["on", "off"],
+        help="skip training candidates the measured-table predictor puts far over budget "
+        "(default: on for evolution and differentiable, off for random)",
+    )
+    p.add_argument(
+        "--lambda",
+        type=float,
+        metavar="X",
+        help="differentiable: fixed weight of E[latency] in the loss (default: calibrated to "
+        "the budget within the search)",
+    )
     p.add_argument("--trials", type=int, metavar="N")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate")
     p.add_argument("--batch-size", type=int, metavar="N")
@@ -137,6 +154,14 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         raise SettingsError("give --dataset digits or --data train.npz")
     if opts["out"] is None:
         raise SettingsError("give --out runs/NAME (the run directory)")
+    if opts["predictor"] not in (None, "on", "off"):
+        raise SettingsError(f"predictor must be on or off, not {opts['predictor']!r}")
+    if opts["lambda"] is not None and opts["strategy"] != "differentiable":
+        raise SettingsError(
+            "--lambda weighs the differentiable search's loss: add --strategy differentiable"
+        )
+    if opts["strategy"] == "differentiable" and "trials" not in file and args.trials is None:
+        opts["trials"] = DIFFERENTIABLE_TRIALS
     if Path(opts["out"]).exists() and not Path(opts["out"]).is_dir():
         raise SettingsError(f"--out {opts['out']} is a file; give a directory for the run")
     return opts, space
@@ -193,10 +218,14 @@ def _run(args: argparse.Namespace) -> int:
         "energy_mj": opts["energy_budget_mj"],
         "memory_mb": opts["memory_budget_mb"],
     }
+    from .strategies import get_strategy
+
+    options = {"fixed_lambda": opts["lambda"]} if opts["lambda"] is not None else None
     searcher = Searcher(
         space,
         target=opts["target"],
-        strategy=opts["strategy"],
+        strategy=get_strategy(opts["strategy"], seed=opts["seed"], options=options),
+        predictor=None if opts["predictor"] is None else opts["predictor"] == "on",
         constraints={k: v for k, v in constraints.items() if v is not None},
         latency_stat=opts["latency_stat"],
         trials=opts["trials"],

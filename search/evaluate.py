@@ -8,13 +8,14 @@ reason and goes on, and the next lease reconnects.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import hw_targets
 from hw_targets import HardwareProfile
-from hwnas_bench import BenchSettings, Config, Measurement, TargetSpec, load_config
+from hwnas_bench import BenchFailure, BenchSettings, Config, Measurement, TargetSpec, load_config
 from hwnas_bench.farm import Farm
 
 from .errors import SettingsError
@@ -22,8 +23,11 @@ from .errors import SettingsError
 #: latency statistic name -> Latency field
 STATS = {"p50": "median_ms", "p95": "p95_ms", "p99": "p99_ms", "mean": "mean_ms"}
 
-#: A search measurement: short but still a real timed loop (>= 30 runs and 0.25 s), one
-#: thread so candidates compare on the same footing. Override with ``bench=``.
+#: A search measurement: short but still real timed loops (>= 30 runs and 0.25 s in all),
+#: one thread so candidates compare on the same footing. Override with ``bench=``.
+#: timed loops per candidate measurement (the median one is kept): see Board.measure
+ROUNDS = 3
+
 SEARCH_BENCH = BenchSettings(
     threads=1, warmup_runs=1, warmup_min_s=0.1, min_iterations=30, min_time_s=0.25, max_time_s=5.0
 )
@@ -50,9 +54,16 @@ class Board:
         lease_timeout: float = 600.0,
         purpose: str = "search",
         config: Config | None = None,
+        rounds: int = ROUNDS,
     ) -> None:
         bench.validate()
+        if not isinstance(rounds, int) or rounds < 1:
+            raise SettingsError(f"measurement rounds must be an integer >= 1, got {rounds!r}")
         self.bench, self.lease_timeout, self.purpose = bench, lease_timeout, purpose
+        self.rounds = rounds
+        # one measurement at a time from this process: the table's one-layer models and a
+        # candidate measured on the pool thread never share the board
+        self._busy = threading.Lock()
         if isinstance(target, TargetSpec):
             self.config = Config(boards={target.name: target})
             self._what = target.name
@@ -104,11 +115,55 @@ class Board:
         return bool(self.facts.get("power_meters"))
 
     def measure(self, model: bytes, *, name: str = "candidate") -> Measurement:
-        with self.farm.lease(
-            self._what, timeout=self.lease_timeout, purpose=f"{self.purpose} {name}"
-        ) as lease:
+        """``rounds`` timed loops of ``min_time_s / rounds`` each, back to back in one lease;
+        the Measurement of the median round (a real one, as the agent made it, never a
+        blend). On a small board one short loop now and then lands in a faster or slower
+        spell of the machine; the median of three does not follow it."""
+        settings = self.bench
+        if self.rounds > 1:
+            settings = replace(settings, min_time_s=settings.min_time_s / self.rounds)
+        with (
+            self._busy,
+            self.farm.lease(
+                self._what, timeout=self.lease_timeout, purpose=f"{self.purpose} {name}"
+            ) as lease,
+        ):
             self.board_name = lease.name
-            return lease.device.bench(model, self.bench, on_progress=self.on_progress)
+            runs = [
+                lease.device.bench(model, settings, on_progress=self.on_progress)
+                for _ in range(self.rounds)
+            ]
+        runs.sort(key=lambda m: m.latency.median_ms)
+        return runs[len(runs) // 2]
+
+    def measure_many(
+        self,
+        models: list[bytes],
+        *,
+        names: list[str],
+        bench: BenchSettings | None = None,
+    ) -> list[Measurement | BenchFailure]:
+        """Measure each model in turn, all in one lease (``Device.bench_many``): a lookup
+        table of 100 one-layer models is one lease, not 100. One result per model, in
+        order; a model the board cannot measure gives a :class:`BenchFailure`. ``bench``
+        replaces the board's settings for these models (validated first)."""
+        if len(names) != len(models):
+            raise ValueError(f"{len(models)} models but {len(names)} names")
+        settings = bench or self.bench
+        settings.validate()
+        if not models:
+            return []
+        label = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+        with (
+            self._busy,
+            self.farm.lease(
+                self._what, timeout=self.lease_timeout, purpose=f"{self.purpose} {label}"
+            ) as lease,
+        ):
+            self.board_name = lease.name
+            if not self.facts:
+                self.facts, self.spec = dict(lease.facts), lease.spec
+            return lease.device.bench_many(models, settings)
 
     def close(self) -> None:
         if self._farm is not None:

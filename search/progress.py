@@ -1,4 +1,5 @@
-"""A rich progress bar: trials done, best feasible accuracy, the latest measurement."""
+"""A rich progress bar: trials done, best feasible accuracy, the latest measurement, and
+the predictor's error against the measurements so far."""
 
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ def progress_bar(total: int, stat: str, *, done: int = 0) -> Iterator[OnTrial]:
         MofNCompleteColumn(),
         TextColumn("{task.fields[best]}"),
         TextColumn("{task.fields[latest]}"),
+        TextColumn("{task.fields[predictor]}"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
         transient=False,
     )
-    task = bar.add_task("search", total=total, completed=done, best="best: -", latest="")
+    task = bar.add_task(
+        "search", total=total, completed=done, best="best: -", latest="", predictor=""
+    )
 
     def on_trial(rec: TrialRecord, result: SearchResult) -> None:
         best = result.best
@@ -33,7 +37,15 @@ def progress_bar(total: int, stat: str, *, done: int = 0) -> Iterator[OnTrial]:
             latest = f"latest: {rec.latency_ms:.3f} ms {stat} ({rec.hash})"
         else:
             latest = f"latest: {rec.outcome}"
-        bar.update(task, completed=result.counts["generated"], best=text, latest=latest)
+        error = result.forecast.predictor.error() if result.forecast is not None else None
+        predictor = f"predictor: {error.describe()}" if error is not None else ""
+        bar.update(
+            task,
+            completed=result.counts["generated"],
+            best=text,
+            latest=latest,
+            predictor=predictor,
+        )
 
     with bar:
         yield on_trial

@@ -25,6 +25,9 @@ INVALID = "invalid"  #: shapes do not work (spatial size below 1)
 PRUNED_TRAINING = "pruned_training"  #: a hopeless training run, stopped by the pruner
 FAILED = "failed"  #: training or the board failed; ``reason`` says how
 INTERRUPTED = "interrupted"  #: the process died during the trial; redone on resume
+#: not trained: the predictor put it over a budget by more than its own measured error
+#: (its figures are predictions, labelled so; it is never on the front)
+PREDICTED_OVER = "predicted_over_budget"
 #: pruned by a hardware limit before training: ``pruned_<limit>``
 LIMITS = ("profile_memory", "memory", "flops", "params")
 
@@ -44,7 +47,15 @@ class TrialRecord:
     feasible: bool | None = None  #: within every budget, as measured
     train_s: float | None = None
     export_s: float | None = None  #: candidate + weights -> ONNX bytes
+    #: the predictor's figures for this candidate, made before any measurement of it
+    #: (``Prediction.to_dict()``: latency_ms, energy_mj, prior_ms, model); never measured
+    predicted: dict[str, Any] | None = None
     measurement: Measurement | None = None
+
+    @property
+    def predicted_latency_ms(self) -> float | None:
+        value = (self.predicted or {}).get("latency_ms")
+        return float(value) if isinstance(value, (int, float)) else None
 
     @property
     def measured(self) -> bool:
@@ -65,6 +76,7 @@ class TrialRecord:
             "feasible": self.feasible,
             "train_s": self.train_s,
             "export_s": self.export_s,
+            "predicted": self.predicted,
         }
         return {k: v for k, v in out.items() if v is not None}
 
@@ -86,6 +98,7 @@ class TrialRecord:
             feasible=attrs.get("feasible"),
             train_s=attrs.get("train_s"),
             export_s=attrs.get("export_s"),
+            predicted=attrs.get("predicted") if isinstance(attrs.get("predicted"), dict) else None,
             measurement=measurement if attrs.get("outcome") in (MEASURED, DUPLICATE) else None,
         )
 
@@ -97,8 +110,9 @@ class TrialRecord:
 
 
 def count(records: Iterable[TrialRecord]) -> dict[str, int]:
-    """generated, invalid, pruned_<limit>, pruned_training, trained, measured, duplicates,
-    infeasible, failed, interrupted."""
+    """generated, invalid, pruned_<limit>, pruned_training, predicted_over_budget, trained,
+    measured, duplicates, infeasible, failed, interrupted, and pruned (all that were not
+    trained or not measured for a reason)."""
     records = list(records)
     outcomes = Counter(r.outcome for r in records)
     counts = {
@@ -106,6 +120,7 @@ def count(records: Iterable[TrialRecord]) -> dict[str, int]:
         "invalid": outcomes[INVALID],
         **{f"pruned_{limit}": outcomes[f"pruned_{limit}"] for limit in LIMITS},
         "pruned_training": outcomes[PRUNED_TRAINING],
+        "predicted_over_budget": outcomes[PREDICTED_OVER],
         "trained": sum(1 for r in records if r.train_s is not None),
         "measured": outcomes[MEASURED],
         "duplicates": outcomes[DUPLICATE],
@@ -114,7 +129,10 @@ def count(records: Iterable[TrialRecord]) -> dict[str, int]:
         "interrupted": outcomes[INTERRUPTED],
     }
     counts["pruned"] = (
-        counts["invalid"] + sum(counts[f"pruned_{x}"] for x in LIMITS) + counts["pruned_training"]
+        counts["invalid"]
+        + sum(counts[f"pruned_{x}"] for x in LIMITS)
+        + counts["pruned_training"]
+        + counts["predicted_over_budget"]
     )
     return counts
 

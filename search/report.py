@@ -1,5 +1,6 @@
-"""What a finished search writes: pareto.json, pareto.png, summary.md, best.onnx, and the
-one-line summary. Every latency and energy figure here is a measured one."""
+"""What a finished search writes: pareto.json, pareto.png, summary.md, best.onnx,
+predictor.png, and the one-line summary. Every latency and energy figure here is a measured
+one, except those labelled predicted (the predictor's, made before the measurement)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ def final_line(result: SearchResult) -> str:
     measured = f"{c['measured']} measured on {result.board or 'the board'}"
     if c["infeasible"]:
         measured += f" ({c['infeasible']} over budget)"
-    parts = [measured, f"{c['pruned']} pruned"]
+    pruned = f"{c['pruned']} pruned"
+    if c["predicted_over_budget"]:
+        pruned += f" ({c['predicted_over_budget']} predicted over budget)"
+    parts = [measured, pruned]
     if c["failed"]:
         parts.append(f"{c['failed']} failed")
     repeats = f"; {c['duplicates']} repeats not measured again" if c["duplicates"] else ""
@@ -65,6 +69,9 @@ def trial_line(rec: TrialRecord, stat: str) -> str:
         )
     elif rec.reason:
         head += f" ({rec.reason})"
+    predicted = rec.predicted_latency_ms
+    if predicted is not None and rec.outcome != records.PREDICTED_OVER:
+        head += f" [predicted {predicted:.3f} ms]"
     return f"{head}: {rec.candidate}"
 
 
@@ -78,6 +85,7 @@ def front_rows(result: SearchResult) -> list[dict[str, Any]]:
             "latency_ms": r.latency_ms,
             "latency_stat": result.settings.latency_stat,
             "energy_mj": r.energy_mj,
+            "predicted": r.predicted,  # the predictor's figures before it was measured
             "params": r.cost.get("params"),
             "flops": r.cost.get("flops"),
             "peak_activation_bytes": r.cost.get("peak_activation_bytes"),
@@ -106,6 +114,15 @@ def write_reports(result: SearchResult) -> None:
     if best is not None:
         shutil.copyfile(out / "models" / f"{best.hash}.onnx", out / "best.onnx")
     plot(result, out / "pareto.png")
+    if result.forecast is not None:
+        from .predict.plot import plot_predictions
+
+        plot_predictions(
+            result.forecast.predictor,
+            out / "predictor.png",
+            stat=result.settings.latency_stat,
+            board=result.board,
+        )
     (out / "summary.md").write_text(summary(result))
 
 
@@ -177,7 +194,9 @@ def summary(result: SearchResult) -> str:
         "",
         "## Settings",
         "",
-        f"- strategy: {s.strategy}, trials: {s.trials}, seed: {s.seed}",
+        f"- strategy: {s.strategy}"
+        + (f" {json.dumps(s.strategy_options)}" if s.strategy_options else "")
+        + f", trials: {s.trials}, seed: {s.seed}, predictor: {'on' if s.predictor else 'off'}",
         f"- training: {s.train.optimizer} lr {s.train.learning_rate:g}, {s.train.epochs} epochs, "
         f"batch {s.train.batch_size}, validation split {s.validation_split:g}",
         f"- objectives: validation accuracy (max), measured {s.latency_stat} latency (min)",
@@ -212,4 +231,37 @@ def summary(result: SearchResult) -> str:
     if not result.pareto:
         lines.append("| - | no feasible candidate | | | | | | |")
     lines += ["", "Every latency and energy figure above was measured on the board.", ""]
+    lines += predictor_section(result)
     return "\n".join(lines)
+
+
+def predictor_section(result: SearchResult) -> list[str]:
+    """The table and the predictor's error against the measurements, for summary.md."""
+    forecast = result.forecast
+    if forecast is None:
+        return []
+    table, predictor = forecast.table, forecast.predictor
+    error = predictor.error()
+    energy = predictor.energy_error()
+    skipped = result.counts["predicted_over_budget"]
+    return [
+        "## Latency predictor (predicted, not measured)",
+        "",
+        f"- lookup table: {len(table.entries)} one-layer entries measured on {result.board} "
+        f"({table.measured} in this run, the rest from the cache; fingerprint "
+        f"{table.fingerprint[:12]})",
+        "- error of the prediction made before each measurement, against that measurement: "
+        + (error.describe() if error is not None else "no candidate measured yet"),
+        "- energy: "
+        + (
+            energy.describe()
+            if energy is not None
+            else "no energy prediction (no power meter)"
+            if not table.has_energy
+            else "no candidate measured yet"
+        ),
+        f"- candidates not trained because predicted over budget: {skipped}"
+        + ("" if result.settings.predictor else " (the predictor's skipping is off)"),
+        "- plot: predictor.png (predicted vs measured)",
+        "",
+    ]

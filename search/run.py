@@ -1,32 +1,23 @@
-"""The search loop and its run directory.
-
-::
-
-    runs/NAME/
-      search.json          settings, space, data fingerprint (a resume must match them)
-      study.db             the Optuna study (optuna-dashboard sqlite:///runs/NAME/study.db)
-      measurements.jsonl   every device measurement, one JSON line, flushed when made
-      models/<hash>.onnx   every measured candidate, with its trained weights
-      pareto.json, pareto.png, summary.md, best.onnx   written at the end (report.py)
+"""The search loop (its directory is run_dir.py's).
 
 Per trial: the strategy proposes a candidate -> shapes and analytic cost checked against
 the board's profile and the user's limits (rejected and counted before any training) ->
-trained (a pruner stops hopeless runs) -> exported to ONNX -> measured on the leased board
--> objectives (accuracy, measured latency) and constraints told to the study. On ``local``
-training and measuring never overlap; on a remote board candidate k is measured while k+1
-trains.
+predicted from the measured table, and skipped if predicted far over budget (forecast.py,
+with the predictor on) -> trained (a pruner stops hopeless runs) -> exported to ONNX ->
+measured on the leased board -> objectives (accuracy, measured latency) and constraints
+told to the study. On ``local`` training and measuring never overlap; on a remote board
+candidate k is measured while k+1 trains.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -41,13 +32,16 @@ from .data import Split
 from .errors import SettingsError
 from .evaluate import Board, latency_of
 from .onnx_export import to_onnx
-from .records import MeasurementLog, TrialRecord
+from .predict.table import TableError
+from .records import TrialRecord
+from .run_dir import RunDir
 from .settings import SearchSettings
 from .space import Candidate, InvalidCandidate, SearchSpace
-from .strategies import Strategy
+from .strategies import SearchContext, Strategy
 from .train import train
 
-STUDY = "search"
+if TYPE_CHECKING:
+    from .forecast import Forecast
 #: validation accuracy, measured latency
 DIRECTIONS = [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
 
@@ -71,6 +65,8 @@ class SearchResult:
     trials: list[TrialRecord] = field(default_factory=list)
     board: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
+    #: the measured table and predictor, when the search used them
+    forecast: Forecast | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -87,48 +83,6 @@ class SearchResult:
     def smallest_latency(self) -> float | None:
         lat = [r.latency_ms for r in self.trials if r.outcome == records.MEASURED and r.latency_ms]
         return min(lat) if lat else None
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the values that differ between two JSON-like records."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for key in sorted(set(a) | set(b)):
-            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [prefix.rstrip(".")] if a != b else []
-
-
-class RunDir:
-    def __init__(self, out: Path, storage: str | None = None, study_name: str = STUDY) -> None:
-        self.out, self.study_name = out, study_name
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "models").mkdir(exist_ok=True)
-        self.storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-        self.log = MeasurementLog(out / "measurements.jsonl")
-
-    def model_path(self, candidate_hash: str) -> Path:
-        return self.out / "models" / f"{candidate_hash}.onnx"
-
-    def check(self, record: dict[str, Any], *, resume: bool) -> None:
-        """A fresh run needs an empty directory; a resume needs the same settings."""
-        path = self.out / "search.json"
-        # a run that stopped before its first trial (a setting refused) holds nothing to keep
-        started = (self.out / "study.db").exists() or any((self.out / "models").iterdir())
-        if path.exists() and started:
-            before = json.loads(path.read_text())
-            if not resume:
-                raise SettingsError(
-                    f"{self.out} already holds a search: resume it (--resume / resume=True) "
-                    "or choose another output directory"
-                )
-            changed = [k for k in _diff(before, record) if k != "trials"]
-            if changed:
-                raise SettingsError(
-                    f"cannot resume {self.out}: {', '.join(changed)} differ from the run's "
-                    "(resume with the settings it was started with)"
-                )
-        path.write_text(json.dumps(record, indent=2))
 
 
 class Search:
@@ -154,6 +108,7 @@ class Search:
         )
         self.result = SearchResult(run_dir.out, settings)
         self.limits = Limits()
+        self.forecast: Forecast | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -216,14 +171,33 @@ class Search:
                 f"an energy budget needs a power meter, and {self.board.board_name} has none"
             )
         self.limits = self._limits()
+        if self.settings.predictor or self.strategy.needs_table:
+            from .forecast import Forecast
+
+            self.forecast = self.result.forecast = Forecast(self.board, self.settings, self.run.out)
+            self.forecast.replay(self.run.log.by_hash.values())
         study, curves = self._studies()
         self._recover(study, curves)
         self.result.trials = self._records(study)
+        self.strategy.setup(
+            SearchContext(
+                space=self.space,
+                data=self.data,
+                settings=self.settings,
+                board=self.board,
+                out=self.run.out,
+                limits=self.limits,
+                table=self.forecast.table if self.forecast else None,
+                predictor=self.forecast.predictor if self.forecast else None,
+            )
+        )
         overlap = not self.board.is_local
         pool = ThreadPoolExecutor(max_workers=1) if overlap else None
         pending: tuple[optuna.Trial, TrialRecord, Future[Measurement]] | None = None
         try:
             while self._budget_used(study) < self.settings.trials:
+                if self.strategy.finished(self.result.trials):
+                    break
                 trial = study.ask()
                 record, model = self._prepare(trial, curves)
                 if model is None:
@@ -280,10 +254,25 @@ class Search:
             done = {r.hash for r in self.result.trials if r.outcome == records.MEASURED}
             rec.outcome = records.DUPLICATE if candidate.hash in done else records.MEASURED
             rec.accuracy, rec.val_loss = entry["accuracy"], entry["val_loss"]
+            predicted = entry.get("predicted")
+            rec.predicted = predicted if isinstance(predicted, dict) else None
             if rec.outcome == records.MEASURED:  # measured by a killed process, not yet told
                 rec.train_s = entry.get("train_s")
             self._score(rec, m)
             return rec, None
+        if self.forecast is not None:
+            try:
+                prediction = self.forecast.predict(candidate)
+            except (HwnasError, TableError) as exc:  # a one-layer measurement failed: this
+                # trial fails with the reason, the search goes on
+                rec.outcome = records.FAILED
+                rec.reason = f"latency table: {str(exc).splitlines()[0]}"
+                return rec, None
+            rec.predicted = prediction.to_dict()
+            skip = self.forecast.over_budget(prediction)
+            if skip is not None:
+                rec.outcome, rec.reason = records.PREDICTED_OVER, skip
+                return rec, None
         try:
             model = self._train(candidate, rec, curves)
         except (RuntimeError, ValueError) as exc:  # torch errors (out of memory and the like)
@@ -348,10 +337,13 @@ class Search:
                 "val_loss": rec.val_loss,
                 "train_s": rec.train_s,
                 "cost": rec.cost,
+                "predicted": rec.predicted,
                 "measurement": m.to_dict(),
             }
         )
         self._score(rec, m)
+        if self.forecast is not None:
+            self.forecast.observe(rec, Candidate.decode(rec.candidate))
         self._tell(study, trial, rec)
 
     def _score(self, rec: TrialRecord, m: Measurement) -> None:

@@ -57,6 +57,10 @@ class SearchSettings:
     train: TrainSettings = field(default_factory=TrainSettings)
     validation_split: float = 0.2
     seed: int = 0
+    #: skip training a candidate the measured-table predictor puts over a budget by more
+    #: than its own measured error (recorded as predicted over budget, never as measured)
+    predictor: bool = False
+    strategy_options: dict[str, Any] = field(default_factory=dict)  #: Strategy.options()
 
     def validate(self) -> None:
         check_stat(self.latency_stat)
@@ -69,6 +73,8 @@ class SearchSettings:
             raise SettingsError(f"seed must be >= 0, got {self.seed}")
         if self.trials < 1:
             raise SettingsError(f"trials must be >= 1, got {self.trials}")
+        if not isinstance(self.predictor, bool):
+            raise SettingsError(f"predictor must be True or False, got {self.predictor!r}")
         if not 0.0 < self.validation_split < 1.0:
             raise SettingsError(f"validation_split must be in (0, 1), got {self.validation_split}")
 

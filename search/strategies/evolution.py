@@ -142,6 +142,7 @@ class DistinctNSGAIISampler(optuna.samplers.NSGAIISampler):
 
 class EvolutionStrategy(Strategy):
     name = "evolution"
+    predictor_default = True
 
     def __init__(self, *, seed: int | None = 0, population: int | None = None) -> None:
         super().__init__(seed=seed)

@@ -162,3 +162,31 @@ def test_resume_with_nothing_to_resume_says_so(
     args = ["search", "--data", str(path), "--out", str(out), "--trials", "1", "--epochs", "1"]
     main([*args, "--min-time", "0.02", "--resume", "-q"])
     assert f"nothing to resume in {out}; starting a new search" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lambda", "0.5"], "--lambda weighs the differentiable search's loss"),
+        (["--strategy", "differentiable", "--lambda", "-1"], "lambda"),
+        (["--strategy", "differentiable", "--lambda", "nan"], "lambda"),
+    ],
+)
+def test_predictor_and_lambda_mistakes_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = str(tmp_path / "r")
+    assert main(["search", "--dataset", "digits", "--out", out, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_search_toml_predictor_must_be_on_or_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "search.toml"
+    config.write_text('predictor = "yes"\n')
+    code = main(["search", "--config", str(config), "--dataset", "digits", "--out", "r"])
+    assert code == 2
+    assert "predictor must be on or off, not 'yes'" in capsys.readouterr().err

@@ -1,0 +1,293 @@
+"""The latency (and energy) predictor: the table's sum over a candidate's layers, corrected
+by a fit on the whole-model measurements the search makes, and its error as it goes.
+
+Each measured candidate is logged with the prediction made *before* its measurement, so
+:meth:`Predictor.error` is an out-of-sample error: what the search could have known. The
+correction is refitted after each measurement (:func:`fit.choose`: the table alone, a
+scale, a line, or per-kind factors, whichever predicts the measurements left out best).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..space import Candidate
+from .fit import FEATURES, TABLE, Fit, choose, prior
+from .ops import LayerOp, candidate_ops
+from .table import LatencyTable
+
+WITHIN = 0.10  #: the band the error is reported in
+MIN_MARGIN = 0.10
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A candidate's predicted latency (and energy, None without a meter), the table's prior
+    it came from, and the correction model that made it (``table`` for none)."""
+
+    latency_ms: float
+    energy_mj: float | None
+    prior_ms: float
+    prior_energy_mj: float | None
+    model: str
+    energy_model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
+        """Raises ValueError for anything but a prediction's dict."""
+
+        def number(key: str, optional: bool = False) -> Any:
+            value = data.get(key)
+            if value is None and optional:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"prediction: {key} must be a number, not {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"prediction: {key} must be finite and >= 0")
+            return float(value)
+
+        model, energy_model = data.get("model"), data.get("energy_model")
+        if not isinstance(model, str) or not isinstance(energy_model, (str, type(None))):
+            raise ValueError("prediction: model must be a string")
+        return cls(
+            number("latency_ms"),
+            number("energy_mj", True),
+            number("prior_ms"),
+            number("prior_energy_mj", True),
+            model,
+            energy_model,
+        )
+
+
+@dataclass(frozen=True)
+class PredictorError:
+    """Relative errors |predicted - measured| / measured over ``n`` measured candidates."""
+
+    n: int
+    within_10: float  #: share (0..1) within ±10%
+    median_abs_pct: float
+    p90_abs_pct: float
+    max_abs_pct: float
+
+    @classmethod
+    def of(cls, predicted: Sequence[float], measured: Sequence[float]) -> PredictorError | None:
+        if not measured:
+            return None
+        err = np.abs(np.asarray(predicted) - np.asarray(measured)) / np.asarray(measured)
+        return cls(
+            n=len(err),
+            within_10=float(np.mean(err <= WITHIN)),
+            median_abs_pct=100 * float(np.median(err)),
+            p90_abs_pct=100 * float(np.percentile(err, 90)),
+            max_abs_pct=100 * float(np.max(err)),
+        )
+
+    def describe(self) -> str:
+        """``92% within ±10%, median error 4.1% (23 measured)``"""
+        return (
+            f"{100 * self.within_10:.0f}% within ±10%, median error "
+            f"{self.median_abs_pct:.1f}% ({self.n} measured)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measured candidate: what was predicted before, what was measured."""
+
+    hash: str
+    candidate: str
+    predicted_ms: float
+    measured_ms: float
+    prior_ms: float
+    model: str
+    predicted_energy_mj: float | None
+    measured_energy_mj: float | None
+    prior_energy_mj: float | None
+    features: tuple[float, ...]  #: FEATURES, latency
+    energy_features: tuple[float, ...] | None
+
+    @property
+    def error(self) -> float:
+        """Signed relative error of the prediction, (predicted - measured) / measured."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _kind_sums(ops: Iterable[LayerOp], per_op: Any, overhead: float) -> tuple[float, ...]:
+    """The FEATURES of a candidate's ops: overhead, time per kind, number of layers."""
+    sums = dict.fromkeys(FEATURES, 0.0)
+    sums["overhead"] = overhead
+    for op in ops:
+        if op.kind != "overhead":
+            sums[op.kind] += per_op(op)
+            sums["layers"] += 1
+    return tuple(sums.values())
+
+
+class Predictor:
+    """Predicts from ``table`` (filled for the candidate by the caller: ``table.ensure``)."""
+
+    MIN_OBSERVATIONS = 5  #: measurements before margin() says anything
+
+    def __init__(self, table: LatencyTable) -> None:
+        self.table = table
+        self.observations: list[Observation] = []
+        self.fit: Fit = TABLE
+        self.energy_fit: Fit | None = None
+        #: leave-one-out share within ±10% of each latency model tried at the last refit
+        self.tried: dict[str, float] = {}
+
+    # -- features -------------------------------------------------------------------------
+
+    def features(self, candidate: Candidate) -> np.ndarray:
+        ops = candidate_ops(candidate)
+        return np.asarray(_kind_sums(ops, self.table.layer_ms, self.table.overhead_ms()))
+
+    def energy_features(self, candidate: Candidate) -> np.ndarray | None:
+        if not self.table.has_energy:
+            return None
+        ops = candidate_ops(candidate)
+        parts = [self.table.layer_energy_mj(op) for op in ops]
+        overhead = self.table.overhead_energy_mj()
+        if overhead is None or any(p is None for p in parts):
+            return None
+        return np.asarray(_kind_sums(ops, self.table.layer_energy_mj, overhead))
+
+    # -- predicting -----------------------------------------------------------------------
+
+    def predict(self, candidate: Candidate) -> Prediction:
+        """Raises TableError when the table lacks one of the candidate's ops."""
+        f = self.features(candidate)
+        e = self.energy_features(candidate)
+        energy = prior_energy = None
+        if e is not None:
+            prior_energy = float(prior(e)[0])
+            fit = self.energy_fit or TABLE
+            energy = float(fit.predict(e)[0])
+        return Prediction(
+            latency_ms=float(self.fit.predict(f)[0]),
+            energy_mj=energy,
+            prior_ms=float(prior(f)[0]),
+            prior_energy_mj=prior_energy,
+            model=self.fit.model,
+            energy_model=(self.energy_fit or TABLE).model if e is not None else None,
+        )
+
+    def observe(
+        self,
+        prediction: Prediction,
+        candidate: Candidate,
+        measured_ms: float,
+        measured_energy_mj: float | None,
+        *,
+        refit: bool = True,
+    ) -> None:
+        """Log ``prediction`` (made before the measurement) against what was measured, then
+        refit the corrections on every measurement so far. ``refit=False`` leaves that to
+        one :meth:`refit` after many (a resume replaying its log: one fit, not one each)."""
+        if not (isinstance(measured_ms, (int, float)) and math.isfinite(measured_ms)):
+            raise ValueError(f"measured latency must be a finite number, not {measured_ms!r}")
+        if measured_ms <= 0:
+            raise ValueError(f"measured latency must be > 0, not {measured_ms!r}")
+        if measured_energy_mj is not None and not (
+            math.isfinite(measured_energy_mj) and measured_energy_mj > 0
+        ):
+            measured_energy_mj = None  # no honest figure: left out of the energy fit
+        if measured_energy_mj is not None:
+            measured_energy_mj = float(measured_energy_mj)
+        e = self.energy_features(candidate)
+        self.observations.append(
+            Observation(
+                hash=candidate.hash,
+                candidate=candidate.encode(),
+                predicted_ms=prediction.latency_ms,
+                measured_ms=float(measured_ms),
+                prior_ms=prediction.prior_ms,
+                model=prediction.model,
+                predicted_energy_mj=prediction.energy_mj,
+                measured_energy_mj=measured_energy_mj,
+                prior_energy_mj=prediction.prior_energy_mj,
+                features=tuple(float(v) for v in self.features(candidate)),
+                energy_features=None if e is None else tuple(float(v) for v in e),
+            )
+        )
+        if refit:
+            self.refit()
+
+    def refit(self) -> None:
+        """Choose and fit the corrections on every observation (latency, and energy where
+        measured)."""
+        obs = self.observations
+        if not obs:
+            return
+        self.fit, self.tried = choose(
+            np.asarray([o.features for o in obs]), np.asarray([o.measured_ms for o in obs])
+        )
+        with_energy = [o for o in obs if o.energy_features and o.measured_energy_mj]
+        if with_energy:
+            self.energy_fit, _ = choose(
+                np.asarray([o.energy_features for o in with_energy]),
+                np.asarray([o.measured_energy_mj for o in with_energy]),
+            )
+
+    # -- its error ------------------------------------------------------------------------
+
+    def error(self) -> PredictorError | None:
+        """Latency error of every logged prediction; None before the first measurement."""
+        obs = self.observations
+        return PredictorError.of([o.predicted_ms for o in obs], [o.measured_ms for o in obs])
+
+    def energy_error(self) -> PredictorError | None:
+        """Energy error where both a prediction and a measurement exist; None elsewhere."""
+        pairs = [
+            (o.predicted_energy_mj, o.measured_energy_mj)
+            for o in self.observations
+            if o.predicted_energy_mj is not None and o.measured_energy_mj is not None
+        ]
+        return PredictorError.of([p for p, _ in pairs], [m for _, m in pairs])
+
+    def margin(self) -> float | None:
+        """The relative error the search allows before it trusts a prediction over budget:
+        the 90th percentile of the logged |errors|, at least 10%; None until
+        MIN_OBSERVATIONS candidates were measured."""
+        if len(self.observations) < self.MIN_OBSERVATIONS:
+            return None
+        err = [abs(o.error) for o in self.observations]
+        return max(MIN_MARGIN, float(np.percentile(err, 90)))
+
+    def energy_margin(self) -> float | None:
+        """As :meth:`margin`, for energy: None until MIN_OBSERVATIONS energy pairs."""
+        pairs = [
+            abs(o.predicted_energy_mj - o.measured_energy_mj) / o.measured_energy_mj
+            for o in self.observations
+            if o.predicted_energy_mj is not None and o.measured_energy_mj is not None
+        ]
+        if len(pairs) < self.MIN_OBSERVATIONS:
+            return None
+        return max(MIN_MARGIN, float(np.percentile(pairs, 90)))
+
+    def over_budget(self, prediction: Prediction, budget_ms: float) -> bool:
+        """True when the prediction exceeds the budget by more than the margin (a candidate
+        the search may skip); always False while there is no margin."""
+        margin = self.margin()
+        return margin is not None and prediction.latency_ms > budget_ms * (1 + margin)
+
+    def describe(self) -> str:
+        """The correction in use, for summary.md."""
+        text = f"latency: {self.fit.model} ({self.fit.describe('ms')})"
+        if self.energy_fit is not None:
+            text += f"; energy: {self.energy_fit.model} ({self.energy_fit.describe('mJ')})"
+        return text

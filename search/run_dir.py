@@ -1,0 +1,65 @@
+"""The run directory: where a search keeps its settings, study, measurements and models.
+
+::
+
+    runs/NAME/
+      search.json          settings, space, data fingerprint (a resume must match them)
+      study.db             the Optuna study (optuna-dashboard sqlite:///runs/NAME/study.db)
+      measurements.jsonl   every device measurement, one JSON line, flushed when made
+      latency_table.json   the measured per-layer table (with the predictor or differentiable)
+      models/<hash>.onnx   every measured candidate, with its trained weights
+      pareto.json, pareto.png, summary.md, best.onnx, predictor.png   written at the end
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+from .records import MeasurementLog
+
+STUDY = "search"
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the values that differ between two JSON-like records."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [prefix.rstrip(".")] if a != b else []
+
+
+class RunDir:
+    def __init__(self, out: Path, storage: str | None = None, study_name: str = STUDY) -> None:
+        self.out, self.study_name = out, study_name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "models").mkdir(exist_ok=True)
+        self.storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+        self.log = MeasurementLog(out / "measurements.jsonl")
+
+    def model_path(self, candidate_hash: str) -> Path:
+        return self.out / "models" / f"{candidate_hash}.onnx"
+
+    def check(self, record: dict[str, Any], *, resume: bool) -> None:
+        """A fresh run needs an empty directory; a resume needs the same settings."""
+        path = self.out / "search.json"
+        # a run that stopped before its first trial (a setting refused) holds nothing to keep
+        started = (self.out / "study.db").exists() or any((self.out / "models").iterdir())
+        if path.exists() and started:
+            before = json.loads(path.read_text())
+            if not resume:
+                raise SettingsError(
+                    f"{self.out} already holds a search: resume it (--resume / resume=True) "
+                    "or choose another output directory"
+                )
+            changed = [k for k in _diff(before, record) if k != "trials"]
+            if changed:
+                raise SettingsError(
+                    f"cannot resume {self.out}: {', '.join(changed)} differ from the run's "
+                    "(resume with the settings it was started with)"
+                )
+        path.write_text(json.dumps(record, indent=2))

@@ -1,0 +1,508 @@
+"""The latency table (real one-layer measurements on `local`, cached per board fingerprint)
+and the predictor (its correction, its logged out-of-sample error, its margin)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hwnas_bench import Measurement
+from search.build import build
+from search.evaluate import SEARCH_BENCH, Board, latency_of
+from search.onnx_export import to_onnx
+from search.predict import (
+    OVERHEAD,
+    LatencyTable,
+    LayerOp,
+    Prediction,
+    Predictor,
+    PredictorError,
+    TableCacheWarning,
+    TableEntry,
+    TableError,
+    candidate_ops,
+    fingerprint,
+    plot_predictions,
+)
+from search.predict.fit import FEATURES, choose, fit_affine
+from search.predict.fit import TABLE as TABLE_FIT
+from search.predict.store import MAX_FILE_BYTES, TABLE_FILE
+from search.predict.table import ROUNDS
+from search.space import Candidate
+
+#: a short timed loop: these tests check bookkeeping and fits, not the last percent
+FAST = replace(SEARCH_BENCH, min_time_s=0.05, min_iterations=10, warmup_min_s=0.0)
+TWO = ["in8x8x1-conv_k3_s1_c4-out10", "in8x8x1-pool_k2_s2-out10"]
+#: adds two ops to TWO's: the pool after the conv, and the classifier after that pool
+THIRD = "in8x8x1-conv_k3_s1_c4-pool_k2_s2-out10"
+EIGHT = [
+    "in8x8x1-conv_k3_s1_c4-out10",
+    "in8x8x1-conv_k3_s2_c8-out10",
+    "in8x8x1-pool_k2_s2-fc_u16-out10",
+    "in8x8x1-conv_k3_s1_c4-pool_k2_s2-out10",
+    "in8x8x1-conv_k3_s1_c8-conv_k3_s2_c8-out10",
+    "in8x8x1-dw_k3_s1_c8-pool_k2_s2-out10",
+    "in8x8x1-conv_k3_s1_c4-pool_k2_s2-fc_u16-out10",
+    "in8x8x1-conv_k3_s1_c16-conv_k3_s1_c8-pool_k2_s2-out10",
+]
+
+
+def ops_of(*encodings: str) -> list[LayerOp]:
+    return [op for e in encodings for op in candidate_ops(Candidate.decode(e))]
+
+
+def keys_of(*encodings: str) -> set[str]:
+    return {op.key() for op in ops_of(*encodings)}
+
+
+class Recording(Board):
+    """The real `local` board, keeping what each one-layer benchmark measured (by name)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__("local", **kw)
+        self.results: list[tuple[str, Measurement]] = []
+
+    def measure_many(self, models: list[bytes], **kw: Any) -> list[Any]:
+        results = super().measure_many(models, **kw)
+        for name, r in zip(kw["names"], results, strict=True):
+            if isinstance(r, Measurement):
+                self.results.append((name, r))
+        return results
+
+
+@pytest.fixture(scope="module")
+def board() -> Iterator[Recording]:
+    b = Recording(bench=FAST, purpose="test_predict")
+    b.connect()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+# -- the table ----------------------------------------------------------------------------
+
+
+def test_table_entries_are_the_one_layer_measurements_and_are_saved(
+    board: Recording, tmp_path: Path, cache: Path
+) -> None:
+    table = LatencyTable.for_board(board, "p50", tmp_path / "run", cache_dir=cache)
+    assert table.entries == {}
+    board.results.clear()
+    ops = ops_of(*TWO)
+    assert table.ensure(ops, board) == len(keys_of(*TWO)) + 1
+    assert table.measured == len(keys_of(*TWO)) + 1  # each distinct op once, and the overhead
+    assert set(table.entries) == keys_of(*TWO) | {OVERHEAD.key()}
+    assert table.benches == ROUNDS * (2 * len(keys_of(*TWO)) + 1) == len(board.results)
+    assert table.missing(ops) == []
+    by_key: dict[str, list[Measurement]] = {}
+    for name, m in board.results:
+        by_key.setdefault(name, []).append(m)
+    for key, entry in table.entries.items():
+        runs = by_key[key]
+        assert entry.latency_ms == statistics.median(latency_of(m, "p50") for m in runs)
+        assert entry.runs == sum(m.latency.n for m in runs)
+        assert entry.rounds == len(runs)
+        assert entry.energy_mj is None  # local has no power meter
+    # each layer's time is relative to the overhead benchmarked beside it (O A O B ... O)
+    names = [name for name, _ in board.results]
+    stats = [latency_of(m, "p50") for _, m in board.results]
+    for key in keys_of(*TWO):
+        at = [i for i, n in enumerate(names) if n == key]
+        ratios = [stats[i] / ((stats[i - 1] + stats[i + 1]) / 2) for i in at]
+        assert names[at[0] - 1] == names[at[0] + 1] == OVERHEAD.key()
+        assert table.entries[key].relative == pytest.approx(statistics.median(ratios))
+    overhead = table.overhead_ms()
+    assert 1e-4 < overhead < 1.0  # ms: a call of onnxruntime costs microseconds here
+    conv = ops[0]
+    assert table.layer_ms(conv) == pytest.approx(
+        max(table.entries[conv.key()].relative * overhead - overhead, 0)  # type: ignore[operator]
+    )
+    assert table.sum_ms(ops[:2]) == pytest.approx(
+        overhead + sum(table.layer_ms(o) for o in ops[:2])
+    )
+    # the same entries in the run directory and in the user cache
+    run_file = tmp_path / "run" / TABLE_FILE
+    cache_file = cache / f"{table.fingerprint}.json"
+    for path in (run_file, cache_file):
+        data = json.loads(path.read_text())
+        assert data["fingerprint"] == table.fingerprint
+        assert {k: TableEntry.from_dict(k, v) for k, v in data["entries"].items()} == table.entries
+
+
+def test_a_second_table_on_the_same_board_measures_only_what_is_new(
+    board: Recording, tmp_path: Path, cache: Path
+) -> None:
+    first = LatencyTable.for_board(board, "p50", tmp_path / "a", cache_dir=cache)
+    first.ensure(ops_of(*TWO), board)
+
+    second = LatencyTable.for_board(board, "p50", tmp_path / "b", cache_dir=cache)
+    assert second.fingerprint == first.fingerprint
+    assert second.entries == first.entries  # from the cache
+    assert second.ensure(ops_of(*TWO), board) == 0
+    assert second.measured == 0
+    new = keys_of(THIRD) - keys_of(*TWO)
+    assert len(new) == 2
+    assert [op.key() for op in second.missing(ops_of(*TWO, THIRD))] == sorted(
+        new, key=[op.key() for op in ops_of(THIRD)].index
+    )
+    assert second.ensure(ops_of(THIRD), board) == 2
+    assert second.measured == 2
+    assert set(second.entries) == keys_of(*TWO, THIRD) | {OVERHEAD.key()}
+    # the first run's file is its own; the cache now has all of them
+    assert set(json.loads((tmp_path / "b" / TABLE_FILE).read_text())["entries"]) == set(
+        second.entries
+    )
+    cached = json.loads((cache / f"{first.fingerprint}.json").read_text())["entries"]
+    assert set(cached) == set(second.entries)
+
+    # another setting that changes speed, or another statistic: another table
+    threads = Board("local", bench=replace(FAST, threads=2))
+    threads.facts = dict(board.facts)  # the same board: no need to start a second agent
+    other = LatencyTable.for_board(threads, "p50", tmp_path / "c", cache_dir=cache)
+    assert other.fingerprint != first.fingerprint
+    assert other.entries == {}
+    assert len(other.missing(ops_of(*TWO))) == len(keys_of(*TWO)) + 1
+    p95 = LatencyTable.for_board(board, "p95", tmp_path / "d", cache_dir=cache)
+    assert p95.fingerprint != first.fingerprint
+    assert p95.entries == {}
+    # the fingerprint stands for the board's facts, not for the moment they were read
+    facts = {**board.facts, "pid": 1, "temperature_c": {"cpu": 99.0}, "agent_rss_mb": 1.0}
+    assert fingerprint(facts, board.bench, "p50") == first.fingerprint
+    assert fingerprint({**facts, "cpu_model": "other"}, board.bench, "p50") != first.fingerprint
+
+
+def test_the_default_cache_is_hwnas_cache_dir(
+    board: Recording, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path / "env-cache"))
+    table = LatencyTable.for_board(board, "p50", tmp_path / "run")
+    assert table.files == [
+        tmp_path / "run" / TABLE_FILE,
+        tmp_path / "env-cache" / f"{table.fingerprint}.json",
+    ]
+    monkeypatch.delenv("HWNAS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    table = LatencyTable.for_board(board, "p50", tmp_path / "run")
+    assert table.files[1] == tmp_path / "xdg/hwnas-bench/latency_tables" / (
+        f"{table.fingerprint}.json"
+    )
+
+
+def _write(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+
+
+def test_a_corrupt_or_hostile_cache_is_ignored_with_a_warning(
+    board: Recording, tmp_path: Path, cache: Path
+) -> None:
+    fp = fingerprint(board.facts, board.bench, "p50")
+    path = cache / f"{fp}.json"
+    good = TableEntry("overhead", 0.012, None, 100, "2026-01-01T00:00:00+00:00", 3).to_dict()
+    header = {"schema": "hwnas.latency_table/1", "fingerprint": fp, "stat": "p50"}
+    bad_files: list[str | bytes] = [
+        "{not json",
+        b"\xff\xfe\x00garbage",
+        "[" * 100_000 + "]" * 100_000,  # deep enough to exhaust the parser's recursion
+        json.dumps([1, 2, 3]),
+        json.dumps({**header, "schema": "other/1", "entries": {"overhead": good}}),
+        json.dumps({**header, "fingerprint": "0" * 16, "entries": {"overhead": good}}),
+        json.dumps({**header, "entries": ["overhead"]}),
+        json.dumps({**header, "entries": {}}).replace("}", " " * (MAX_FILE_BYTES + 1) + "}", 1),
+    ]
+    for text in bad_files:
+        _write(path, text)
+        with pytest.warns(TableCacheWarning):
+            table = LatencyTable.for_board(board, "p50", tmp_path / "run", cache_dir=cache)
+        assert table.entries == {}
+    # wrong types beside a good entry: those are skipped, the good one is kept
+    hostile = {
+        "overhead": good,
+        "a": {**good, "key": "a", "latency_ms": "fast"},
+        "b": {**good, "key": "b", "latency_ms": float("nan")},
+        "c": {**good, "key": "c", "runs": -1},
+        "d": {**good, "key": "d", "energy_mj": [1]},
+        "e": {**good, "key": "not e"},
+        "f": {**good, "key": "f", "relative": True},
+        "g": "entry",
+        "h": {**good, "key": "h", "measured_at": "x" * 1000},
+    }
+    _write(path, json.dumps({**header, "entries": hostile}))
+    with pytest.warns(TableCacheWarning, match="8 malformed"):
+        table = LatencyTable.for_board(board, "p50", tmp_path / "run", cache_dir=cache)
+    assert set(table.entries) == {"overhead"}
+    # and the next save writes a sane file over the bad one
+    _write(path, "{not json")
+    with pytest.warns(TableCacheWarning):
+        table = LatencyTable.for_board(board, "p50", tmp_path / "run2", cache_dir=cache)
+    table.ensure(ops_of(TWO[1]), board)
+    assert set(json.loads(path.read_text())["entries"]) == keys_of(TWO[1]) | {"overhead"}
+
+
+def test_a_one_layer_model_the_board_refuses_raises_a_table_error_naming_it(
+    board: Recording, tmp_path: Path, cache: Path
+) -> None:
+    table = LatencyTable.for_board(board, "p50", tmp_path / "run", cache_dir=cache)
+    broken = LayerOp("pool", (1, 2, 2), kernel=4, stride=1)  # a window larger than its input
+    with pytest.raises(TableError) as info:
+        table.ensure([broken], board)
+    assert info.value.key == broken.key()
+    assert broken.key() in str(info.value)
+    assert set(table.entries) == {"overhead"}  # what did measure is kept, and saved
+    assert "overhead" in json.loads((tmp_path / "run" / TABLE_FILE).read_text())["entries"]
+
+
+# -- the predictor, on real measurements --------------------------------------------------
+
+
+def test_the_logged_error_is_out_of_sample_and_the_fit_beats_the_table_sum(
+    board: Recording, tmp_path: Path, cache: Path
+) -> None:
+    table = LatencyTable.for_board(board, "p50", tmp_path / "run", cache_dir=cache)
+    candidates = [Candidate.decode(e) for e in EIGHT]
+    table.ensure(ops_of(*EIGHT), board)
+    predictor = Predictor(table)
+    assert predictor.error() is None
+    made, measured = [], []
+    for c in candidates:
+        prediction = predictor.predict(c)
+        m = board.measure(to_onnx(build(c)), name=c.hash)
+        made.append(prediction)
+        measured.append(latency_of(m, "p50"))
+        predictor.observe(prediction, c, measured[-1], m.power.energy_mj)
+    # what is logged is the prediction made before each measurement
+    assert [o.predicted_ms for o in predictor.observations] == [p.latency_ms for p in made]
+    assert made[0].model == "table"
+    assert made[0].latency_ms == made[0].prior_ms == table.sum_ms(candidate_ops(candidates[0]))
+    rel = np.abs(np.array([p.latency_ms for p in made]) - measured) / np.array(measured)
+    error = predictor.error()
+    assert error is not None
+    assert error.n == len(EIGHT)
+    assert error.within_10 == pytest.approx(float(np.mean(rel <= 0.10)))
+    assert error.median_abs_pct == pytest.approx(100 * float(np.median(rel)))
+    assert error.p90_abs_pct == pytest.approx(100 * float(np.percentile(rel, 90)))
+    assert error.max_abs_pct == pytest.approx(100 * float(rel.max()))
+    assert error.describe() == (
+        f"{100 * error.within_10:.0f}% within ±10%, median error "
+        f"{error.median_abs_pct:.1f}% ({len(EIGHT)} measured)"
+    )
+    # the final fit on these measurements, against the table's own sums
+    y = np.array(measured)
+    fitted = np.array([predictor.predict(c).latency_ms for c in candidates])
+    prior = np.array([p.prior_ms for p in made])
+    naive = np.array(
+        [sum(table.entries[op.key()].latency_ms for op in candidate_ops(c)) for c in candidates]
+    )
+    share = {
+        name: float(np.mean(np.abs(v - y) / y <= 0.10))
+        for name, v in {"fit": fitted, "prior": prior, "naive": naive}.items()
+    }
+    med = {
+        name: float(np.median(np.abs(v - y) / y))
+        for name, v in {"fit": fitted, "prior": prior, "naive": naive}.items()
+    }
+    assert share["fit"] >= share["prior"]
+    assert med["fit"] < med["naive"] / 2  # one overhead per layer is far off
+    assert predictor.fit.model in {"table", "scale", "affine", "kinds"}
+    # no power meter on local: no energy, never an invented one
+    assert all(p.energy_mj is None and p.prior_energy_mj is None for p in made)
+    assert predictor.energy_error() is None
+    assert not table.has_energy
+    assert table.sum_energy_mj(candidate_ops(candidates[0])) is None
+    # the plot, with points and without
+    plot_predictions(predictor, tmp_path / "p.png", stat="p50", board="local")
+    plot_predictions([], tmp_path / "empty.png", stat="p50", board="local")
+    for png in ("p.png", "empty.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predicting_an_op_the_table_lacks_is_a_table_error(tmp_path: Path) -> None:
+    table = fake_table(energy=False)
+    predictor = Predictor(table)
+    with pytest.raises(TableError, match="ensure"):
+        predictor.predict(Candidate.decode("in8x8x1-conv_k5_s1_c32-out10"))
+
+
+# -- the correction, unit level -----------------------------------------------------------
+
+SPACE_NETS = [
+    "in8x8x1-conv_k3_s1_c4-out10",
+    "in8x8x1-conv_k3_s1_c8-out10",
+    "in8x8x1-conv_k3_s1_c16-out10",
+    "in8x8x1-pool_k2_s2-out10",
+    "in8x8x1-conv_k3_s1_c4-pool_k2_s2-out10",
+    "in8x8x1-conv_k3_s1_c8-pool_k2_s2-out10",
+    "in8x8x1-conv_k3_s1_c16-pool_k2_s2-out10",
+    "in8x8x1-fc_u16-out10",
+    "in8x8x1-pool_k2_s2-fc_u16-out10",
+    "in8x8x1-conv_k3_s1_c4-fc_u16-out10",
+]
+
+
+def fake_table(*, energy: bool) -> LatencyTable:
+    """Synthetic entries (not measurements): each op's figure grows with its key's length."""
+    entries = {"overhead": TableEntry("overhead", 0.010, 0.5 if energy else None, 1, "t")}
+    for op in ops_of(*SPACE_NETS):
+        ms = 0.010 + 0.0004 * len(op.key())
+        entries[op.key()] = TableEntry(
+            op.key(), ms, 0.5 + 0.02 * len(op.key()) if energy else None, 1, "t", 1, ms / 0.010
+        )
+    return LatencyTable("fake", "p50", entries)
+
+
+def test_energy_is_predicted_and_corrected_where_the_entries_carry_energy() -> None:
+    table = fake_table(energy=True)
+    assert table.has_energy
+    predictor = Predictor(table)
+    nets = [Candidate.decode(e) for e in SPACE_NETS]
+    for c in nets[:8]:  # a synthetic board whose energy is 0.2 mJ + 1.5 x the table's sum
+        p = predictor.predict(c)
+        assert p.prior_energy_mj is not None
+        assert p.prior_energy_mj == pytest.approx(table.sum_energy_mj(candidate_ops(c)))
+        predictor.observe(p, c, p.prior_ms, measured_energy_mj=0.2 + 1.5 * p.prior_energy_mj)
+    assert predictor.energy_fit is not None
+    assert predictor.energy_fit.model in {"affine", "kinds"}
+    for c in nets[8:]:
+        p = predictor.predict(c)
+        assert p.prior_energy_mj is not None
+        assert p.energy_mj == pytest.approx(0.2 + 1.5 * p.prior_energy_mj, rel=1e-6)
+    err = predictor.energy_error()
+    assert err is not None
+    assert err.n == 8
+    assert predictor.energy_margin() is not None
+    # a meter that gave no figure for a run: left out of the fit, not counted
+    p = predictor.predict(nets[8])
+    predictor.observe(p, nets[8], measured_ms=p.prior_ms, measured_energy_mj=None)
+    assert predictor.energy_error() == err
+    # the latency measured equal to the prior: the table alone was right, and stays in use
+    assert predictor.error() is not None
+    assert predictor.error().within_10 == 1.0  # type: ignore[union-attr]
+
+
+def test_the_consensus_fit_finds_the_line_most_measurements_sit_on() -> None:
+    rng = np.random.default_rng(0)
+    prior = rng.uniform(0.012, 0.035, 40)
+    features = np.zeros((40, len(FEATURES)))
+    features[:, 0], features[:, 1], features[:, -1] = 0.012, prior - 0.012, 2
+    y = 0.004 + 0.8 * prior
+    fast = rng.choice(40, 14, replace=False)  # a third measured in a 0.6x speed state
+    y[fast] *= 0.6
+    y *= rng.normal(1, 0.01, 40)
+    fit = fit_affine(features, y)
+    assert fit.intercept == pytest.approx(0.004, abs=0.0005)
+    assert fit.coef[0] == pytest.approx(0.8, rel=0.03)
+    # a least-squares line lands between the two groups and misses both
+    ls = np.polyfit(prior, y, 1)
+    slow = np.setdiff1d(np.arange(40), fast)
+    ls_err = np.abs(np.polyval(ls, prior[slow]) - y[slow]) / y[slow]
+    fit_err = np.abs(fit.predict(features[slow]) - y[slow]) / y[slow]
+    assert np.mean(fit_err <= 0.05) == 1.0
+    assert np.mean(ls_err <= 0.05) < 0.5
+    chosen, tried = choose(features, y)
+    assert chosen.model in {"affine", "kinds"}
+    assert tried["affine"] > tried["table"]
+
+
+def test_per_kind_factors_are_used_where_they_predict_better() -> None:
+    """Synthetic measurements following a per-kind law: convolutions cost 0.5x their table
+    time, pools 2x, and each layer 1 µs; one line through the table's sums cannot fit it."""
+    rng = np.random.default_rng(1)
+    n = 30
+    features = np.zeros((n, len(FEATURES)))
+    features[:, 0] = 0.012
+    features[:, 1] = rng.uniform(0.0, 0.02, n)  # conv
+    features[:, 3] = rng.uniform(0.0, 0.01, n)  # pool
+    features[:, -1] = rng.integers(1, 5, n)
+    y = 0.012 + 0.5 * features[:, 1] + 2.0 * features[:, 3] + 0.001 * features[:, -1]
+    y *= rng.normal(1, 0.01, n)
+    fit, tried = choose(features, y)
+    assert fit.model == "kinds"
+    assert tried["kinds"] > tried["affine"]
+    assert fit.coef[1] == pytest.approx(0.5, abs=0.05)
+    assert fit.coef[3] == pytest.approx(2.0, abs=0.1)
+    assert fit.coef[-1] == pytest.approx(0.001, abs=0.0003)
+    line = fit_affine(features, y).coef[0]  # kinds no measurement holds: the line's slope
+    assert fit.coef[2] == fit.coef[4] == fit.coef[5] == pytest.approx(line)
+
+
+def test_with_too_few_measurements_the_table_alone_predicts() -> None:
+    table = fake_table(energy=False)
+    predictor = Predictor(table)
+    c = Candidate.decode(SPACE_NETS[0])
+    first = predictor.predict(c)
+    assert first.model == "table"
+    assert first.latency_ms == first.prior_ms
+    predictor.observe(first, c, 2 * first.prior_ms, None)
+    assert predictor.predict(c).model == "table"  # one measurement fits nothing
+    assert predictor.margin() is None
+
+
+def test_margin_and_over_budget() -> None:
+    table = fake_table(energy=False)
+    predictor = Predictor(table)
+    c = Candidate.decode(SPACE_NETS[0])
+    errors = [0.05, -0.30, 0.10, 0.02, -0.01, 0.20, 0.00, 0.04, 0.08, 0.03]
+    for i, e in enumerate(errors):
+        guess = Prediction(
+            latency_ms=1.0 + e, energy_mj=None, prior_ms=1.0, prior_energy_mj=None, model="table"
+        )
+        big = Prediction(
+            latency_ms=1.5, energy_mj=None, prior_ms=1.5, prior_energy_mj=None, model="table"
+        )
+        if i < Predictor.MIN_OBSERVATIONS:
+            assert predictor.margin() is None
+            assert not predictor.over_budget(big, budget_ms=0.1)  # no margin: never skipped
+        predictor.observe(guess, c, 1.0, None)
+    assert predictor.energy_margin() is None  # no energy measured
+    expected = max(0.10, float(np.percentile(np.abs(errors), 90)))
+    assert predictor.margin() == pytest.approx(expected)
+    assert expected == pytest.approx(0.21)
+    budget = 1.0
+    assert predictor.over_budget(replace(big, latency_ms=budget * 1.22), budget)
+    assert not predictor.over_budget(replace(big, latency_ms=budget * 1.20), budget)
+    # a replay fits once at the end, to the same result
+    replay = Predictor(table)
+    for o in predictor.observations:
+        replay.observe(
+            Prediction(o.predicted_ms, None, o.prior_ms, None, o.model),
+            c,
+            o.measured_ms,
+            None,
+            refit=False,
+        )
+    assert replay.fit == TABLE_FIT
+    replay.refit()
+    assert replay.fit == predictor.fit
+    assert replay.error() == predictor.error()
+    # a small and steady error: the margin is never below 10%
+    steady = Predictor(table)
+    for _ in range(6):
+        steady.observe(replace(big, latency_ms=1.01), c, 1.0, None)
+    assert steady.margin() == 0.10
+
+
+def test_a_prediction_round_trips_through_its_dict() -> None:
+    p = Prediction(0.02, None, 0.018, None, "affine")
+    assert Prediction.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    q = Prediction(0.02, 1.5, 0.018, 1.2, "kinds", "affine")
+    assert Prediction.from_dict(q.to_dict()) == q
+    for bad in (
+        {**p.to_dict(), "latency_ms": "x"},
+        {**p.to_dict(), "model": 3},
+        {**p.to_dict(), "prior_ms": float("inf")},
+        {"model": "table"},
+    ):
+        with pytest.raises(ValueError, match="prediction"):
+            Prediction.from_dict(bad)
+    assert PredictorError.of([], []) is None
