@@ -25,6 +25,7 @@ from .errors import (
 )
 from .farm import BoardBusyError, BoardUnhealthyError, Farm, Lease, NoHealthyBoardError
 from .measurement import Environment, Latency, Measurement, Memory, ModelInfo, Power
+from .pg_locks import LockServerError
 from .targets import TargetSpec
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ __all__ = [
     "Latency",
     "Lease",
     "LinkError",
+    "LockServerError",
     "Measurement",
     "MeasurementFormatError",
     "Memory",

@@ -10,6 +10,9 @@
     profile = "raspberry-pi-5"
     tags = ["pi5", "arm64"]
 
+    [farm]
+    lock_url = "postgresql://hwnas@db.lab:5432/hwnas"  # leases shared by several hosts
+
 Every mistake is reported as one line naming the file, the board and the key.
 """
 
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, UnknownTargetError
+from .lock_url import check_lock_url
 from .plugins import transport_plugins
 from .targets import COMMON_KEYS, LOCAL, TargetSpec
 
@@ -32,13 +36,17 @@ else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 CONFIG_ENV = "HWNAS_CONFIG"
-TOP_LEVEL_KEYS = ("boards",)
+TOP_LEVEL_KEYS = ("boards", "farm")
+#: Keys of the ``[farm]`` table.
+FARM_KEYS = ("lock_url",)
 
 
 @dataclass(frozen=True)
 class Config:
     boards: dict[str, TargetSpec] = field(default_factory=lambda: {"local": LOCAL})
     path: Path | None = None
+    #: ``[farm] lock_url``: a PostgreSQL URL for leases across hosts (None: lock files).
+    lock_url: str | None = None
 
     def target(self, name: str) -> TargetSpec:
         try:
@@ -109,7 +117,7 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from exc
     if found.name == "pyproject.toml":
         data = data.get("tool", {}).get("hwnas", {})
-    return Config(parse_boards(data, file), found)
+    return Config(parse_boards(data, file), found, parse_farm(data.get("farm", {}), file))
 
 
 def parse_boards(data: dict[str, Any], file: str) -> dict[str, TargetSpec]:
@@ -126,6 +134,22 @@ def parse_boards(data: dict[str, Any], file: str) -> dict[str, TargetSpec]:
             raise ConfigError("a board must be a table", file=file, board=name)
         specs[name] = parse_board(name, table, file)
     return specs
+
+
+def parse_farm(table: Any, file: str) -> str | None:
+    """The ``[farm]`` table's ``lock_url`` (checked: a PostgreSQL URL), or None."""
+    if not isinstance(table, dict):
+        raise ConfigError("'farm' must be a table", file=file, key="farm")
+    for key in table:
+        if key not in FARM_KEYS:
+            hint = _did_you_mean(key, FARM_KEYS)
+            raise ConfigError(f"unknown key in [farm]{hint}", file=file, key=key)
+    url = table.get("lock_url")
+    if url is None:
+        return None
+    if not isinstance(url, str):
+        raise ConfigError(f"must be a string, got {type(url).__name__}", file=file, key="lock_url")
+    return check_lock_url(url, f"{file}: [farm] lock_url")
 
 
 def _check_type(value: Any, kind: type | tuple[type, ...], file: str, name: str, key: str) -> None:

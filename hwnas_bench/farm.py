@@ -6,8 +6,11 @@
     with farm.lease("tag:pi5", timeout=600, on_wait=print) as lease:
         m = lease.device.bench("model.onnx")
 
-A lease holds the board's OS lock (:mod:`hwnas_bench.locks`) from acquisition to release,
-so parallel pytest-xdist workers or parallel searches never measure on one board at once.
+A lease holds the board's lock from acquisition to release, so parallel pytest-xdist
+workers or parallel searches never measure on one board at once: an OS file lock
+(:mod:`hwnas_bench.locks`, one host) by default, or a PostgreSQL advisory lock
+(:mod:`hwnas_bench.pg_locks`) that every host sharing the server honours, when
+``HWNAS_LOCK_URL`` or ``[farm] lock_url`` names one.
 Before a lease is handed out the agent is greeted (``hello``). A lease call checks each
 board at most once: one that fails is out of that call, and when no board is left that
 could be leased, the call raises :class:`NoHealthyBoardError` at once instead of waiting
@@ -15,7 +18,8 @@ for its timeout; it waits only while a healthy board is held by someone else. A 
 fails ``unhealthy_after`` checks in a row is marked unhealthy and not checked again until a
 back-off has passed (30 s, doubling with each further failure, at most 10 min; kept in its
 health file, so every process on the host honours it). Every lease is appended to
-``leases.jsonl`` in the lock directory: who held which board, and when.
+``leases.jsonl`` in the lock directory: who held which board, and when. Health files and
+the lease log stay in the local lock directory with either backend.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -34,10 +39,13 @@ from .config import Config
 from .device import Device
 from .errors import ConnectError, HwnasError, TargetError, UnknownTargetError
 from .health import Health
+from .lock_url import lock_url_from
 from .locks import (
     LOCK_DIR_ENV,
-    BoardLock,
+    FileLocks,
     Holder,
+    LeaseLock,
+    LockBackend,
     UnsafeLockFileError,
     default_lock_dir,
     open_in_lock_dir,
@@ -101,7 +109,7 @@ class Lease:
     facts: dict[str, Any]
     acquired_at: float  #: time.time()
     purpose: str
-    _lock: BoardLock = field(repr=False)
+    _lock: LeaseLock = field(repr=False)
     _log: Path = field(repr=False)
     released_at: float | None = None
 
@@ -120,6 +128,7 @@ class Lease:
             self._lock.release()  # whatever happens to the log, the board is free again
         record = {
             "board": self.name,
+            "host": socket.gethostname(),
             "pid": os.getpid(),
             "purpose": self.purpose,
             "start": self.acquired_at,
@@ -154,6 +163,7 @@ class Farm:
         config: Config,
         *,
         lock_dir: Path | None = None,
+        lock_url: str | None = None,
         purpose: str = "",
         unhealthy_after: int = 3,
         device_factory: Callable[[TargetSpec], Device] | None = None,
@@ -167,6 +177,7 @@ class Farm:
                 f"cannot use the lock directory {self.lock_dir}: {exc.strerror or exc} "
                 f"(set {LOCK_DIR_ENV} to a writable local directory)"
             ) from exc
+        self.locks = open_lock_backend(self.lock_dir, lock_url, config.lock_url)
         self.purpose = purpose
         self.unhealthy_after = unhealthy_after
         self._device_factory = device_factory or (lambda spec: spec.device())
@@ -230,7 +241,7 @@ class Farm:
                 else:
                     live.append((health.consecutive_failures, spec))
             for _, spec in sorted(live, key=lambda pair: pair[0]):  # healthy boards first
-                lock = BoardLock(self.lock_dir, spec.name)
+                lock = self.locks.lock(spec.name)
                 if not lock.try_acquire(purpose):
                     continue  # busy: wait for it
                 try:
@@ -247,7 +258,7 @@ class Farm:
             if not busy:
                 raise NoHealthyBoardError(what, out) from last_error
             if deadline.expired():
-                holders = {b: BoardLock(self.lock_dir, b).holder() for b in busy}
+                holders = self.locks.holders(busy)
                 raise BoardBusyError(what, timeout - deadline.remaining(), holders)
             if on_wait is not None and (note is None or note.expired()):
                 on_wait(self._waiting_for(what, busy))
@@ -259,8 +270,7 @@ class Farm:
 
     def _waiting_for(self, what: str, busy: list[str]) -> str:
         held = []
-        for board in busy:
-            h = BoardLock(self.lock_dir, board).holder()
+        for board, h in self.locks.holders(busy).items():
             if h is None:
                 held.append(f"{board} just released")
             elif not h.known:
@@ -270,7 +280,7 @@ class Farm:
                 held.append(f"{board} held by pid {h.pid} ({h.user}@{h.host}, {purpose})")
         return f"waiting for {what}: {'; '.join(held)}"
 
-    def _checked_lease(self, spec: TargetSpec, lock: BoardLock, purpose: str) -> Lease:
+    def _checked_lease(self, spec: TargetSpec, lock: LeaseLock, purpose: str) -> Lease:
         path = self._health_path(spec.name)
         health = Health.load(path)
         device = self._devices.get(spec.name) or self._device_factory(spec)
@@ -295,18 +305,42 @@ class Farm:
         return Lease(spec, device, facts, time.time(), purpose, lock, self.lease_log)
 
     def status(self) -> list[BoardStatus]:
+        """Each configured board with its holder (on any host the backend covers) and its
+        health (as this host last saw it)."""
+        holders = self.locks.holders(self.config.boards)
         return [
-            BoardStatus(spec, BoardLock(self.lock_dir, name).holder(), self.health(name))
+            BoardStatus(spec, holders[name], self.health(name))
             for name, spec in self.config.boards.items()
         ]
+
+    def held_elsewhere(self) -> dict[str, Holder]:
+        """Boards that this configuration does not name but someone holds now (another
+        host's board in a shared lock server); empty with file locks."""
+        return self.locks.held_elsewhere(self.config.boards)
 
     def close(self) -> None:
         for device in self._devices.values():
             device.close()
         self._devices.clear()
+        self.locks.close()
 
     def __enter__(self) -> Farm:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_lock_backend(
+    lock_dir: Path, lock_url: str | None = None, configured: str | None = None
+) -> LockBackend:
+    """The farm's lock backend: PostgreSQL when ``lock_url``, ``$HWNAS_LOCK_URL`` or
+    ``configured`` (``[farm] lock_url``) names a server, in that order; else lock files in
+    ``lock_dir``. A URL that is not a PostgreSQL URL is a :class:`ConfigError`."""
+    found = lock_url_from(lock_url, configured)
+    if found is None:
+        return FileLocks(lock_dir)
+    from .pg_locks import PgLocks
+
+    url, source = found
+    return PgLocks(url, source)

@@ -1,5 +1,9 @@
 """Exclusive use of a board across processes: an OS lock that a crashed process releases.
 
+This module is the default lock backend (:class:`FileLocks`) and the interface every
+backend has (:class:`LockBackend`, :class:`LeaseLock`); ``hwnas_bench.pg_locks`` is the
+other one, for boards shared by several hosts.
+
 Each board has a lock file ``<lock dir>/<board>.lock`` held with ``flock``: the kernel
 drops the lock when its holder exits, however it exits, so a crashed pytest worker never
 leaves a board locked. The holder writes who it is into the file, so a waiting process can
@@ -26,8 +30,10 @@ import os
 import re
 import socket
 import stat
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .errors import HwnasError
 
@@ -246,3 +252,70 @@ class BoardLock:
             return None
         finally:
             os.close(fd)
+
+
+class LeaseLock(Protocol):
+    """One board's lock, as the farm uses it; :class:`BoardLock` and the PostgreSQL lock."""
+
+    board: str
+
+    @property
+    def held(self) -> bool:
+        """True while this object holds the lock."""
+        ...
+
+    def try_acquire(self, purpose: str = "") -> bool:
+        """Take the lock if it is free and write the holder note; never blocks."""
+        ...
+
+    def release(self) -> None:
+        """Free the lock (and remove the note); a no-op when not held."""
+        ...
+
+    def holder(self) -> Holder | None:
+        """Who else holds the board now; None if nobody (or this object holds it)."""
+        ...
+
+
+class LockBackend(Protocol):
+    """Where the farm's board locks live: a local directory, or a PostgreSQL server."""
+
+    #: Shown to people (``hwnas farm status``): a path, or a URL without its password.
+    where: str
+
+    def lock(self, board: str) -> LeaseLock:
+        """A lock object for ``board``, not yet held."""
+        ...
+
+    def holders(self, boards: Iterable[str]) -> dict[str, Holder | None]:
+        """Who holds each of ``boards`` now (None: free)."""
+        ...
+
+    def held_elsewhere(self, known: Iterable[str]) -> dict[str, Holder]:
+        """Boards held now that ``known`` does not list (another host's configuration);
+        empty where the backend cannot tell."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what the backend keeps open between calls (not of held locks)."""
+        ...
+
+
+class FileLocks:
+    """The default backend: ``flock`` on ``<lock dir>/<board>.lock`` (one host)."""
+
+    def __init__(self, lock_dir: Path) -> None:
+        self.lock_dir = lock_dir
+        self.where = str(lock_dir)
+
+    def lock(self, board: str) -> BoardLock:
+        return BoardLock(self.lock_dir, board)
+
+    def holders(self, boards: Iterable[str]) -> dict[str, Holder | None]:
+        return {board: BoardLock(self.lock_dir, board).holder() for board in boards}
+
+    def held_elsewhere(self, known: Iterable[str]) -> dict[str, Holder]:
+        return {}  # lock files are named by safe_name(board): the name cannot be read back
+
+    def close(self) -> None:
+        pass

@@ -113,3 +113,32 @@ def private_lock_dir(
     path = tmp_path_factory.mktemp("locks")
     monkeypatch.setenv("HWNAS_LOCK_DIR", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_lock_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock server set in the developer's shell never reaches the tests: file locks,
+    unless a test asks for PostgreSQL."""
+    monkeypatch.delenv("HWNAS_LOCK_URL", raising=False)
+
+
+from .postgres import PostgresServer, start_postgres  # noqa: E402 - appended with its fixtures
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 for the session (tests/postgres.py); skipped
+    outside CI when PostgreSQL or psycopg is missing, a failure in CI."""
+    try:
+        server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    except MissingPart as exc:
+        missing_part(exc)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's server, owned by a role that is
+    not a superuser (``postgresql://farm@127.0.0.1:PORT/farm_...``, trust authentication)."""
+    return postgres_server.new_database()

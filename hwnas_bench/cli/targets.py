@@ -100,11 +100,14 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_farm_status(args: argparse.Namespace) -> int:
-    farm = Farm(load_config(args.config))
-    table = Table(title=f"boards (locks in {farm.lock_dir})", header_style="bold")
+    with Farm(load_config(args.config)) as farm:
+        statuses = farm.status()  # a lock server that cannot be reached: one line, exit 1
+        elsewhere = farm.held_elsewhere()
+        where = farm.locks.where
+    table = Table(title=f"boards (locks in {where})", header_style="bold")
     for column in ("board", "transport", "tags", "held by", "health"):
         table.add_column(column)
-    for status in farm.status():
+    for status in statuses:
         health = status.health
         state = (
             "ok"
@@ -118,6 +121,8 @@ def run_farm_status(args: argparse.Namespace) -> int:
             status.holder.describe() if status.holder else "free",
             state,
         )
+    for board, holder in elsewhere.items():  # another host's board, not in this config
+        table.add_row(board, "-", "-", holder.describe(), "not in this configuration")
     console().print(table)
     return 0
 
