@@ -1,8 +1,15 @@
-"""Does evolution beat random search? Hypervolume at the same number of device measurements.
+"""Does evolution beat random search, and does one differentiable search land in its budget?
 
-    python benchmarks/search_quality.py [--seeds 0 1 2] [--trials 40] [--epochs 3]
+    python benchmarks/search_quality.py [--part all|evolution|differentiable]
+                                        [--seeds 0 1 2] [--trials 40] [--epochs 3]
                                         [--budget-ms 0.02] [--min-time 0.3] [--target local]
                                         [--space conv|bench|default|large]
+                                        [--at 0.25 0.5 0.75] [--rounds 5]
+
+``--part differentiable`` is benchmarks/differentiable_quality.py (three budgets, one
+differentiable search each, against random at the same number of device measurements;
+its docstring says how), run with this script's --epochs, --target and first seed. The
+rest of this text is the evolution part.
 
 The default space (``conv``) is the benchmark's own: 2-6 conv / depthwise-separable / pool
 layers, kernels 1/3/5, strides 1/2, 4-64 channels, no fully-connected layer and no skip, so
@@ -33,6 +40,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import differentiable_quality  # benchmarks/ is on the path when run as a script
 
 from search import InfeasibleBudgetError, Searcher, SearchSpace
 from search.cli import DEFAULT_SPACE
@@ -177,7 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default="local")
     p.add_argument("--space", choices=sorted(SPACES), default="conv")
     p.add_argument("--keep", type=Path, help="keep the run directories here")
+    p.add_argument("--part", choices=["all", "evolution", "differentiable"], default="all")
+    differentiable_quality.add_arguments(p)
     args = p.parse_args(argv)
+    if args.part in ("all", "evolution"):
+        evolution_part(args)
+    if args.part in ("all", "differentiable"):
+        args.seed = args.seeds[0]
+        differentiable_quality.run(args)
+    return 0
+
+
+def evolution_part(args: argparse.Namespace) -> None:
     ratios: list[float] = []
     totals = {"random": 0.0, "evolution": 0.0}  #: summed hypervolumes over the seeds
     shares: list[float] = []  #: random's hypervolume / that of all candidates measured
@@ -244,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{1000 * statistics.median(exports):.2f} ms, max {1000 * max(exports):.2f} ms "
             f"over {len(exports)} candidates"
         )
-    return 0
 
 
 if __name__ == "__main__":
