@@ -140,3 +140,30 @@ def test_npz_data_and_a_search_toml(tmp_path: Path) -> None:
     assert record["settings"]["strategy"] == "random"
     assert record["space"]["layer_types"] == ["conv", "fc"]
     assert record["space"]["num_layers"] == [1, 2]
+
+
+def test_a_differentiable_search_with_a_fixed_lambda_from_the_command_line(tmp_path: Path) -> None:
+    """`--strategy differentiable --lambda X`: one round, λ constant in the trace, the
+    derived model measured; the run records λ so a resume must match it."""
+    config = tmp_path / "search.toml"
+    config.write_text(
+        '[space]\nnum_layers = [1, 2]\nlayer_types = ["conv"]\nconv_kernels = [3]\n'
+        "conv_channels = [4, 8]\n"
+    )
+    out = tmp_path / "run"
+    args = ["search", "--config", str(config), *QUICK, "--strategy", "differentiable"]
+    proc = hwnas(*args, "--lambda", "0.5", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert FINAL.match(proc.stdout.strip().splitlines()[-1]), proc.stdout
+    trace = json.loads((out / "lambda_trace.json").read_text())
+    assert {step["lambda"] for step in trace["steps"]} == {0.5}
+    assert len(trace["rounds"]) == 1
+    assert trace["rounds"][0]["measured_ms"] > 0
+    assert (out / "lambda_trace.png").is_file()
+    assert (
+        json.loads((out / "search.json").read_text())["settings"]["strategy_options"]["lambda"]
+        == 0.5
+    )
+    proc = hwnas(*args, "--lambda", "0.7", "--out", str(out), "--resume")
+    assert proc.returncode == 2
+    assert "strategy_options.lambda" in proc.stderr
