@@ -1,0 +1,150 @@
+"""Structured pruning that removes channels physically, with Torch-Pruning (DepGraph).
+
+Torch-Pruning traces the module once, finds which layers' channels depend on each other
+(a conv's filters, the next conv's input channels, a depthwise conv's groups, the
+Flatten -> Linear columns) and cuts them together, so the pruned module is smaller, not
+masked. The pruned widths are then written back into a :class:`Candidate` and the weights
+loaded into a fresh ``build(candidate)``: the ONNX export (``to_onnx``) and the candidate
+encoding in its metadata stay true to the pruned architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..build import CandidateNet, build
+from ..data import Split
+from ..errors import SettingsError
+from ..space import Candidate
+from ..train import TrainSettings, torch_threads, train
+from .errors import CompressionError
+
+IMPORTANCES = ("l1", "taylor")
+#: samples whose loss gradient scores the channels for ``importance="taylor"``
+TAYLOR_SAMPLES = 256
+
+
+def prunable_widths(candidate: Candidate) -> int:
+    """How many layers have channels (or units) pruning may remove."""
+    return sum(1 for layer in candidate.layers if layer.kind in ("conv", "dwconv", "fc"))
+
+
+def _torch_pruning() -> Any:
+    """Torch-Pruning, imported when first needed, with the install hint if it is missing."""
+    try:
+        import torch_pruning  # type: ignore[import-untyped, unused-ignore]
+    except ImportError as exc:
+        raise CompressionError(
+            f"pruning needs Torch-Pruning: pip install 'torch-pruning>=1.6' ({exc})"
+        ) from exc
+    return torch_pruning
+
+
+def _importance(kind: str) -> object:
+    tp = _torch_pruning()
+    if kind == "l1":
+        return tp.importance.MagnitudeImportance(p=1)  # sum |w| of each channel's group
+    if kind == "taylor":
+        return tp.importance.TaylorImportance()  # |w * dL/dw|, first-order Taylor
+    raise SettingsError(f"unknown pruning importance '{kind}' (known: {', '.join(IMPORTANCES)})")
+
+
+def _score_gradients(net: nn.Module, data: Split, seed: int) -> None:
+    """Fill ``.grad`` with the loss gradient over a few training samples (Taylor scores)."""
+    n = min(TAYLOR_SAMPLES, len(data.x_train))
+    idx = np.random.default_rng(seed).choice(len(data.x_train), n, replace=False)
+    net.zero_grad()
+    loss = nn.functional.cross_entropy(
+        net(torch.from_numpy(data.x_train[idx])), torch.from_numpy(data.y_train[idx])
+    )
+    loss.backward()  # type: ignore[no-untyped-call]
+
+
+def pruned_candidate(candidate: Candidate, body: nn.Sequential) -> Candidate:
+    """The candidate with the widths the pruned ``body`` has (walked as build.py lays it)."""
+    modules = list(body)
+    layers = []
+    i = 0
+    for layer in candidate.layers:
+        if layer.kind == "conv":
+            conv = modules[i]
+            assert isinstance(conv, nn.Conv2d)
+            layers.append(replace(layer, width=conv.out_channels))
+            i += 2  # conv, relu
+        elif layer.kind == "dwconv":
+            point = modules[i + 2]
+            assert isinstance(point, nn.Conv2d)
+            layers.append(replace(layer, width=point.out_channels))
+            i += 4  # depthwise, relu, pointwise, relu
+        elif layer.kind == "pool":
+            layers.append(layer)
+            i += 1
+        else:  # fc, after a Flatten that build.py inserts before the first one
+            if isinstance(modules[i], nn.Flatten):
+                i += 1
+            linear = modules[i]
+            assert isinstance(linear, nn.Linear)
+            layers.append(replace(layer, width=linear.out_features))
+            i += 2  # linear, relu
+    return replace(candidate, layers=tuple(layers))
+
+
+def prune(
+    net: CandidateNet,
+    ratio: float,
+    *,
+    importance: str = "l1",
+    data: Split | None = None,
+    seed: int = 0,
+) -> CandidateNet:
+    """A new module with ``ratio`` of each layer's channels removed (the classifier's outputs
+    kept); ``net`` is left as it was. ``importance="taylor"`` needs ``data``."""
+    if not 0.0 < ratio < 1.0:
+        raise SettingsError(f"a pruning ratio must be in (0, 1), got {ratio}")
+    if importance == "taylor" and data is None:
+        raise SettingsError("taylor importance needs training data for its gradients")
+    tp = _torch_pruning()
+    work = copy.deepcopy(net)
+    work.eval()
+    h, w, c = net.candidate.input_shape
+    example = torch.zeros(1, c, h, w)
+    classifier = work.body[len(work.body) - 1]
+    with torch_threads(1):
+        pruner = tp.pruner.BasePruner(
+            work,
+            example,
+            importance=_importance(importance),
+            pruning_ratio=ratio,
+            ignored_layers=[classifier],
+        )
+        if importance == "taylor":
+            assert data is not None
+            _score_gradients(work, data, seed)
+        pruner.step()
+    candidate = pruned_candidate(net.candidate, work.body)
+    fresh = build(candidate, seed=seed)
+    try:
+        fresh.load_state_dict(work.state_dict())
+    except RuntimeError as exc:  # a width the walk above got wrong: a bug, said plainly
+        raise CompressionError(f"pruned weights do not fit {candidate.encode()}: {exc}") from exc
+    return fresh
+
+
+def fine_tune(net: CandidateNet, data: Split, *, epochs: int, lr: float, seed: int) -> float:
+    """Train the pruned module a little (in place); returns its validation accuracy."""
+    settings = TrainSettings(optimizer="adam", lr=lr, epochs=epochs, batch_size=64, seed=seed)
+    return train(net, data, settings).val_accuracy
+
+
+def channel_count(net: CandidateNet) -> int:
+    """Output channels + units of every layer but the classifier (what pruning shrinks)."""
+    body = list(net.body)[:-1]
+    return sum(m.out_channels for m in body if isinstance(m, nn.Conv2d)) + sum(
+        m.out_features for m in body if isinstance(m, nn.Linear)
+    )

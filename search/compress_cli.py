@@ -1,0 +1,154 @@
+"""``hwnas compress``: added to the ``hwnas`` command through the ``hwnas_add_commands`` hook.
+
+Loaded by every ``hwnas`` start (it is a plugin), so it imports nothing heavy: onnxruntime's
+quantizer, torch and Torch-Pruning load only when a compression runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hw_targets import hookimpl
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    """``25,50`` or ``0.25,0.5`` (percent or fractions); ``none`` for no pruning."""
+    if text.strip().lower() in ("", "none", "off"):
+        return ()
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of ratios: {text!r}") from None
+    return tuple(v / 100 if v >= 1 else v for v in values)
+
+
+@hookimpl
+def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "compress",
+        help="int8-quantize and prune an ONNX classifier; measure every variant on the board "
+        "and keep the fastest within the accuracy tolerance",
+        description="Make the variants of MODEL (fp32, int8 static with calibration and "
+        "sensitive layers kept in float, int8 dynamic for fc-heavy models, and, for models "
+        "the search made, pruned ones at several ratios and pruned + int8), measure each on "
+        "the board (interleaved rounds) and evaluate each for accuracy. The chosen variant "
+        "is the fastest (or lowest-energy) one whose accuracy drop is within the tolerance, "
+        "never one that measured slower than fp32. Writes <variant>.onnx and compression.json "
+        "into --out and prints the table.",
+    )
+    p.add_argument("model", type=Path, metavar="MODEL.onnx", help="an ONNX classifier")
+    p.add_argument("--target", default="local", help="board name, tag:X, or local (default)")
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        required=True,
+        metavar="DATA.npz",
+        help="x laid out as the model's input (e.g. N,C,H,W) and integer labels y",
+    )
+    p.add_argument(
+        "--eval",
+        type=Path,
+        metavar="DATA.npz",
+        help="x and y to measure accuracy on (default: the calibration data)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="accuracy drop allowed, in percentage points (default 1.0)",
+    )
+    p.add_argument("--objective", choices=["latency", "energy"], default="latency")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="default: MODEL's folder/<stem>-compressed"
+    )
+    p.add_argument(
+        "--methods",
+        default="minmax,entropy,percentile",
+        help="calibration methods to try; the most accurate wins (default: all three)",
+    )
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor int8 weights")
+    p.add_argument("--dynamic", choices=["auto", "on", "off"], default="auto")
+    p.add_argument(
+        "--prune",
+        type=_ratios,
+        default=(0.25, 0.5),
+        metavar="RATIOS",
+        help="pruning ratios for the search's models, e.g. 25,50 (default) or none",
+    )
+    p.add_argument("--importance", choices=["l1", "taylor"], default="l1")
+    p.add_argument("--fine-tune-epochs", type=int, default=2, metavar="N")
+    p.add_argument("--rounds", type=int, default=3, metavar="N", help="interleaved rounds")
+    p.add_argument("--min-time", type=float, metavar="S", help="timed loop per measurement")
+    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads on the board")
+    p.add_argument("--quiet", "-q", action="store_true", help="no step lines")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The verb: 0 done, 2 a mistake in the command or the files, 1 anything else."""
+    from .errors import DataError, SearchError, SettingsError, SpaceError
+
+    try:
+        return _run(args)
+    except (SettingsError, SpaceError, DataError) as exc:
+        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except SearchError as exc:
+        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from .compress import CompressSettings, compress_onnx
+        from .evaluate import Board, bench_settings
+    except ImportError as exc:  # torch / onnx missing
+        from .errors import SearchError
+
+        raise SearchError(
+            f"compress needs the search extra: pip install 'hwnas-bench[search]' ({exc})"
+        ) from exc
+    overrides: dict[str, object] = {}
+    if args.min_time is not None:
+        overrides["min_time_s"] = args.min_time
+    if args.threads is not None:
+        overrides["threads"] = args.threads
+    bench = bench_settings(overrides)
+    settings = CompressSettings(
+        tolerance=args.tolerance,
+        objective=args.objective,
+        per_channel=not args.per_tensor,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        dynamic=args.dynamic,
+        prune_ratios=tuple(args.prune),
+        importance=args.importance,
+        fine_tune_epochs=args.fine_tune_epochs,
+        rounds=args.rounds,
+        bench=bench,
+    )
+    settings.validate()  # before the board is leased or any file is read
+    out = args.out or args.model.parent / f"{args.model.stem}-compressed"
+    if out.exists() and not out.is_dir():
+        from .errors import SettingsError
+
+        raise SettingsError(f"--out {out} is a file; give a directory for the variants")
+    board = Board(args.target, bench=bench, purpose="compress")
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        result = compress_onnx(
+            args.model,
+            board,
+            calibration=args.calibration,
+            evaluation=args.eval,
+            settings=settings,
+            out=out,
+            log=log,
+        )
+    finally:
+        board.close()
+    print(result.table())
+    print(f"Variants and compression.json in {out}")
+    return 0
