@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -103,13 +104,23 @@ class PendingModel:
             self._path.unlink()
 
 
+#: an upload's part file untouched this long was left by a killed agent
+STALE_UPLOAD_S = 3600.0
+
+
 class ModelStore:
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
         root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob(".upload-*.part"):  # left by an agent that was killed mid-upload
-            stale.unlink()
+        # Uploads left by an agent killed mid-upload. Other agents may share the directory
+        # and be uploading now: only parts untouched for an hour go, and a part another
+        # agent finished (renamed) or removed meanwhile is no error.
+        now = time.time()
+        for stale in root.glob(".upload-*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if now - stale.stat().st_mtime > STALE_UPLOAD_S:
+                    stale.unlink()
 
     def path_for(self, sha256: str) -> Path:
         return self.root / f"{sha256}.onnx"

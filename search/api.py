@@ -11,6 +11,7 @@ loss, accuracy = best_model.evaluate(x_test, y_test)
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -23,10 +24,12 @@ import torch
 
 from hwnas_bench import BenchSettings, Measurement, TargetSpec
 
+from . import records
 from .build import CandidateNet
 from .data import class_count, labels, split, to_nchw
 from .errors import InfeasibleBudgetError
 from .evaluate import ROUNDS, Board, bench_settings
+from .model_card import write_target_folder
 from .onnx_export import from_onnx
 from .records import TrialRecord
 from .report import final_line, write_reports
@@ -89,6 +92,9 @@ class Searcher:
     on for ``evolution``; a skipped one is recorded as ``predicted_over_budget``).
     ``measure_rounds``: each candidate is measured as that many timed loops sharing
     ``bench.min_time_s``, and the median loop's Measurement is kept.
+    ``storage`` (``postgresql://user@host/db``) and ``study`` (its name; ``study_name`` is
+    the same): a study that searches on other hosts may share (docs/distributed.md);
+    ``trials`` is then the study's total, and ``out`` holds this worker's measurements.
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class Searcher:
         out: str | Path | None = None,
         storage: str | None = None,
         study_name: str = "search",
+        study: str | None = None,
         resume: bool = False,
         bench: BenchSettings | dict[str, Any] | None = None,
         pruner: optuna.pruners.BasePruner | None = None,
@@ -135,7 +142,11 @@ class Searcher:
         self.settings.validate()
         self.bench = bench if isinstance(bench, BenchSettings) else bench_settings(bench)
         self.out = Path(out) if out is not None else None
-        self.storage, self.study_name = storage, study_name
+        if storage is not None:
+            from .shared import check_storage_url
+
+            storage = check_storage_url(storage, "storage")
+        self.storage, self.study_name = storage, study if study is not None else study_name
         self.resume, self.pruner = resume, pruner
         self.progress, self.lease_timeout = progress, lease_timeout
         self.measure_rounds = measure_rounds
@@ -159,16 +170,16 @@ class Searcher:
         with run_dir_lock(out):
             run_dir = RunDir(out, self.storage, self.study_name)
             target = self.target.name if isinstance(self.target, TargetSpec) else self.target
+            # what must match for a resume, and (without target, trials) for a shared study
+            comparable = {
+                "settings": self.settings.resume_key(),
+                "space": space.to_dict(),
+                "data": data_fingerprint(data),
+                "bench": self.bench.to_wire(),
+                "measure_rounds": self.measure_rounds,
+            }
             run_dir.check(
-                {
-                    "settings": self.settings.resume_key(),
-                    "trials": self.settings.trials,
-                    "space": space.to_dict(),
-                    "data": data_fingerprint(data),
-                    "target": target,
-                    "bench": self.bench.to_wire(),
-                    "measure_rounds": self.measure_rounds,
-                },
+                {**comparable, "trials": self.settings.trials, "target": target},
                 resume=self.resume,
             )
             board = Board(
@@ -189,16 +200,35 @@ class Searcher:
                         run_dir=run_dir,
                         pruner=self.pruner,
                         on_trial=on_trial,
+                        study_record=comparable,
                     )
                     self.result = search.result
                     result = search.run_search()
             finally:
                 board.close()
             write_reports(result)
-        best = result.best
+            best = result.best
+            if best is not None and not run_dir.model_path(best.hash).exists():
+                # a shared study's best measured by another worker: its model is in that
+                # worker's run directory; this one answers with the best it has here
+                best = records.best(r for r in result.trials if run_dir.model_path(r.hash).exists())
+                if best is not None:
+                    shutil.copyfile(run_dir.model_path(best.hash), out / "best.onnx")
+            if best is not None and best.measurement is not None:
+                # the target's folder: the model and its card, for `hwnas deploy`
+                write_target_folder(
+                    out,
+                    target,
+                    model=run_dir.model_path(best.hash).read_bytes(),
+                    record=best,
+                    settings=self.settings,
+                    board_name=result.board,
+                    facts=result.facts,
+                )
         if best is None:
             raise InfeasibleBudgetError(
-                final_line(result),
+                final_line(result)
+                + ("" if result.best is None else " (none of them measured by this worker)"),
                 smallest_ms=result.smallest_latency(),
                 stat=self.settings.latency_stat,
             )

@@ -122,8 +122,25 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads on the board")
     p.add_argument("--out", type=Path, help="run directory, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="share the study with workers on other hosts: postgresql://user@host/db "
+        "(docs/distributed.md); --trials is then the study's total",
+    )
+    p.add_argument("--study", metavar="NAME", help="the study's name in --storage")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+    r = subparsers.add_parser(
+        "report",
+        help="the Pareto plot and summary of a shared study, from the study alone",
+        description="Write pareto.png, pareto.json and summary.md for the study NAME in "
+        "--storage, from its trials (every worker's measurements are trial attributes).",
+    )
+    r.add_argument("--storage", required=True, metavar="URL", help="postgresql://user@host/db")
+    r.add_argument("--study", required=True, metavar="NAME")
+    r.add_argument("--out", required=True, type=Path, metavar="DIR")
+    r.set_defaults(func=report)
 
 
 def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -154,6 +171,12 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         raise SettingsError("give --dataset digits or --data train.npz")
     if opts["out"] is None:
         raise SettingsError("give --out runs/NAME (the run directory)")
+    if getattr(args, "study", None) is not None and getattr(args, "storage", None) is None:
+        raise SettingsError("--study names a study in --storage: give --storage URL too")
+    if getattr(args, "storage", None) is not None:
+        from .shared import check_storage_url
+
+        args.storage = check_storage_url(args.storage, "--storage")
     if opts["predictor"] not in (None, "on", "off"):
         raise SettingsError(f"predictor must be on or off, not {opts['predictor']!r}")
     if opts["lambda"] is not None and opts["strategy"] != "differentiable":
@@ -190,11 +213,42 @@ def run(args: argparse.Namespace) -> int:
         print(str(exc))
         return 1
     except (SettingsError, SpaceError, DataError) as exc:
-        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"hwnas: error: {_hidden(args, str(exc).splitlines()[0])}", file=sys.stderr)
         return 2
     except SearchError as exc:
-        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"hwnas: error: {_hidden(args, str(exc).splitlines()[0])}", file=sys.stderr)
         return 1
+
+
+def _hidden(args: argparse.Namespace, text: str) -> str:
+    """``text`` without the storage URL's password (a driver error may quote it)."""
+    from hwnas_bench.lock_url import redact, url_password
+
+    url = getattr(args, "storage", None)
+    return redact(text, url_password(url) if url else None)
+
+
+def report(args: argparse.Namespace) -> int:
+    """``hwnas report --storage URL --study NAME --out DIR``."""
+    from .errors import SearchError, SettingsError
+
+    try:
+        from .report import report_study
+        from .shared import check_storage_url, shown
+
+        url = check_storage_url(args.storage)
+        result = report_study(url, args.study, args.out)
+    except SettingsError as exc:
+        print(f"hwnas: error: {_hidden(args, str(exc).splitlines()[0])}", file=sys.stderr)
+        return 2
+    except SearchError as exc:
+        print(f"hwnas: error: {_hidden(args, str(exc).splitlines()[0])}", file=sys.stderr)
+        return 1
+    from .report import final_line
+
+    print(f"Study {args.study} in {shown(url)}: {args.out} (pareto.png, pareto.json, summary.md)")
+    print(final_line(result))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -235,6 +289,8 @@ def _run(args: argparse.Namespace) -> int:
         lr=opts["lr"],
         seed=opts["seed"],
         out=opts["out"],
+        storage=getattr(args, "storage", None),
+        study=getattr(args, "study", None),
         resume=args.resume,
         bench={"min_time_s": opts["min_time"], "threads": opts["threads"]},
         progress=False if args.quiet else None,
@@ -243,6 +299,10 @@ def _run(args: argparse.Namespace) -> int:
         stat = opts["latency_stat"]
         searcher.on_trial = lambda rec, _: print(trial_line(rec, stat), flush=True)
     _check_test_split(data, space)  # before the search, not after it has run
+    if searcher.storage is not None:
+        from .shared import shown
+
+        print(f"study {searcher.study_name} in {shown(searcher.storage)}", file=sys.stderr)
     if args.resume and not (Path(opts["out"]) / "search.json").exists():
         print(f"hwnas: nothing to resume in {opts['out']}; starting a new search", file=sys.stderr)
     best = searcher.search(data.x, data.y)

@@ -30,7 +30,9 @@ def final_line(result: SearchResult) -> str:
     Best: accuracy 97.1%, p50 latency 0.21 ms, energy n/a (no power meter)``"""
     c = result.counts
     stat = result.settings.latency_stat
-    measured = f"{c['measured']} measured on {result.board or 'the board'}"
+    boards = sorted({r.measurement.target for r in result.trials if r.measurement})
+    where = ", ".join(boards) if len(boards) > 1 else result.board or "the board"
+    measured = f"{c['measured']} measured on {where}"  # a shared study: every worker's board
     if c["infeasible"]:
         measured += f" ({c['infeasible']} over budget)"
     pruned = f"{c['pruned']} pruned"
@@ -111,8 +113,9 @@ def write_reports(result: SearchResult) -> None:
             indent=2,
         )
     )
-    if best is not None:
-        shutil.copyfile(out / "models" / f"{best.hash}.onnx", out / "best.onnx")
+    model = out / "models" / f"{best.hash}.onnx" if best is not None else None
+    if model is not None and model.exists():  # a report from a shared study has no models
+        shutil.copyfile(model, out / "best.onnx")
     plot(result, out / "pareto.png")
     if result.forecast is not None:
         from .predict.plot import plot_predictions
@@ -265,3 +268,43 @@ def predictor_section(result: SearchResult) -> list[str]:
         "- plot: predictor.png (predicted vs measured)",
         "",
     ]
+
+
+def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
+    """A shared study's result from its trials alone (each measured trial holds its
+    Measurement, its board's name and facts), as any host sees it."""
+    import dataclasses
+
+    import optuna
+
+    from .errors import SearchError, SettingsError
+    from .settings import SearchSettings
+    from .shared import RECORD_KEY, open_storage, study_records
+    from .train import TrainSettings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise SettingsError(f"no study {study_name} in that storage") from None
+    record = study.user_attrs.get(RECORD_KEY)
+    if not isinstance(record, dict):
+        raise SearchError(f"study {study_name} holds no {RECORD_KEY} record: not a search's")
+    key = dict(record["settings"])
+    trials = study_records(study.get_trials(deepcopy=False), None)
+    settings = SearchSettings(**{**key, "train": TrainSettings(**key["train"]), "trials": 0})
+    result = SearchResult(out, dataclasses.replace(settings, trials=max(1, len(trials))))
+    result.trials = trials
+    boards = sorted({r.measurement.target for r in result.trials if r.measurement})
+    result.board = ", ".join(boards)
+    first = next((r.measurement for r in result.trials if r.measurement), None)
+    result.facts = dict(first.board) if first is not None else {}
+    return result
+
+
+def report_study(storage: str, study_name: str, out: Path) -> SearchResult:
+    """``hwnas report``: pareto.json, pareto.png and summary.md of a shared study in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = study_result(storage, study_name, out)
+    write_reports(result)
+    return result

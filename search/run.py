@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from hwnas_bench import HwnasError, Measurement
 
-from . import records
+from . import records, shared
 from .build import build
 from .cost import Limits, cost
 from .data import Split
@@ -97,8 +97,12 @@ class Search:
         run_dir: RunDir,
         pruner: optuna.pruners.BasePruner | None = None,
         on_trial: OnTrial | None = None,
+        study_record: dict[str, Any] | None = None,
     ) -> None:
         self.space, self.data, self.settings = space, data, settings
+        #: what makes the numbers comparable (shared.py), without the board's facts
+        self.study_record = study_record or {}
+        self.heartbeat: shared.Heartbeat | None = None
         self.board, self.strategy, self.run = board, strategy, run_dir
         self.on_trial = on_trial
         chance = 1.0 / float(space.num_classes or 2)
@@ -125,15 +129,23 @@ class Search:
 
     def _studies(self) -> tuple[optuna.Study, optuna.Study]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(
-            storage=self.run.storage,
-            sampler=self.strategy.sampler(self.settings.trials, self.space),
-            study_name=self.run.study_name,
-            directions=DIRECTIONS,
-            load_if_exists=True,
-        )
+        sampler = self.strategy.sampler(self.settings.trials, self.space)
+        storage: str | optuna.storages.RDBStorage = self.run.storage
+        if self.run.shared:
+            storage = shared.open_storage(self.run.storage)
+            record = {**self.study_record, "board": shared.speed_facts(self.board.facts)}
+            study = shared.create_or_load(storage, self.run.study_name, sampler, DIRECTIONS, record)
+            self.heartbeat = shared.Heartbeat(storage)
+        else:
+            study = optuna.create_study(
+                storage=storage,
+                sampler=sampler,
+                study_name=self.run.study_name,
+                directions=DIRECTIONS,
+                load_if_exists=True,
+            )
         curves = optuna.create_study(
-            storage=self.run.storage,
+            storage=storage,
             pruner=self.pruner,
             study_name=f"{self.run.study_name}.training",
             direction="maximize",
@@ -151,15 +163,7 @@ class Search:
             curves.tell(t.number, state=TrialState.FAIL)
 
     def _records(self, study: optuna.Study) -> list[TrialRecord]:
-        out = []
-        for t in study.get_trials(deepcopy=False):
-            if t.state == TrialState.RUNNING:
-                continue
-            cached = self.run.log.get(str(t.user_attrs.get("hash", "")))
-            out.append(
-                TrialRecord.from_attrs(t.number, t.user_attrs, cached[1] if cached else None)
-            )
-        return out
+        return shared.study_records(study.get_trials(deepcopy=False), self.run.log)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -177,7 +181,10 @@ class Search:
             self.forecast = self.result.forecast = Forecast(self.board, self.settings, self.run.out)
             self.forecast.replay(self.run.log.by_hash.values())
         study, curves = self._studies()
-        self._recover(study, curves)
+        if self.heartbeat is not None:  # a RUNNING trial may be a live worker's: only
+            shared.fail_stale(study, self.heartbeat.storage)  # stale ones are failed
+        else:
+            self._recover(study, curves)
         self.result.trials = self._records(study)
         self.strategy.setup(
             SearchContext(
@@ -195,10 +202,12 @@ class Search:
         pool = ThreadPoolExecutor(max_workers=1) if overlap else None
         pending: tuple[optuna.Trial, TrialRecord, Future[Measurement]] | None = None
         try:
-            while self._budget_used(study) < self.settings.trials:
+            while self._more(study):
                 if self.strategy.finished(self.result.trials):
                     break
-                trial = study.ask()
+                trial = self._ask(study)
+                if trial is None:  # the study had its trials when this worker asked
+                    continue
                 record, model = self._prepare(trial, curves)
                 if model is None:
                     self._tell(study, trial, record)
@@ -209,28 +218,55 @@ class Search:
                 if pending is not None:
                     self._finish(study, *pending)
                 pending = (trial, record, pool.submit(self._measure, record, model))
+                if pending is not None and not self._more(study, wait=False):
+                    self._finish(study, *pending)
+                    pending = None
             if pending is not None:
                 self._finish(study, *pending)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
+            if self.heartbeat is not None:
+                self.heartbeat.close()
         self.result.trials = self._records(study)
         return self.result
 
-    def _budget_used(self, study: optuna.Study) -> int:
-        """Trials that count against ``trials``: all but repeats of a measured candidate
-        (up to ``trials`` of them: past that the strategy is stuck and their count) and
-        those a killed process left behind (redone)."""
-        used = repeats = 0
-        for t in study.get_trials(deepcopy=False):
-            if t.state == TrialState.FAIL and "outcome" not in t.user_attrs:
-                continue
-            if t.user_attrs.get("outcome") == records.DUPLICATE:
-                repeats += 1
-                used += repeats > self.settings.trials
-            else:
-                used += 1
-        return used
+    def _more(self, study: optuna.Study, *, wait: bool = True) -> bool:
+        """True while the study wants another trial. A shared study's ``trials`` is the
+        study's total: at it, a worker waits while other workers' trials run, as one of
+        them may die and its trial be queued again (stale ones are failed here)."""
+        while True:
+            if self.heartbeat is not None:
+                shared.fail_stale(study, self.heartbeat.storage)
+            if self._budget_used(study) < self.settings.trials:
+                return True
+            if not wait or self.heartbeat is None:
+                return False
+            if not shared.running_elsewhere(study, self.heartbeat.ids):
+                return False
+            time.sleep(self.heartbeat.interval)
+
+    def _ask(self, study: optuna.Study) -> optuna.Trial | None:
+        """The next trial; with a shared study, marked with this worker, beating, and None
+        (told FAIL as surplus) when other workers took the last trials meanwhile."""
+        with shared.quiet():
+            trial = study.ask()
+        if self.heartbeat is None:
+            return trial
+        self.heartbeat.add(trial._trial_id)
+        trial.set_user_attr("worker", shared.worker_id())
+        trial.set_user_attr("board", self.board.board_name)
+        if self._budget_used(study, before=trial.number) < self.settings.trials:
+            return trial
+        trial.set_user_attr("outcome", shared.SURPLUS)
+        trial.set_user_attr("reason", "the study had its trials when this worker asked")
+        study.tell(trial, state=TrialState.FAIL)
+        self.heartbeat.discard(trial._trial_id)
+        return None
+
+    def _budget_used(self, study: optuna.Study, before: int | None = None) -> int:
+        trials = study.get_trials(deepcopy=False)
+        return shared.budget_used(trials, self.settings.trials, before)
 
     def _prepare(
         self, trial: optuna.Trial, curves: optuna.Study
@@ -281,7 +317,8 @@ class Search:
         return rec, model
 
     def _train(self, candidate: Candidate, rec: TrialRecord, curves: optuna.Study) -> bytes | None:
-        curve = curves.ask()
+        with shared.quiet():
+            curve = curves.ask()
         net = build(candidate, seed=self.settings.seed)
 
         def on_epoch(epoch: int, accuracy: float) -> bool:
@@ -360,6 +397,8 @@ class Search:
     def _tell(self, study: optuna.Study, trial: optuna.Trial, rec: TrialRecord) -> None:
         for key, value in rec.attrs().items():
             trial.set_user_attr(key, value)
+        if rec.measurement is not None:  # so any host can report from the study alone
+            trial.set_user_attr("measurement", shared.measurement_attr(rec.measurement))
         if rec.outcome == records.MEASURED:
             budgets = self.settings.constraints
             if "latency_ms" in budgets:
@@ -374,6 +413,8 @@ class Search:
         else:  # pruned, invalid, and repeats: a repeat's figures are in its attributes; told
             # as values it would fill NSGA-II's population with copies of one candidate
             study.tell(trial, state=TrialState.PRUNED)
+        if self.heartbeat is not None:
+            self.heartbeat.discard(trial._trial_id)
         self.result.trials.append(rec)
         frozen = study.get_trials(deepcopy=False)[trial.number]
         self.strategy.after_trial(frozen, rec)

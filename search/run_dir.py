@@ -4,8 +4,9 @@
 
     runs/NAME/
       search.json          settings, space, data fingerprint (a resume must match them)
-      study.db             the Optuna study (optuna-dashboard sqlite:///runs/NAME/study.db)
-      measurements.jsonl   every device measurement, one JSON line, flushed when made
+      study.db             the Optuna study (optuna-dashboard sqlite:///runs/NAME/study.db);
+                           with --storage URL the study is in that database instead
+      measurements.jsonl   every device measurement of this worker, one JSON line
       latency_table.json   the measured per-layer table (with the predictor or differentiable)
       models/<hash>.onnx   every measured candidate, with its trained weights
       pareto.json, pareto.png, summary.md, best.onnx, predictor.png   written at the end
@@ -36,6 +37,8 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 class RunDir:
     def __init__(self, out: Path, storage: str | None = None, study_name: str = STUDY) -> None:
         self.out, self.study_name = out, study_name
+        #: a study in a database that other workers may share (shared.py), not study.db
+        self.shared = storage is not None
         out.mkdir(parents=True, exist_ok=True)
         (out / "models").mkdir(exist_ok=True)
         self.storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -48,7 +51,11 @@ class RunDir:
         """A fresh run needs an empty directory; a resume needs the same settings."""
         path = self.out / "search.json"
         # a run that stopped before its first trial (a setting refused) holds nothing to keep
-        started = (self.out / "study.db").exists() or any((self.out / "models").iterdir())
+        started = (
+            (self.out / "study.db").exists()
+            or (self.out / "measurements.jsonl").exists()
+            or any((self.out / "models").iterdir())
+        )
         if path.exists() and started:
             before = json.loads(path.read_text())
             if not resume:

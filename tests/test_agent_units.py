@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from device_agent.errors import AgentError
 from device_agent.inputs import resolve, resolve_shape
-from device_agent.model_store import ModelStore
+from device_agent.model_store import STALE_UPLOAD_S, ModelStore
 from device_agent.protocol import BenchSettings, ErrorCode
 from hwnas_bench import Device
 from hwnas_bench.deploy import build_agent_zipapp
@@ -46,9 +48,14 @@ def test_model_larger_than_the_cache_is_refused(tmp_path: Path) -> None:
 
 
 def test_stale_partial_uploads_are_cleared_at_start(tmp_path: Path) -> None:
-    (tmp_path / ".upload-x.part").write_bytes(b"half")
+    stale, fresh = tmp_path / ".upload-x.part", tmp_path / ".upload-y.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"another agent's upload, in progress")
+    old = time.time() - 2 * STALE_UPLOAD_S
+    os.utime(stale, (old, old))
     ModelStore(tmp_path, 1000)
-    assert not list(tmp_path.glob(".upload-*"))
+    # the killed agent's part goes; one another agent sharing the cache writes now stays
+    assert [p.name for p in tmp_path.glob(".upload-*")] == [fresh.name]
 
 
 def test_dynamic_dims_resolve_by_name_and_default_to_one() -> None:

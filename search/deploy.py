@@ -1,0 +1,261 @@
+"""Deploy, the last step of the loop: ship a run's model to its board and prove it there.
+
+:func:`deploy_model` leases the target's board from the farm, copies ``model.onnx`` and its
+model card to it, re-measures the model there with the card's own bench settings (the same
+rounds-and-median procedure the search used), and compares the fresh latency statistic with
+the card's:
+
+* over the card's latency budget: fail;
+* further from the card's figure than the measurement's own spread: fail. The spread of a
+  measurement is its ``p95 - p50`` (how far its slow tail reaches above the median); the
+  allowed difference is the larger of the card's spread, the fresh spread and 10 % of the
+  card's figure (a floor: tiny models measured in a short loop can show almost no spread).
+
+Over SSH the files go by SFTP into ``path`` (default ``~/hwnas-models/<candidate hash>/``),
+each written as ``.part`` then renamed, and the board hashes the model it now holds. Over
+serial (and ``local``) there is no file system access but the agent's: the model lands in
+the agent's model cache (``<cache dir>/<sha256>.onnx``, where the result says); the agent
+protocol has no operation to store an arbitrary file, so the model card stays in the run
+directory and the result says so.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hwnas_bench import BenchSettings, Config, Measurement, load_config
+from hwnas_bench.errors import DeployError
+from hwnas_bench.farm import Farm, Lease
+from hwnas_bench.transports.ssh import SSHTransport
+
+from .evaluate import ROUNDS, latency_of
+from .model_card import (
+    CARD_FILE,
+    DEPLOY_FILE,
+    MODEL_FILE,
+    ModelCard,
+    ModelCardError,
+    read_target_folder,
+)
+
+#: the smallest difference ever called a change: 10 % of the card's figure
+MIN_TOLERANCE = 0.10
+
+#: hash a file on the board with its python; prints "-" if it cannot be read
+_SHA256_ON_BOARD = (
+    "import hashlib, sys\n"
+    "try:\n    print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())\n"
+    "except (OSError, IOError):\n    print('-')\n"
+)
+
+
+def spread_ms(m: Measurement) -> float:
+    """A measurement's own spread: how far its p95 lies above its median (ms)."""
+    return max(0.0, float(m.latency.p95_ms - m.latency.median_ms))
+
+
+def tolerance_ms(card: Measurement, fresh: Measurement, card_ms: float) -> float:
+    """The difference between two measurements that is still "the same": see the module."""
+    return max(spread_ms(card), spread_ms(fresh), MIN_TOLERANCE * card_ms)
+
+
+@dataclass
+class DeployResult:
+    """Where the files landed on the board, and the fresh measurement against the card's."""
+
+    target: str
+    board: str  #: the board leased
+    transport: str  #: ssh, serial, local, tcp
+    model_path: str  #: on the board
+    card_path: str | None  #: on the board; None where the transport cannot put a file
+    stat: str  #: the latency statistic compared (the card's)
+    card_ms: float
+    fresh_ms: float
+    tolerance_ms: float
+    budget_ms: float | None
+    fresh: Measurement
+    ok: bool
+    reason: str  #: why it failed; "" when ok
+    notes: list[str] = field(default_factory=list)
+    record: Path | None = None  #: RUN_DIR/targets/<name>/deploy.json
+
+    def figures(self) -> str:
+        """``p50 fresh 1.234 ms vs card 1.200 ms (allowed +-0.120 ms, budget 5 ms)``."""
+        budget = f", budget {self.budget_ms:g} ms" if self.budget_ms is not None else ""
+        return (
+            f"{self.stat} fresh {self.fresh_ms:.4g} ms vs card {self.card_ms:.4g} ms "
+            f"(allowed +-{self.tolerance_ms:.3g} ms{budget})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "hwnas.deploy/1",
+            "target": self.target,
+            "board": self.board,
+            "transport": self.transport,
+            "model_path": self.model_path,
+            "card_path": self.card_path,
+            "latency_stat": self.stat,
+            "card_ms": self.card_ms,
+            "fresh_ms": self.fresh_ms,
+            "tolerance_ms": self.tolerance_ms,
+            "budget_ms": self.budget_ms,
+            "ok": self.ok,
+            "reason": self.reason,
+            "notes": self.notes,
+            "measurement": self.fresh.to_dict(),
+        }
+
+
+def verdict(card: ModelCard, fresh: Measurement) -> tuple[float, float, str]:
+    """(fresh figure, allowed difference, why it fails or "")."""
+    card_ms = card.latency_ms
+    fresh_ms = latency_of(fresh, card.latency_stat)
+    allowed = tolerance_ms(card.measured(), fresh, card_ms)
+    budget = card.latency_budget_ms
+    stat = card.latency_stat
+    if budget is not None and fresh_ms > budget:
+        return fresh_ms, allowed, f"over budget: {stat} {fresh_ms:.4g} ms > {budget:g} ms"
+    energy, energy_budget = fresh.power.energy_mj, card.budgets.get("energy_mj")
+    if energy is not None and energy_budget is not None and energy > energy_budget:
+        return fresh_ms, allowed, f"over budget: energy {energy:.4g} mJ > {energy_budget:g} mJ"
+    if abs(fresh_ms - card_ms) > allowed:
+        return (
+            fresh_ms,
+            allowed,
+            (
+                f"differs from the card: {stat} {fresh_ms:.4g} ms vs {card_ms:.4g} ms, more than "
+                f"the measurements' spread ({allowed:.3g} ms)"
+            ),
+        )
+    return fresh_ms, allowed, ""
+
+
+def _remote_dir(path: str | None, card: ModelCard) -> str:
+    """The SFTP directory: relative paths are in the login's home (as ``~/`` means)."""
+    if path is None:
+        return f"hwnas-models/{card.candidate_hash}"
+    if path == "~":
+        return "."
+    return path[2:] if path.startswith("~/") else path
+
+
+def _shown(remote: str) -> str:
+    return remote if remote.startswith("/") else f"~/{remote}"
+
+
+def _put_over_ssh(
+    transport: SSHTransport, directory: str, model: bytes, card: bytes, sha256: str
+) -> tuple[str, str]:
+    """Upload both files (``.part`` then rename) and check the board's hash of the model."""
+    model_remote = f"{directory.rstrip('/')}/{MODEL_FILE}"
+    card_remote = f"{directory.rstrip('/')}/{CARD_FILE}"
+    # the transport's own SFTP upload (mkdir -p, .part, posix rename), as for the agent
+    transport._upload(model_remote, model)
+    transport._upload(card_remote, card)
+    command = (
+        f"{shlex.quote(transport.python)} -c {shlex.quote(_SHA256_ON_BOARD)} "
+        f"{shlex.quote(model_remote)}"
+    )
+    code, out, err = transport.run(command)
+    digest = out.strip()
+    if code != 0 or digest != sha256:
+        why = err.strip().splitlines()[-1] if err.strip() else f"board's sha256 {digest!r}"
+        raise DeployError(
+            transport.target,
+            f"the model on the board at {_shown(model_remote)} is not the one sent ({why})",
+        )
+    return _shown(model_remote), _shown(card_remote)
+
+
+def _put_through_agent(lease: Lease, model_path: Path, notes: list[str]) -> str:
+    info = lease.device.put_model(model_path)
+    cache = (lease.device.facts or lease.facts or {}).get("cache") or {}
+    notes.append(
+        "the agent protocol cannot store an arbitrary file on the board: the model card "
+        "stays in the run directory"
+    )
+    where = cache.get("dir")
+    return f"{where}/{info.sha256}.onnx" if where else f"the agent's model cache ({info.sha256})"
+
+
+def remeasure(lease: Lease, model: bytes, card: ModelCard, rounds: int = ROUNDS) -> Measurement:
+    """The search's procedure with the card's settings: ``rounds`` loops, the median one."""
+    settings = replace(BenchSettings.from_wire(card.measurement.get("settings") or {}), inputs=None)
+    settings.validate()
+    runs = [lease.device.bench(model, settings) for _ in range(rounds)]
+    runs.sort(key=lambda m: m.latency.median_ms)
+    return runs[len(runs) // 2]
+
+
+def deploy_model(
+    run_dir: Path,
+    target: str,
+    *,
+    path: str | None = None,
+    config: Config | None = None,
+    lease_timeout: float = 600.0,
+) -> DeployResult:
+    """Ship the target's model and card to its board, re-measure it there, compare.
+
+    Raises ModelCardError for a run, target or card that cannot be used, and the board's
+    own errors (``hwnas_bench`` errors) when it cannot be reached. A fresh measurement that
+    does not match is not raised: the result has ``ok`` False and says why; deploy.json is
+    written either way.
+    """
+    model_path, card = read_target_folder(run_dir, target)
+    model = model_path.read_bytes()
+    card_bytes = (model_path.parent / CARD_FILE).read_bytes()
+    farm = Farm(config or load_config(), purpose="deploy")
+    notes: list[str] = []
+    try:
+        with farm.lease(
+            target, timeout=lease_timeout, purpose=f"deploy {card.candidate_hash}"
+        ) as lease:
+            transport = lease.device.transport
+            if isinstance(transport, SSHTransport):
+                remote = _remote_dir(path, card)
+                where, card_where = _put_over_ssh(
+                    transport, remote, model, card_bytes, card.model_sha256
+                )
+                card_at: str | None = card_where
+            else:
+                if path is not None:
+                    raise ModelCardError(
+                        f"--path is for SSH boards; {lease.name} is reached over "
+                        f"{lease.spec.transport}, where the model goes into the agent's cache"
+                    )
+                where, card_at = _put_through_agent(lease, model_path, notes), None
+            fresh = remeasure(lease, model, card)
+            board, kind = lease.name, lease.spec.transport
+    finally:
+        farm.close()
+    fresh_ms, allowed, reason = verdict(card, fresh)
+    if card.budgets.get("energy_mj") is not None and fresh.power.energy_mj is None:
+        notes.append(f"energy budget not checked: no energy measured ({fresh.power.reason})")
+    if board != card.board:
+        notes.append(f"measured on {board}; the card's measurement is from {card.board}")
+    result = DeployResult(
+        target=target,
+        board=board,
+        transport=kind,
+        model_path=where,
+        card_path=card_at,
+        stat=card.latency_stat,
+        card_ms=card.latency_ms,
+        fresh_ms=fresh_ms,
+        tolerance_ms=allowed,
+        budget_ms=card.latency_budget_ms,
+        fresh=fresh,
+        ok=not reason,
+        reason=reason,
+        notes=notes,
+    )
+    record = model_path.parent / DEPLOY_FILE
+    record.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    result.record = record
+    return result

@@ -1,0 +1,85 @@
+"""``hwnas deploy``: added to the ``hwnas`` command through the ``hwnas_add_commands`` hook.
+
+Loaded by every ``hwnas`` start (it is a plugin), so it imports nothing heavy: the deploy
+itself (:mod:`search.deploy`) loads only when the verb runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hw_targets import hookimpl
+
+
+@hookimpl
+def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "deploy",
+        help="copy a run's model and model card to the target's board and re-measure it there",
+        description="Copy RUN_DIR/targets/<NAME>/model.onnx and model_card.json to the board "
+        "of target NAME (SFTP over SSH; over serial or local, the model into the agent's "
+        "cache), re-measure the model there with the card's bench settings, and fail (exit "
+        "1) when the fresh latency statistic is over the card's budget or differs from the "
+        "card's by more than the measurements' spread (the larger p95 - p50 of the two, at "
+        "least 10% of the card's figure). Writes RUN_DIR/targets/<NAME>/deploy.json.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a search's output directory")
+    p.add_argument("--target", "-t", required=True, help="the target (board name) to deploy")
+    p.add_argument(
+        "--path",
+        default=None,
+        metavar="DIR",
+        help="SSH boards: the directory on the board (default ~/hwnas-models/<candidate hash>)",
+    )
+    p.add_argument("--config", type=Path, default=None, help="hwnas.toml to read")
+    p.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds to wait for a busy board (default 600)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The verb: 0 proven on the board, 1 a board failure or a measurement out of line,
+    2 a mistake in the command, the run directory or the config."""
+    from hwnas_bench import load_config
+    from hwnas_bench.cli.main import exit_code_for
+    from hwnas_bench.errors import HwnasError
+
+    from .deploy import deploy_model
+    from .errors import SearchError
+    from .model_card import ModelCardError
+
+    try:
+        config = load_config(args.config)
+        result = deploy_model(
+            args.run_dir,
+            args.target,
+            path=args.path,
+            config=config,
+            lease_timeout=args.lease_timeout,
+        )
+    except ModelCardError as exc:
+        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except (HwnasError, SearchError) as exc:
+        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return exit_code_for(exc) if isinstance(exc, HwnasError) else 1
+    if not result.ok:
+        print(f"hwnas: deploy FAILED on {result.board}: {result.reason}", file=sys.stderr)
+        print(f"  {result.figures()}", file=sys.stderr)
+        print(f"  fresh measurement in {result.record}", file=sys.stderr)
+        return 1
+    print(f"Deployed to {result.board} ({result.transport}): model at {result.model_path}")
+    if result.card_path is not None:
+        print(f"  model card at {result.card_path}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    print(f"  proven on the board: {result.figures()}")
+    print(f"  fresh measurement in {result.record}")
+    return 0
