@@ -153,8 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot_predictions(predictor, args.plot, stat="p50", board="local")
         print(f"plot: {args.plot}")
-    met = prospective is not None and prospective.within_10 >= TARGET
-    print(f"target >= {100 * TARGET:.0f}% within ±10% (prospective): {'met' if met else 'NOT met'}")
+    # the target reads "after 50 device measurements": the predictor fitted on them, judged
+    # on candidates it was not fitted on (leave-one-out); the running (prospective) figure
+    # also counts the first candidates, predicted from a handful of measurements
+    final = PredictorError.of(loo, first)
+    for name, err in (
+        ("after all measurements, leave-one-out", final),
+        ("prospective", prospective),
+    ):
+        met = err is not None and err.within_10 >= TARGET
+        share = f"{100 * err.within_10:.0f}%" if err is not None else "-"
+        print(
+            f"target >= {100 * TARGET:.0f}% within ±10% ({name}): {share}, "
+            f"{'met' if met else 'NOT met'}"
+        )
     return 0
 
 
