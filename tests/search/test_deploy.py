@@ -10,7 +10,6 @@ import datetime
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -341,19 +340,11 @@ def test_deploy_to_the_local_agent_puts_the_model_in_its_cache(run: Path, tmp_pa
 
 
 @pytest.fixture
-def hwnas() -> Iterator[Any]:
-    """``hwnas`` in-process, with the deploy verb registered as its entry point will."""
-    import hw_targets.plugins
+def hwnas() -> Any:
+    """``hwnas`` in-process (the deploy verb comes through its entry point)."""
     from hwnas_bench.cli.main import main
-    from search import deploy_cli
 
-    pm = hw_targets.plugins.get_plugin_manager()
-    added = not pm.is_registered(deploy_cli)
-    if added:
-        pm.register(deploy_cli, "deploy")
-    yield main
-    if added:
-        pm.unregister(deploy_cli)
+    return main
 
 
 def _toml(sshd: SSHServer, tmp_path: Path, **overrides: Any) -> Path:
