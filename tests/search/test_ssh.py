@@ -66,6 +66,7 @@ def test_a_board_dropping_out_mid_search_fails_that_trial_and_the_search_goes_on
         out=tmp_path,
         # long enough a timed loop that the cut lands inside it
         bench={"min_time_s": 2.0, "min_iterations": 10, "warmup_min_s": 0.0},
+        measure_rounds=1,  # one 2 s loop, which reports its progress while it runs
     )
     cut: list[int] = []
 
