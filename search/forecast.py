@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
-from .evaluate import Board
+from .evaluate import STATS, Board
 from .predict import candidate_ops
 from .predict.predictor import Prediction, Predictor
 from .predict.table import LatencyTable
@@ -38,8 +38,6 @@ class Forecast:
             measured = (entry.get("measurement") or {}).get("latency") or {}
             if not isinstance(predicted, dict) or "candidate" not in entry:
                 continue
-            from .evaluate import STATS
-
             value = measured.get(STATS[self.settings.latency_stat])
             if not isinstance(value, (int, float)):
                 continue

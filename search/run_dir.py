@@ -24,14 +24,15 @@ from .records import MeasurementLog
 STUDY = "search"
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the values that differ between two JSON-like records."""
+def differences(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted name, value in a, value in b) of each value that differs between two
+    JSON-like records."""
     if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
+        out: list[tuple[str, Any, Any]] = []
         for key in sorted(set(a) | set(b)):
-            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
+            out += differences(a.get(key), b.get(key), f"{prefix}{key}.")
         return out
-    return [prefix.rstrip(".")] if a != b else []
+    return [(prefix.rstrip("."), a, b)] if a != b else []
 
 
 class RunDir:
@@ -63,7 +64,7 @@ class RunDir:
                     f"{self.out} already holds a search: resume it (--resume / resume=True) "
                     "or choose another output directory"
                 )
-            changed = [k for k in _diff(before, record) if k != "trials"]
+            changed = [k for k, _, _ in differences(before, record) if k != "trials"]
             if changed:
                 raise SettingsError(
                     f"cannot resume {self.out}: {', '.join(changed)} differ from the run's "

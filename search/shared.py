@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import socket
 import threading
@@ -31,6 +32,7 @@ from . import records
 from .errors import SearchError, SettingsError
 from .predict import store
 from .records import MeasurementLog, TrialRecord
+from .run_dir import differences
 
 #: the study's user attribute with what makes its numbers comparable
 RECORD_KEY = "hwnas.comparable"
@@ -129,15 +131,6 @@ def speed_facts(facts: dict[str, Any]) -> dict[str, Any]:
     return {k: facts.get(k) for k in SPEED_FACTS}
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for key in sorted(set(a) | set(b)):
-            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [(prefix.rstrip("."), a, b)] if a != b else []
-
-
 def create_or_load(
     storage: RDBStorage,
     name: str,
@@ -171,10 +164,8 @@ def create_or_load(
             )
         time.sleep(0.5)
     # the record went through JSON: compare with this worker's, also through JSON
-    import json
-
     mine = json.loads(json.dumps(record))
-    differ = _diff(theirs, mine)
+    differ = differences(theirs, mine)
     if differ:
         shown_diffs = "; ".join(
             f"{k}: the study has {a!r}, this worker {b!r}" for k, a, b in differ
