@@ -10,6 +10,10 @@
     profile = "raspberry-pi-5"
     tags = ["pi5", "arm64"]
 
+    [boards.pi5.bench]       # how this board runs a model (BOARD_BENCH_KEYS); wins over callers'
+    threads = 4
+    cpus = "0-3"             # or [0, 1, 2, 3]
+
     [farm]
     lock_url = "postgresql://hwnas@db.lab:5432/hwnas"  # leases shared by several hosts
 
@@ -21,14 +25,16 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from device_agent.protocol import BenchSettings
 
 from .errors import ConfigError, UnknownTargetError
 from .lock_url import check_lock_url
 from .plugins import transport_plugins
-from .targets import COMMON_KEYS, LOCAL, TargetSpec
+from .targets import BOARD_BENCH_KEYS, COMMON_KEYS, LOCAL, TargetSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -181,7 +187,8 @@ def parse_board(name: str, table: dict[str, Any], file: str) -> TargetSpec:
             raise ConfigError(
                 f"unknown key for a {transport} board{hint}", file=file, board=name, key=key
             )
-        _check_type(value, allowed[key], file, name, key)
+        if key != "bench":  # parse_bench says more than "must be dict"
+            _check_type(value, allowed[key], file, name, key)
     for key in plugin.required:
         if key not in table:
             raise ConfigError(f"required for a {transport} board", file=file, board=name, key=key)
@@ -200,7 +207,49 @@ def parse_board(name: str, table: dict[str, Any], file: str) -> TargetSpec:
         timeout=float(table.get("timeout", 30.0)),
         token=table.get("token"),
         source=file,
+        bench=parse_bench(table.get("bench", {}), file, name),
     )
+
+
+def parse_bench(table: Any, file: str, board: str) -> dict[str, Any]:
+    """A board's ``bench`` table, checked now as the agent would check it, so a typo stops
+    the config load instead of the first benchmark. ``cpus`` may be a list or ``"0,2-3"``."""
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "must be a table ([boards.NAME.bench] or bench = {threads = 2})",
+            file=file,
+            board=board,
+            key="bench",
+        )
+    timing = {f.name for f in fields(BenchSettings)} - set(BOARD_BENCH_KEYS)
+    for key in table:
+        if key not in BOARD_BENCH_KEYS:
+            why = (
+                " (how long to time is the caller's choice, not a board's)"
+                if key in timing
+                else _did_you_mean(key, BOARD_BENCH_KEYS)
+            )
+            raise ConfigError(
+                f"unknown key for a board's bench table{why}; "
+                f"it takes {', '.join(BOARD_BENCH_KEYS)}",
+                file=file,
+                board=board,
+                key=f"bench.{key}",
+            )
+    bench = dict(table)
+    if isinstance(bench.get("cpus"), str):
+        try:
+            bench["cpus"] = parse_cpu_list(bench["cpus"])
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=file, board=board, key="bench.cpus") from exc
+    for key, value in bench.items():  # one at a time, so the error names the key at fault
+        try:
+            replace(BenchSettings(), **{key: value}).validate()
+        except ValueError as exc:
+            raise ConfigError(
+                f"{exc}, got {table[key]!r}", file=file, board=board, key=f"bench.{key}"
+            ) from exc
+    return bench
 
 
 def _check_profile(profile: str, file: str, board: str) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from device_agent.protocol import BenchSettings
 
 from .device import Device
 from .errors import ConfigError
@@ -18,7 +20,20 @@ COMMON_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float),
     "token": str,
     "description": str,
+    "bench": dict,
 }
+
+#: The BenchSettings fields a board's ``bench`` table may set: how this board runs a model,
+#: not how long to time it (warm-up, iterations and time limits stay the caller's).
+BOARD_BENCH_KEYS: tuple[str, ...] = (
+    "provider",
+    "threads",
+    "inter_op_threads",
+    "graph_optimization",
+    "cpus",
+    "governor",
+    "power_meter",
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,28 @@ class TargetSpec:
     timeout: float = 30.0
     token: str | None = field(default=None, repr=False)  #: never printed
     source: str | None = None  #: the config file it came from
+    #: the board's own BenchSettings overrides (keys of BOARD_BENCH_KEYS), only those given
+    bench: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # values are checked where they are parsed (config.parse_bench) and by the agent;
+        # a key outside the table would only fail later, inside dataclasses.replace
+        for key in self.bench:
+            if key not in BOARD_BENCH_KEYS:
+                raise ConfigError(
+                    f"not a board bench setting (one of: {', '.join(BOARD_BENCH_KEYS)})",
+                    file=self.source,
+                    board=self.name,
+                    key=f"bench.{key}",
+                )
+
+    def with_bench(self, settings: BenchSettings) -> BenchSettings:
+        """``settings`` with this board's ``bench`` table over them: the board's values win,
+        being the more specific setting; every other field is left as it was."""
+        board: dict[str, Any] = {
+            k: list(v) if isinstance(v, list) else v for k, v in self.bench.items()
+        }
+        return replace(settings, **board)  # lists copied: the spec's table stays its own
 
     def make_transport(self) -> Transport:
         from .plugins import transport_plugins

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
@@ -15,7 +16,25 @@ from ..config import load_config
 from ..errors import ConfigError
 from ..farm import Farm
 from ..plugins import plugin_manager
+from ..report import cpu_ranges
+from ..targets import TargetSpec
 from .render import console
+
+
+def bench_summary(bench: Mapping[str, Any]) -> str:
+    """A board's ``bench`` table on one line: ``threads=2, cpus=0-3`` ("" when empty)."""
+    return ", ".join(
+        f"{key}={cpu_ranges(value) if key == 'cpus' else value}" for key, value in bench.items()
+    )
+
+
+def _print_board_bench(spec: TargetSpec) -> None:
+    if spec.bench:
+        where = f" in {spec.source}" if spec.source else ""
+        console().print(
+            f"bench table of {spec.name}{where}: {bench_summary(spec.bench)} "
+            "(these win over a caller's settings)"
+        )
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -38,10 +57,12 @@ def run_list(args: argparse.Namespace) -> int:
     boards = Table(
         title=f"boards ({config.path or 'no config file: only local'})", header_style="bold"
     )
-    for column in ("board", "transport", "profile", "tags"):
+    any_bench = any(spec.bench for spec in config.boards.values())
+    for column in ("board", "transport", "profile", "tags", *(["bench"] if any_bench else [])):
         boards.add_column(column)
     for spec in config.boards.values():
-        boards.add_row(spec.name, spec.transport, spec.profile or "-", ", ".join(spec.tags) or "-")
+        row = [spec.name, spec.transport, spec.profile or "-", ", ".join(spec.tags) or "-"]
+        boards.add_row(*row, *([bench_summary(spec.bench) or "-"] if any_bench else []))
     console().print(boards)
     return 0
 
@@ -83,6 +104,7 @@ def run_show(args: argparse.Namespace) -> int:
         spec = config.target(args.name)
         if spec.profile and spec.profile in profiles:
             console().print(profile_table(profiles[spec.profile]))
+            _print_board_bench(spec)
             return 0
         with spec.device() as device:
             facts = device.open()
@@ -91,6 +113,7 @@ def run_show(args: argparse.Namespace) -> int:
         console().print(profile_table(detected))
         if match:
             console().print(f"closest built-in profile: {match} (hwnas targets show {match})")
+        _print_board_bench(spec)
         return 0
     import difflib
 
@@ -105,8 +128,11 @@ def run_farm_status(args: argparse.Namespace) -> int:
         elsewhere = farm.held_elsewhere()
         where = farm.locks.where
     table = Table(title=f"boards (locks in {where})", header_style="bold")
+    any_bench = any(status.spec.bench for status in statuses)
     for column in ("board", "transport", "tags", "held by", "health"):
         table.add_column(column)
+    if any_bench:
+        table.add_column("bench")
     for status in statuses:
         health = status.health
         state = (
@@ -120,9 +146,17 @@ def run_farm_status(args: argparse.Namespace) -> int:
             ", ".join(status.spec.tags) or "-",
             status.holder.describe() if status.holder else "free",
             state,
+            *([bench_summary(status.spec.bench) or "-"] if any_bench else []),
         )
     for board, holder in elsewhere.items():  # another host's board, not in this config
-        table.add_row(board, "-", "-", holder.describe(), "not in this configuration")
+        table.add_row(
+            board,
+            "-",
+            "-",
+            holder.describe(),
+            "not in this configuration",
+            *(["-"] if any_bench else []),
+        )
     console().print(table)
     return 0
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..targets import TargetSpec
 from .parts import require_binary, start_until_ready, stop_process
@@ -50,8 +51,16 @@ class SSHServer:
     proc: subprocess.Popen[bytes]
     host: str = "127.0.0.1"
 
-    def target(self, name: str = "ssh-board", python: str = sys.executable) -> TargetSpec:
-        """A target for this server, with its own known_hosts and key (no user files used)."""
+    def target(
+        self,
+        name: str = "ssh-board",
+        python: str = sys.executable,
+        *,
+        bench: dict[str, Any] | None = None,
+    ) -> TargetSpec:
+        """A target for this server, with its own known_hosts and key (no user files used);
+        ``bench``: the board's own BenchSettings overrides, as a ``[boards.NAME.bench]`` table
+        gives them (this machine reached two ways, measured two ways)."""
         return TargetSpec(
             name,
             "ssh",
@@ -61,6 +70,7 @@ class SSHServer:
                 "ssh_config": str(self.ssh_config),
                 "known_hosts": str(self.known_hosts),
             },
+            bench=dict(bench or {}),
         )
 
     def board_toml(self, name: str, **overrides: str) -> str:
