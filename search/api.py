@@ -14,25 +14,25 @@ import contextlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 import torch
 
-from hwnas_bench import BenchSettings, Measurement, TargetSpec
+from hwnas_bench import BenchSettings, HwnasError, Measurement, TargetSpec
 
 from . import records
 from .build import CandidateNet
-from .data import class_count, labels, split, to_nchw
-from .errors import InfeasibleBudgetError
+from .data import Split, class_count, labels, split, to_nchw
+from .errors import InfeasibleBudgetError, SearchError, SettingsError
 from .evaluate import ROUNDS, Board, bench_settings
-from .model_card import write_target_folder
+from .model_card import safe_name, write_target_folder
 from .onnx_export import from_onnx
 from .records import TrialRecord
-from .report import final_line, write_reports
+from .report import final_line, write_overview, write_reports
 from .run import OnTrial, Search, SearchResult, data_fingerprint
 from .run_dir import RunDir
 from .run_lock import run_dir_lock
@@ -41,6 +41,9 @@ from .space import Candidate, SearchSpace
 from .strategies import Strategy, get_strategy
 from .train import TrainSettings
 from .train import evaluate as evaluate_net
+
+if TYPE_CHECKING:
+    from .compress import CompressSettings
 
 
 class SearchedModel:
@@ -95,6 +98,12 @@ class Searcher:
     ``storage`` (``postgresql://user@host/db``) and ``study`` (its name; ``study_name`` is
     the same): a study that searches on other hosts may share (docs/distributed.md);
     ``trials`` is then the study's total, and ``out`` holds this worker's measurements.
+    ``targets``: search for several boards at once (instead of ``target``): each candidate
+    is trained once and measured on every target; each target gets its own front, best
+    model and ``targets/<name>/`` folder, and :attr:`models` holds each one's model.
+    ``compress``: compress each target's model as the last step (True, or the
+    ``CompressSettings``): int8 and pruned variants measured on that target, the fastest
+    within the accuracy tolerance shipped in its folder (docs/compress.md).
     """
 
     def __init__(
@@ -102,6 +111,7 @@ class Searcher:
         space: SearchSpace,
         *,
         target: str | TargetSpec = "local",
+        targets: Sequence[str | TargetSpec] | None = None,
         strategy: str | Strategy = "evolution",
         constraints: dict[str, float] | None = None,
         latency_stat: str = "p50",
@@ -124,10 +134,24 @@ class Searcher:
         lease_timeout: float = 600.0,
         predictor: bool | None = None,
         measure_rounds: int = ROUNDS,
+        compress: bool | CompressSettings = False,
     ) -> None:
         self.space = space
         self.target = target
+        self.targets = check_targets([target] if targets is None else list(targets))
         self.strategy = get_strategy(strategy, seed=seed)
+        several = len(self.targets) > 1
+        if several and not self.strategy.several_targets:
+            raise SettingsError(
+                f"the {self.strategy.name} strategy searches one target at a time: run it "
+                "once per target, or use evolution or random for several"
+            )
+        if several and storage is not None:
+            raise SettingsError(
+                "a shared study searches one target per worker: give each worker its "
+                "own --target (docs/distributed.md)"
+            )
+        self.compress = compress_settings(compress)
         self.settings = SearchSettings(
             strategy=self.strategy.name,
             predictor=self.strategy.predictor_default if predictor is None else predictor,
@@ -155,10 +179,23 @@ class Searcher:
         self.on_trial: OnTrial | None = None
         #: called with the agent's progress reports while a candidate is measured
         self.on_measure_progress: Callable[[Mapping[str, Any]], None] | None = None
+        #: called with each step of the compression (``compress=``)
+        self.on_compress_log: Callable[[str], None] | None = None
+        #: target name -> its best model (None: nothing measured within budget there)
+        self.models: dict[str, SearchedModel | None] = {}
 
-    def search(self, train_data: Any, train_labels: Any) -> SearchedModel:
-        """Search, and return the best model. Raises InfeasibleBudgetError when no measured
-        candidate meets the budget (``self.result`` holds the run all the same)."""
+    def search(
+        self,
+        train_data: Any,
+        train_labels: Any,
+        *,
+        test_data: Any = None,
+        test_labels: Any = None,
+    ) -> SearchedModel:
+        """Search, and return the best model (several targets: the first target's that has
+        one; all are in :attr:`models`). ``test_data``/``test_labels``: a held-out set whose
+        accuracy goes on each model card. Raises InfeasibleBudgetError when no measured
+        candidate meets the budget on any target (``self.result`` holds the run)."""
         y = labels(train_labels)
         space = self.space
         classes = class_count(y, space.num_classes)
@@ -166,10 +203,13 @@ class Searcher:
             space = space.with_classes(classes)
         x = to_nchw(train_data, space.hwc)
         data = split(x, y, self.settings.validation_split, self.settings.seed)
+        test = None
+        if test_data is not None and test_labels is not None:
+            test = (to_nchw(test_data, space.hwc), labels(test_labels))
         out = self.out or Path(tempfile.mkdtemp(prefix="hwnas-search-"))
+        names = [target_name(t) for t in self.targets]
         with run_dir_lock(out):
             run_dir = RunDir(out, self.storage, self.study_name)
-            target = self.target.name if isinstance(self.target, TargetSpec) else self.target
             # what must match for a resume, and (without target, trials) for a shared study
             comparable = {
                 "settings": self.settings.resume_key(),
@@ -179,23 +219,31 @@ class Searcher:
                 "measure_rounds": self.measure_rounds,
             }
             run_dir.check(
-                {**comparable, "trials": self.settings.trials, "target": target},
+                {
+                    **comparable,
+                    "trials": self.settings.trials,
+                    "target": names[0] if len(names) == 1 else names,
+                },
                 resume=self.resume,
             )
-            board = Board(
-                self.target,
-                bench=self.bench,
-                lease_timeout=self.lease_timeout,
-                rounds=self.measure_rounds,
-            )
-            board.on_progress = self.on_measure_progress
+            boards = {
+                name: Board(
+                    t,
+                    bench=self.bench,
+                    lease_timeout=self.lease_timeout,
+                    rounds=self.measure_rounds,
+                )
+                for name, t in zip(names, self.targets, strict=True)
+            }
+            for board in boards.values():
+                board.on_progress = self.on_measure_progress
             try:
                 with self._progress() as on_trial:
                     search = Search(
                         space,
                         data,
                         self.settings,
-                        board=board,
+                        boards=boards,
                         strategy=self.strategy,
                         run_dir=run_dir,
                         pruner=self.pruner,
@@ -204,35 +252,119 @@ class Searcher:
                     )
                     self.result = search.result
                     result = search.run_search()
+                self.models = self._deliver(result, run_dir, boards, data, test)
             finally:
-                board.close()
-            write_reports(result)
-            best = result.best
+                for board in boards.values():
+                    board.close()
+        found = [m for m in self.models.values() if m is not None]
+        if not found:
+            raise InfeasibleBudgetError(
+                "; ".join(
+                    (f"{name}: " if len(names) > 1 else "") + self._why_none(result, name)
+                    for name in names
+                ),
+                smallest_ms=result.for_target(names[0]).smallest_latency(),
+                stat=self.settings.latency_stat,
+            )
+        return found[0]
+
+    @staticmethod
+    def _why_none(result: SearchResult, name: str) -> str:
+        view = result.for_target(name)
+        return final_line(view) + (
+            "" if view.best is None else " (none of them measured by this worker)"
+        )
+
+    def _deliver(
+        self,
+        result: SearchResult,
+        run_dir: RunDir,
+        boards: dict[str, Board],
+        data: Split,
+        test: tuple[np.ndarray, np.ndarray] | None,
+    ) -> dict[str, SearchedModel | None]:
+        """The reports, and each target's folder: its best model and card (compressed if
+        asked, on the board still leased for it)."""
+        several = result.several
+        if several:
+            write_overview(result)
+        models: dict[str, SearchedModel | None] = {}
+        for name in boards:
+            view = result.for_target(name)
+            write_reports(view, run_dir.target_dir(name) if several else None)
+            best = view.best
             if best is not None and not run_dir.model_path(best.hash).exists():
                 # a shared study's best measured by another worker: its model is in that
                 # worker's run directory; this one answers with the best it has here
-                best = records.best(r for r in result.trials if run_dir.model_path(r.hash).exists())
-                if best is not None:
-                    shutil.copyfile(run_dir.model_path(best.hash), out / "best.onnx")
-            if best is not None and best.measurement is not None:
-                # the target's folder: the model and its card, for `hwnas deploy`
-                write_target_folder(
-                    out,
-                    target,
-                    model=run_dir.model_path(best.hash).read_bytes(),
-                    record=best,
-                    settings=self.settings,
-                    board_name=result.board,
-                    facts=result.facts,
-                )
-        if best is None:
-            raise InfeasibleBudgetError(
-                final_line(result)
-                + ("" if result.best is None else " (none of them measured by this worker)"),
-                smallest_ms=result.smallest_latency(),
-                stat=self.settings.latency_stat,
+                best = records.best(r for r in view.trials if run_dir.model_path(r.hash).exists())
+                if best is not None and not several:
+                    shutil.copyfile(run_dir.model_path(best.hash), run_dir.out / "best.onnx")
+            if best is None or best.measurement is None:
+                models[name] = None
+                continue
+            model = SearchedModel(run_dir.model_path(best.hash).read_bytes(), best)
+            models[name] = model
+            test_accuracy = model.evaluate(*test)[1] if test is not None else None
+            state = result.targets[name]
+            folder = write_target_folder(
+                run_dir.out,
+                name,
+                model=model.onnx,
+                record=best,
+                settings=self.settings,
+                board_name=state.board,
+                facts=state.facts,
+                test_accuracy=test_accuracy,
+                provider=state.provider.to_dict() if state.provider else None,
             )
-        return SearchedModel(run_dir.model_path(best.hash).read_bytes(), best)
+            # a compression of an earlier run of this directory is not this model's
+            shutil.rmtree(folder / "compression", ignore_errors=True)
+        self.models = models  # kept when a compression below fails
+        if self.compress is not None:
+            self._compress_each(result, run_dir, boards, models, data, test)
+        return models
+
+    def _compress_each(
+        self,
+        result: SearchResult,
+        run_dir: RunDir,
+        boards: dict[str, Board],
+        models: dict[str, SearchedModel | None],
+        data: Split,
+        test: tuple[np.ndarray, np.ndarray] | None,
+    ) -> None:
+        """Each target's model compressed on its board; one that fails leaves that target's
+        fp32 folder as it was, the others are still compressed, and the failures are
+        raised together at the end (the search's results are all written by then)."""
+        from .compress_step import compress_target
+
+        assert self.compress is not None
+        failed = []
+        for name, model in models.items():
+            if model is None:
+                continue
+            state = result.targets[name]
+            try:
+                compress_target(
+                    run_dir.out,
+                    name,
+                    model,
+                    data,
+                    boards[name],
+                    settings=self.settings,
+                    board_name=state.board,
+                    facts=state.facts,
+                    compress=self.compress,
+                    test=test,
+                    log=self.on_compress_log,
+                )
+            except (SearchError, HwnasError) as exc:
+                failed.append(f"{name}: {str(exc).splitlines()[0]}")
+        if failed:
+            raise SearchError(
+                "compression failed (the searched fp32 model stays in its target folder) "
+                "for " + "; ".join(failed)
+            )
 
     @contextlib.contextmanager
     def _progress(self) -> Iterator[OnTrial | None]:
@@ -253,6 +385,44 @@ class Searcher:
                 extra(rec, result)
 
             yield both
+
+
+def target_name(target: str | TargetSpec) -> str:
+    return target.name if isinstance(target, TargetSpec) else target
+
+
+def check_targets(targets: list[str | TargetSpec]) -> list[str | TargetSpec]:
+    """At least one, each named once, each with a folder name of its own."""
+    if not targets:
+        raise SettingsError("targets is empty: give at least one target")
+    for t in targets:
+        if not isinstance(t, (str, TargetSpec)) or not target_name(t):
+            raise SettingsError(f"a target is a name or a TargetSpec, not {t!r}")
+    names = [target_name(t) for t in targets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SettingsError(f"target {repeated[0]} is given twice")
+    folders: dict[str, str] = {}
+    for name in names:
+        other = folders.setdefault(safe_name(name), name)
+        if other != name:
+            raise SettingsError(
+                f"targets {other} and {name} would share the folder targets/{safe_name(name)}"
+            )
+    return targets
+
+
+def compress_settings(compress: bool | CompressSettings) -> CompressSettings | None:
+    if compress is False or compress is None:
+        return None
+    from .compress import CompressSettings
+
+    if compress is True:
+        return CompressSettings()
+    if not isinstance(compress, CompressSettings):
+        raise SettingsError(f"compress is True, False or CompressSettings, not {compress!r}")
+    compress.validate()
+    return compress
 
 
 __all__ = ["SearchSpace", "SearchedModel", "Searcher"]

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "threads": 1,
     "predictor": None,  #: "on" / "off"; None: the strategy's default (on for evolution)
     "lambda": None,  #: differentiable: a fixed latency weight instead of the calibrated one
+    "compress": False,  #: compress each target's model as the last step
 }
 #: rounds of a differentiable search (derive, train, measure, correct) unless --trials says
 DIFFERENTIABLE_TRIALS = 5
@@ -58,7 +59,9 @@ DIFFERENTIABLE_TRIALS = 5
 
 #: what search.toml may hold for each option (TOML has no paths: they are strings)
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
-    **dict.fromkeys(("target", "dataset", "data", "latency_stat", "strategy"), (str,)),
+    "target": (str, list),  #: a name, or a list of names (several targets)
+    "compress": (bool,),
+    **dict.fromkeys(("dataset", "data", "latency_stat", "strategy"), (str,)),
     **dict.fromkeys(("optimizer", "out", "predictor"), (str,)),
     **dict.fromkeys(("trials", "epochs", "batch_size", "seed", "threads"), (int,)),
     **dict.fromkeys(
@@ -74,6 +77,14 @@ def _check_toml(config: Path, file: dict[str, Any]) -> None:
 
     for key, value in file.items():
         kinds = _TOML_TYPES.get(key, ())
+        if kinds == (bool,):
+            if not isinstance(value, bool):
+                raise SettingsError(f"{config}: {key} must be true or false, not {value!r}")
+            continue
+        if key == "target" and isinstance(value, list):
+            if not value or not all(isinstance(v, str) and v for v in value):
+                raise SettingsError(f"{config}: target must be a name or a list of names")
+            continue
         if isinstance(value, bool) or not isinstance(value, kinds):
             wanted = "a number" if float in kinds else "an integer" if int in kinds else "a string"
             raise SettingsError(f"{config}: {key} must be {wanted}, not {value!r}")
@@ -90,7 +101,13 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
         "(the same names with underscores, and a [space] table); flags win.",
     )
     p.add_argument("--config", type=Path, help="search.toml with settings and a [space] table")
-    p.add_argument("--target", help="board name, tag:X, or local (default)")
+    p.add_argument(
+        "--target",
+        action="append",
+        metavar="NAME",
+        help="board name, tag:X, or local (default); repeat it to search for several boards "
+        "at once (each candidate trained once, measured on every one)",
+    )
     data = p.add_mutually_exclusive_group()
     data.add_argument("--dataset", choices=["digits"], help="an offline demo dataset")
     data.add_argument("--data", type=Path, help=".npz holding x, y (and x_test, y_test)")
@@ -120,6 +137,12 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     p.add_argument("--seed", type=int, metavar="N")
     p.add_argument("--min-time", type=float, metavar="S", help="timed loop per measurement")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads on the board")
+    p.add_argument(
+        "--compress",
+        action="store_true",
+        help="last step: int8 and pruned variants of each target's model, measured there; "
+        "the fastest within 1 point of accuracy ships (docs/compress.md)",
+    )
     p.add_argument("--out", type=Path, help="run directory, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument(
@@ -165,8 +188,10 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     opts = {**DEFAULTS, **file}
     for key in DEFAULTS:
         value = getattr(args, key, None)
-        if value is not None:
+        if value is not None and value is not False:  # store_true flags: False is unset
             opts[key] = value
+    targets = opts["target"]
+    opts["target"] = [targets] if isinstance(targets, str) else list(targets)
     if opts["dataset"] is None and opts["data"] is None:
         raise SettingsError("give --dataset digits or --data train.npz")
     if opts["out"] is None:
@@ -277,7 +302,8 @@ def _run(args: argparse.Namespace) -> int:
     options = {"fixed_lambda": opts["lambda"]} if opts["lambda"] is not None else None
     searcher = Searcher(
         space,
-        target=opts["target"],
+        targets=opts["target"],
+        compress=bool(opts["compress"]),
         strategy=get_strategy(opts["strategy"], seed=opts["seed"], options=options),
         predictor=None if opts["predictor"] is None else opts["predictor"] == "on",
         constraints={k: v for k, v in constraints.items() if v is not None},
@@ -305,11 +331,43 @@ def _run(args: argparse.Namespace) -> int:
         print(f"study {searcher.study_name} in {shown(searcher.storage)}", file=sys.stderr)
     if args.resume and not (Path(opts["out"]) / "search.json").exists():
         print(f"hwnas: nothing to resume in {opts['out']}; starting a new search", file=sys.stderr)
-    best = searcher.search(data.x, data.y)
-    assert searcher.result is not None
-    if data.x_test is not None and data.y_test is not None:
-        loss, acc = best.evaluate(data.x_test, data.y_test)
-        print(f"Test accuracy of the best model: {100 * acc:.1f}% (loss {loss:.3f})")
-    print(f"Run directory: {searcher.result.out} (best.onnx, pareto.png, summary.md)")
-    print(final_line(searcher.result))
-    return 0
+    if opts["compress"]:
+        searcher.on_compress_log = lambda line: print(f"compress: {line}", file=sys.stderr)
+    best = searcher.search(data.x, data.y, test_data=data.x_test, test_labels=data.y_test)
+    result = searcher.result
+    assert result is not None
+    if not result.several:
+        if data.x_test is not None and data.y_test is not None:
+            loss, acc = best.evaluate(data.x_test, data.y_test)
+            print(f"Test accuracy of the best model: {100 * acc:.1f}% (loss {loss:.3f})")
+        print(f"Run directory: {result.out} (best.onnx, pareto.png, summary.md)")
+        _print_shipped(result.out, opts["target"][0])
+        print(final_line(result))  # the last line, for scripts
+        return 0
+    print(f"Run directory: {result.out} (summary.md, pareto.png; targets/<name>/ for each)")
+    for name in opts["target"]:
+        _print_shipped(result.out, name)
+    missing = [name for name in opts["target"] if searcher.models.get(name) is None]
+    if missing:
+        print(f"No model within budget for: {', '.join(missing)}")
+    for name in opts["target"]:
+        print(f"{name}: {final_line(result.for_target(name))}")
+    return 1 if missing else 0
+
+
+def _print_shipped(out: Path, target: str) -> None:
+    """Where the target's model and card are, with what its card says it is."""
+    from .model_card import ModelCardError, read_target_folder
+
+    try:
+        path, card = read_target_folder(out, target)
+    except ModelCardError:  # a summary line, never a failure of the search
+        return
+    compression = card.compression.get("variant") if card.compression else "fp32"
+    test = card.accuracy.get("test")
+    print(
+        f"Model for {target}: {path} ({compression}, {card.latency_stat} {card.latency_ms:.3f} ms "
+        f"measured on {card.board}"
+        + (f", test accuracy {100 * test:.1f}%" if test is not None else "")
+        + ")"
+    )

@@ -57,6 +57,8 @@ class Board:
         rounds: int = ROUNDS,
     ) -> None:
         bench.validate()
+        #: the caller's settings; each lease lays its board's [bench] table over them
+        self._base = bench
         if not isinstance(rounds, int) or rounds < 1:
             raise SettingsError(f"measurement rounds must be an integer >= 1, got {rounds!r}")
         self.bench, self.lease_timeout, self.purpose = bench, lease_timeout, purpose
@@ -97,7 +99,18 @@ class Board:
         """Lease once to learn the board's facts (for its profile and the summary)."""
         with self.farm.lease(self._what, timeout=self.lease_timeout, purpose=self.purpose) as lease:
             self.facts, self.board_name, self.spec = dict(lease.facts), lease.name, lease.spec
+        self.bench = self._settings(self._base, lease.spec)
         return self.facts
+
+    def use_provider(self, provider: str) -> None:
+        """Measure with ``provider`` from now on (the search's choice for this board)."""
+        self._base = replace(self._base, provider=provider)
+        self.bench = replace(self.bench, provider=provider)
+
+    @staticmethod
+    def _settings(settings: BenchSettings, spec: TargetSpec | None) -> BenchSettings:
+        """``settings`` with the board's own [bench] table over them (more specific)."""
+        return spec.with_bench(settings) if spec is not None else settings
 
     def profile(self) -> HardwareProfile:
         """The board's hw_targets profile: the one the config names, else detected from hello."""
@@ -119,7 +132,7 @@ class Board:
         the Measurement of the median round (a real one, as the agent made it, never a
         blend). On a small board one short loop now and then lands in a faster or slower
         spell of the machine; the median of three does not follow it."""
-        settings = self.bench
+        settings = self._base
         if self.rounds > 1:
             settings = replace(settings, min_time_s=settings.min_time_s / self.rounds)
         with (
@@ -129,6 +142,7 @@ class Board:
             ) as lease,
         ):
             self.board_name = lease.name
+            settings = self._settings(settings, lease.spec)
             runs = [
                 lease.device.bench(model, settings, on_progress=self.on_progress)
                 for _ in range(self.rounds)
@@ -149,7 +163,7 @@ class Board:
         replaces the board's settings for these models (validated first)."""
         if len(names) != len(models):
             raise ValueError(f"{len(models)} models but {len(names)} names")
-        settings = bench or self.bench
+        settings = bench or self._base
         settings.validate()
         if not models:
             return []
@@ -163,7 +177,7 @@ class Board:
             self.board_name = lease.name
             if not self.facts:
                 self.facts, self.spec = dict(lease.facts), lease.spec
-            return lease.device.bench_many(models, settings)
+            return lease.device.bench_many(models, self._settings(settings, lease.spec))
 
     def close(self) -> None:
         if self._farm is not None:

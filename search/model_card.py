@@ -14,7 +14,7 @@ import datetime
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,9 @@ class ModelCard:
     model_sha256: str
     model_bytes: int
     hwnas_bench_version: str
+    #: the execution provider it was measured with and how it was chosen for the board
+    #: (``ProviderChoice.to_dict()``); None on cards written before the choice existed
+    provider: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,7 +81,8 @@ class ModelCard:
         if data.get("schema") != SCHEMA:
             raise ModelCardError(f"not a model card of schema {SCHEMA}: {data.get('schema')!r}")
         names = {f.name for f in fields(cls)}
-        missing = sorted(n for n in names if n not in data and n != "schema")
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}
+        missing = sorted(n for n in names - optional if n not in data)
         if missing:
             raise ModelCardError(f"model card lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -143,6 +147,7 @@ def write_target_folder(
     compression: dict[str, Any] | None = None,
     test_accuracy: float | None = None,
     measurement: Measurement | None = None,
+    provider: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``RUN_DIR/targets/<target>/model.onnx`` and ``model_card.json``; return the folder.
 
@@ -195,6 +200,7 @@ def write_target_folder(
         model_sha256=sha256,
         model_bytes=len(model),
         hwnas_bench_version=__version__,
+        provider=provider,
     )
     folder = run_dir / TARGETS / safe_name(target)
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .records import TrialRecord
-from .run import OnTrial, SearchResult
+from .result import SearchResult
+from .run import OnTrial
 
 
 @contextlib.contextmanager
@@ -31,9 +32,19 @@ def progress_bar(total: int, stat: str, *, done: int = 0) -> Iterator[OnTrial]:
     )
 
     def on_trial(rec: TrialRecord, result: SearchResult) -> None:
-        best = result.best
-        text = f"best: {100 * (best.accuracy or 0):.1f}%" if best else "best: -"
-        if rec.latency_ms is not None:
+        if result.several:  # each target's best, as measured there
+            bests = {n: result.for_target(n).best for n in result.targets}
+            text = "best: " + ", ".join(
+                f"{n} {100 * (b.accuracy or 0):.1f}%" if b else f"{n} -" for n, b in bests.items()
+            )
+        else:
+            best = result.best
+            text = f"best: {100 * (best.accuracy or 0):.1f}%" if best else "best: -"
+        each = {n: f.latency_ms for n, f in rec.boards.items() if f.latency_ms is not None}
+        if each:
+            shown = ", ".join(f"{n} {v:.3f}" for n, v in each.items())
+            latest = f"latest: {shown} ms {stat} ({rec.hash})"
+        elif rec.latency_ms is not None:
             latest = f"latest: {rec.latency_ms:.3f} ms {stat} ({rec.hash})"
         else:
             latest = f"latest: {rec.outcome}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,37 @@ LIMITS = ("profile_memory", "memory", "flops", "params")
 
 
 @dataclass
+class BoardFigures:
+    """One target's figures for a candidate, in a search over several targets."""
+
+    latency_ms: float | None = None  #: the chosen statistic, as measured on this target
+    energy_mj: float | None = None
+    feasible: bool | None = None  #: within every budget on this target, as measured
+    predicted: dict[str, Any] | None = None  #: this target's predictor, before measuring
+    measurement: Measurement | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        out = {
+            "latency_ms": self.latency_ms,
+            "energy_mj": self.energy_mj,
+            "feasible": self.feasible,
+            "predicted": self.predicted,
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], measurement: Measurement | None) -> BoardFigures:
+        predicted = attrs.get("predicted")
+        return cls(
+            latency_ms=attrs.get("latency_ms"),
+            energy_mj=attrs.get("energy_mj"),
+            feasible=attrs.get("feasible"),
+            predicted=predicted if isinstance(predicted, dict) else None,
+            measurement=measurement,
+        )
+
+
+@dataclass
 class TrialRecord:
     number: int
     candidate: str  #: the canonical encoding
@@ -51,6 +82,33 @@ class TrialRecord:
     #: (``Prediction.to_dict()``: latency_ms, energy_mj, prior_ms, model); never measured
     predicted: dict[str, Any] | None = None
     measurement: Measurement | None = None
+    #: a search over several targets: each target's figures (the fields above are the
+    #: first target's); empty for one target
+    boards: dict[str, BoardFigures] = field(default_factory=dict)
+
+    def view(self, target: str) -> TrialRecord:
+        """This record as a one-target search on ``target`` would have it: that target's
+        figures in the measured fields (none where it was not measured there)."""
+        if not self.boards:
+            return self
+        f = self.boards.get(target, BoardFigures())
+        return replace(
+            self,
+            latency_ms=f.latency_ms,
+            energy_mj=f.energy_mj,
+            feasible=f.feasible,
+            predicted=f.predicted,
+            measurement=f.measurement,
+            boards={},
+        )
+
+    @property
+    def feasible_somewhere(self) -> bool | None:
+        """Within every budget on at least one target (the study's constraint)."""
+        if not self.boards:
+            return self.feasible
+        known = [f.feasible for f in self.boards.values() if f.feasible is not None]
+        return any(known) if known else None
 
     @property
     def predicted_latency_ms(self) -> float | None:
@@ -77,13 +135,30 @@ class TrialRecord:
             "train_s": self.train_s,
             "export_s": self.export_s,
             "predicted": self.predicted,
+            "boards": {name: f.attrs() for name, f in self.boards.items()} or None,
         }
         return {k: v for k, v in out.items() if v is not None}
 
     @classmethod
     def from_attrs(
-        cls, number: int, attrs: Mapping[str, Any], measurement: Measurement | None
+        cls,
+        number: int,
+        attrs: Mapping[str, Any],
+        measurement: Measurement | None,
+        board_measurements: Mapping[str, Measurement | None] | None = None,
     ) -> TrialRecord:
+        """``board_measurements``: a several-target search's measurement of each target
+        (the first target's is also ``measurement``)."""
+        measured = attrs.get("outcome") in (MEASURED, DUPLICATE)
+        raw = attrs.get("boards")
+        boards_attr: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        boards = {
+            str(name): BoardFigures.from_attrs(
+                figures if isinstance(figures, dict) else {},
+                (board_measurements or {}).get(str(name)) if measured else None,
+            )
+            for name, figures in boards_attr.items()
+        }
         return cls(
             number=number,
             candidate=str(attrs.get("candidate", "")),
@@ -99,13 +174,17 @@ class TrialRecord:
             train_s=attrs.get("train_s"),
             export_s=attrs.get("export_s"),
             predicted=attrs.get("predicted") if isinstance(attrs.get("predicted"), dict) else None,
-            measurement=measurement if attrs.get("outcome") in (MEASURED, DUPLICATE) else None,
+            measurement=measurement if measured else None,
+            boards=boards,
         )
 
     def to_dict(self) -> dict[str, Any]:
         out = {"number": self.number, **self.attrs()}
         if self.measurement is not None:
             out["measurement"] = self.measurement.to_dict()
+        for name, f in self.boards.items():
+            if f.measurement is not None:
+                out["boards"][name]["measurement"] = f.measurement.to_dict()
         return out
 
 
@@ -176,27 +255,34 @@ def best(records: Iterable[TrialRecord]) -> TrialRecord | None:
 
 class MeasurementLog:
     """``measurements.jsonl``: one line per device measurement, appended and flushed at once
-    (a killed search loses no measurement it made)."""
+    (a killed search loses no measurement it made). A search over several targets writes
+    one line per target, with its ``target``; a one-target search's lines have none."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.by_hash: dict[str, dict[str, Any]] = {}
+        self._entries: dict[tuple[str, str | None], dict[str, Any]] = {}
         if path.exists():
             for line in path.read_text().splitlines():
                 try:
                     entry = json.loads(line)
-                except ValueError:
+                    self._entries[(str(entry["hash"]), entry.get("target"))] = entry
+                except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by a kill: that measurement is redone
-                self.by_hash[entry["hash"]] = entry
 
-    def get(self, candidate_hash: str) -> tuple[dict[str, Any], Measurement] | None:
-        entry = self.by_hash.get(candidate_hash)
+    def entries(self, target: str | None = None) -> list[dict[str, Any]]:
+        """The latest entry of each candidate measured on ``target`` (None: one target)."""
+        return [e for (_, t), e in self._entries.items() if t == target]
+
+    def get(
+        self, candidate_hash: str, target: str | None = None
+    ) -> tuple[dict[str, Any], Measurement] | None:
+        entry = self._entries.get((candidate_hash, target))
         if entry is None:
             return None
         return entry, Measurement.from_dict(entry["measurement"])
 
     def append(self, entry: dict[str, Any]) -> None:
-        self.by_hash[entry["hash"]] = entry
+        self._entries[(str(entry["hash"]), entry.get("target"))] = entry
         with self.path.open("a") as fh:
             fh.write(json.dumps(entry) + "\n")
             fh.flush()

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import records
 from .records import TrialRecord
-from .run import SearchResult
+from .result import SearchResult
 
 
 def _energy(rec: TrialRecord | None) -> str:
@@ -63,7 +63,18 @@ def final_line(result: SearchResult) -> str:
 def trial_line(rec: TrialRecord, stat: str) -> str:
     """One line per trial, for logs (the CLI prints these when stderr is not a terminal)."""
     head = f"trial {rec.number}: {rec.outcome}"
-    if rec.latency_ms is not None:
+    measured = {n: f for n, f in rec.boards.items() if f.latency_ms is not None}
+    if measured:  # several targets: each one's figure
+        each = ", ".join(
+            f"{n} {f.latency_ms:.3f} ms"
+            + ("" if f.feasible is not False else " over budget")
+            + _predicted_note(f.predicted)
+            for n, f in measured.items()
+        )
+        head += f", accuracy {100 * (rec.accuracy or 0):.1f}%, {stat} measured on {each}"
+        if rec.reason:
+            head += f" ({rec.reason})"
+    elif rec.latency_ms is not None:
         feasible = "" if rec.feasible is not False else ", over budget"
         head += (
             f", accuracy {100 * (rec.accuracy or 0):.1f}%, {stat} {rec.latency_ms:.3f} ms"
@@ -72,9 +83,14 @@ def trial_line(rec: TrialRecord, stat: str) -> str:
     elif rec.reason:
         head += f" ({rec.reason})"
     predicted = rec.predicted_latency_ms
-    if predicted is not None and rec.outcome != records.PREDICTED_OVER:
+    if predicted is not None and rec.outcome != records.PREDICTED_OVER and not measured:
         head += f" [predicted {predicted:.3f} ms]"
     return f"{head}: {rec.candidate}"
+
+
+def _predicted_note(predicted: dict[str, Any] | None) -> str:
+    value = (predicted or {}).get("latency_ms")
+    return f" [predicted {value:.3f}]" if isinstance(value, (int, float)) else ""
 
 
 def front_rows(result: SearchResult) -> list[dict[str, Any]]:
@@ -98,8 +114,10 @@ def front_rows(result: SearchResult) -> list[dict[str, Any]]:
     ]
 
 
-def write_reports(result: SearchResult) -> None:
-    out = result.out
+def write_reports(result: SearchResult, folder: Path | None = None) -> None:
+    """The reports of a one-target result in ``folder`` (default: the run directory, with
+    best.onnx; a several-target search gives each target's view its ``targets/<name>/``)."""
+    out = folder or result.out
     best = result.best
     (out / "pareto.json").write_text(
         json.dumps(
@@ -113,9 +131,9 @@ def write_reports(result: SearchResult) -> None:
             indent=2,
         )
     )
-    model = out / "models" / f"{best.hash}.onnx" if best is not None else None
-    if model is not None and model.exists():  # a report from a shared study has no models
-        shutil.copyfile(model, out / "best.onnx")
+    model = result.out / "models" / f"{best.hash}.onnx" if best is not None else None
+    if folder is None and model is not None and model.exists():  # a shared study's report
+        shutil.copyfile(model, out / "best.onnx")  # has no models
     plot(result, out / "pareto.png")
     if result.forecast is not None:
         from .predict.plot import plot_predictions
@@ -210,6 +228,7 @@ def summary(result: SearchResult) -> str:
         f"- target: {result.board}" + (f" ({board})" if board else ""),
         f"- onnxruntime {facts.get('onnxruntime', '?')}, power meters: "
         f"{', '.join(str(m.get('source')) for m in facts.get('power_meters') or []) or 'none'}",
+        *_provider_lines(result),
         "",
         "## Counts",
         "",
@@ -236,6 +255,116 @@ def summary(result: SearchResult) -> str:
     lines += ["", "Every latency and energy figure above was measured on the board.", ""]
     lines += predictor_section(result)
     return "\n".join(lines)
+
+
+def write_overview(result: SearchResult) -> None:
+    """A several-target search's run directory: summary.md (each target's outcome and
+    best, with its execution provider), pareto.json (each target's front) and pareto.png
+    (the fronts side by side). Each target's own reports are in ``targets/<name>/``."""
+    from .model_card import TARGETS, safe_name
+
+    out, s = result.out, result.settings
+    views = {name: result.for_target(name) for name in result.targets}
+    fronts = {
+        name: {
+            "board": view.board,
+            "provider": _provider(view, name),
+            "best": view.best.hash if view.best else None,
+            "front": front_rows(view),
+        }
+        for name, view in views.items()
+    }
+    (out / "pareto.json").write_text(
+        json.dumps(
+            {"latency_stat": s.latency_stat, "constraints": s.constraints, "targets": fronts},
+            indent=2,
+        )
+    )
+    plot_fronts(views, out / "pareto.png", s.latency_stat, s.latency_budget)
+    lines = [
+        "# Search summary",
+        "",
+        f"{len(views)} targets; each candidate trained once and measured on every one.",
+        "",
+        "| target | board | provider | best accuracy | "
+        f"{s.latency_stat} ms | candidate | front | folder |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, view in views.items():
+        best = view.best
+        folder = f"{TARGETS}/{safe_name(name)}/"
+        lines.append(
+            f"| {name} | {view.board} | {_provider(view, name) or '?'} | "
+            + (
+                f"{100 * (best.accuracy or 0):.1f}% | {best.latency_ms:.3f} | `{best.candidate}` | "
+                if best is not None
+                else "none within budget | | | "
+            )
+            + f"{len(view.pareto)} | [{folder}]({folder}summary.md) |"
+        )
+    lines += ["", "## Each target", ""]
+    lines += [f"- {name}: {final_line(view)}" for name, view in views.items()]
+    lines += [
+        "",
+        "Every latency and energy figure above was measured on that target's board. "
+        "A candidate counts as feasible for the study when it is within budget on at "
+        "least one target; each target's front and best use only its own measurements.",
+        "",
+    ]
+    (out / "summary.md").write_text("\n".join(lines))
+
+
+def _provider(view: SearchResult, name: str) -> str | None:
+    state = view.targets.get(name)
+    return state.provider.provider if state is not None and state.provider else None
+
+
+def plot_fronts(
+    views: dict[str, SearchResult], path: Path, stat: str, budget: float | None
+) -> None:
+    """One panel per target: its measured candidates and its front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(views), figsize=(4.2 * len(views), 4.0), dpi=100, sharey=True, squeeze=False
+    )
+    for ax, (name, view) in zip(axes[0], views.items(), strict=True):
+        measured = [
+            r for r in view.trials if r.outcome == records.MEASURED and r.latency_ms is not None
+        ]
+        ax.scatter(*_xy(measured), c="tab:blue", s=18, label="measured")
+        if view.pareto:
+            ax.step(*_xy(view.pareto), where="post", c="tab:green", label="Pareto front")
+        if budget is not None:
+            ax.axvline(budget, ls="--", c="gray", label=f"budget {budget:g} ms")
+        ax.set_title(f"{name} ({view.board})", fontsize=9)
+        ax.set_xlabel(f"measured {stat} latency (ms)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy")
+    axes[0][0].legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _provider_lines(result: SearchResult) -> list[str]:
+    states = [s for s in result.targets.values() if s.provider is not None]
+    if len(states) != 1 or states[0].provider is None:
+        return []
+    choice = states[0].provider
+    tried = "; ".join(
+        f"{t.provider} {t.latency_ms:.3f} ms"
+        if t.latency_ms is not None
+        else f"{t.provider}: {t.error}"
+        for t in choice.tried
+    )
+    return [
+        f"- execution provider: {choice.provider} ({choice.reason})"
+        + (f"; tried {tried}" if tried else "")
+    ]
 
 
 def predictor_section(result: SearchResult) -> list[str]:

@@ -11,29 +11,27 @@ candidate k is measured while k+1 trains.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hwnas_bench import HwnasError, Measurement
+from hwnas_bench import BenchSettings, HwnasError, Measurement
 
-from . import records, shared
+from . import objectives, records, shared
 from .build import build
 from .cost import Limits, cost
 from .data import Split
 from .errors import SettingsError
-from .evaluate import Board, latency_of
+from .evaluate import Board
 from .onnx_export import to_onnx
 from .predict.table import TableError
-from .records import TrialRecord
+from .records import BoardFigures, TrialRecord
+from .result import SearchResult, TargetState, data_fingerprint
 from .run_dir import RunDir
 from .settings import SearchSettings
 from .space import Candidate, InvalidCandidate, SearchSpace
@@ -42,68 +40,43 @@ from .train import train
 
 if TYPE_CHECKING:
     from .forecast import Forecast
-#: validation accuracy, measured latency
-DIRECTIONS = [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    from .predict.predictor import Prediction
 
 OnTrial = Callable[[TrialRecord, "SearchResult"], None]
+#: target name -> its measurement of one candidate, or the board's error
+Measured = dict[str, "Measurement | HwnasError"]
 
-
-def data_fingerprint(split: Split) -> str:
-    h = hashlib.sha256()
-    for arr in (split.x_train, split.y_train, split.x_val, split.y_val):
-        h.update(str(arr.shape).encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()[:16]
-
-
-@dataclass
-class SearchResult:
-    """The whole run: every trial's record, the counts, the feasible Pareto front."""
-
-    out: Path
-    settings: SearchSettings
-    trials: list[TrialRecord] = field(default_factory=list)
-    board: str = ""
-    facts: dict[str, Any] = field(default_factory=dict)
-    #: the measured table and predictor, when the search used them
-    forecast: Forecast | None = None
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return records.count(self.trials)
-
-    @property
-    def pareto(self) -> list[TrialRecord]:
-        return records.pareto(self.trials)
-
-    @property
-    def best(self) -> TrialRecord | None:
-        return records.best(self.trials)
-
-    def smallest_latency(self) -> float | None:
-        lat = [r.latency_ms for r in self.trials if r.outcome == records.MEASURED and r.latency_ms]
-        return min(lat) if lat else None
+__all__ = ["OnTrial", "Search", "SearchResult", "data_fingerprint"]
 
 
 class Search:
+    """One search over one or several targets (``boards``: target name -> Board, in the
+    order given; the first is the one the single-target fields of records describe)."""
+
     def __init__(
         self,
         space: SearchSpace,
         data: Split,
         settings: SearchSettings,
         *,
-        board: Board,
+        boards: dict[str, Board],
         strategy: Strategy,
         run_dir: RunDir,
         pruner: optuna.pruners.BasePruner | None = None,
         on_trial: OnTrial | None = None,
         study_record: dict[str, Any] | None = None,
     ) -> None:
+        if not boards:
+            raise SettingsError("a search needs at least one target")
         self.space, self.data, self.settings = space, data, settings
         #: what makes the numbers comparable (shared.py), without the board's facts
         self.study_record = study_record or {}
         self.heartbeat: shared.Heartbeat | None = None
-        self.board, self.strategy, self.run = board, strategy, run_dir
+        self.boards, self.strategy, self.run = boards, strategy, run_dir
+        self.names = list(boards)
+        self.board = boards[self.names[0]]
+        #: several targets: each one's figures are kept and logged under its name
+        self.several = len(boards) > 1
         self.on_trial = on_trial
         chance = 1.0 / float(space.num_classes or 2)
         # Hopeless = still no better than 1.5x chance after a quarter of the epochs.
@@ -112,36 +85,48 @@ class Search:
         )
         self.result = SearchResult(run_dir.out, settings)
         self.limits = Limits()
-        self.forecast: Forecast | None = None
+        self.forecasts: dict[str, Forecast] = {}
+
+    @property
+    def forecast(self) -> Forecast | None:
+        """The first target's table and predictor (the only one of a one-target search)."""
+        return self.forecasts.get(self.names[0])
+
+    def _log_target(self, name: str) -> str | None:
+        return name if self.several else None
 
     # -- set-up ---------------------------------------------------------------------------
 
     def _limits(self) -> Limits:
-        profile = self.board.profile()
+        """The user's analytic limits, and the largest board's memory: a candidate that
+        fits on none of the targets is not trained."""
+        memory = [b.profile().memory.total_mb for b in self.boards.values()]
+        profiles = [b.profile().name for b in self.boards.values()]
         c = self.settings.constraints
         return Limits(
             memory_mb=c.get("memory_mb"),
             flops=c.get("flops"),
             params=int(c["params"]) if "params" in c else None,
-            profile_memory_mb=float(profile.memory.total_mb) if profile.memory.total_mb else None,
-            profile=profile.name,
+            profile_memory_mb=float(max(memory)) if all(memory) else None,
+            profile=", ".join(profiles),
         )
 
     def _studies(self) -> tuple[optuna.Study, optuna.Study]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = self.strategy.sampler(self.settings.trials, self.space)
         storage: str | optuna.storages.RDBStorage = self.run.storage
+        directions = objectives.directions(len(self.names))
         if self.run.shared:
             storage = shared.open_storage(self.run.storage)
             record = {**self.study_record, "board": shared.speed_facts(self.board.facts)}
-            study = shared.create_or_load(storage, self.run.study_name, sampler, DIRECTIONS, record)
+            study = shared.create_or_load(storage, self.run.study_name, sampler, directions, record)
             self.heartbeat = shared.Heartbeat(storage)
         else:
             study = optuna.create_study(
                 storage=storage,
                 sampler=sampler,
                 study_name=self.run.study_name,
-                directions=DIRECTIONS,
+                directions=directions,
                 load_if_exists=True,
             )
         curves = optuna.create_study(
@@ -163,23 +148,59 @@ class Search:
             curves.tell(t.number, state=TrialState.FAIL)
 
     def _records(self, study: optuna.Study) -> list[TrialRecord]:
-        return shared.study_records(study.get_trials(deepcopy=False), self.run.log)
+        targets = self.names if self.several else None
+        return shared.study_records(study.get_trials(deepcopy=False), self.run.log, targets)
+
+    def _connect(self) -> None:
+        """Lease each target once: its facts, its execution provider, its table."""
+        from .providers import ProviderChoice, choose_provider, probe_model
+
+        chosen = self._chosen_providers()
+        for name, board in self.boards.items():
+            board.connect()
+            state = self.result.targets.setdefault(name, TargetState())
+            state.board, state.facts = board.board_name, board.facts
+            if "energy_mj" in self.settings.constraints and not board.has_power_meter:
+                raise SettingsError(
+                    f"an energy budget needs a power meter, and {board.board_name} has none"
+                )
+            if name in chosen:  # a resume keeps the provider the run measured with
+                state.provider = ProviderChoice.from_dict(chosen[name])
+            else:  # the board's config may fix it; a bench= that names one is the only one
+                given = board.bench.provider if board.bench.provider != DEFAULT_PROVIDER else None
+                state.provider = choose_provider(
+                    board, probe_model(self.space), candidates=[given] if given else None
+                )
+            board.use_provider(state.provider.provider)
+        self._save_providers()
+        self.result.board, self.result.facts = self.board.board_name, self.board.facts
+        if self.settings.predictor or self.strategy.needs_table:
+            from .forecast import Forecast
+
+            for name, board in self.boards.items():
+                folder = self.run.target_dir(name) if self.several else self.run.out
+                forecast = Forecast(board, self.settings, folder)
+                forecast.replay(self.run.log.entries(self._log_target(name)))
+                self.forecasts[name] = self.result.targets[name].forecast = forecast
+            self.result.forecast = self.forecast
+
+    def _chosen_providers(self) -> dict[str, Any]:
+        path = self.run.out / PROVIDERS_FILE
+        try:
+            data = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_providers(self) -> None:
+        data = {n: s.provider.to_dict() for n, s in self.result.targets.items() if s.provider}
+        (self.run.out / PROVIDERS_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
     # -- the loop -------------------------------------------------------------------------
 
     def run_search(self) -> SearchResult:
-        self.board.connect()
-        self.result.facts, self.result.board = self.board.facts, self.board.board_name
-        if "energy_mj" in self.settings.constraints and not self.board.has_power_meter:
-            raise SettingsError(
-                f"an energy budget needs a power meter, and {self.board.board_name} has none"
-            )
+        self._connect()
         self.limits = self._limits()
-        if self.settings.predictor or self.strategy.needs_table:
-            from .forecast import Forecast
-
-            self.forecast = self.result.forecast = Forecast(self.board, self.settings, self.run.out)
-            self.forecast.replay(self.run.log.by_hash.values())
         study, curves = self._studies()
         if self.heartbeat is not None:  # a RUNNING trial may be a live worker's: only
             shared.fail_stale(study, self.heartbeat.storage)  # stale ones are failed
@@ -198,9 +219,10 @@ class Search:
                 predictor=self.forecast.predictor if self.forecast else None,
             )
         )
-        overlap = not self.board.is_local
+        # training and measuring never overlap on this machine
+        overlap = not any(b.is_local for b in self.boards.values())
         pool = ThreadPoolExecutor(max_workers=1) if overlap else None
-        pending: tuple[optuna.Trial, TrialRecord, Future[Measurement]] | None = None
+        pending: tuple[optuna.Trial, TrialRecord, Future[Measured]] | None = None
         try:
             while self._more(study):
                 if self.strategy.finished(self.result.trials):
@@ -208,16 +230,16 @@ class Search:
                 trial = self._ask(study)
                 if trial is None:  # the study had its trials when this worker asked
                     continue
-                record, model = self._prepare(trial, curves)
+                record, model, todo = self._prepare(trial, curves)
                 if model is None:
                     self._tell(study, trial, record)
                     continue
                 if pool is None:
-                    self._finish(study, trial, record, self._measure_now(record, model))
+                    self._finish(study, trial, record, self._measure_now(record, model, todo))
                     continue
                 if pending is not None:
                     self._finish(study, *pending)
-                pending = (trial, record, pool.submit(self._measure, record, model))
+                pending = (trial, record, pool.submit(self._measure, record, model, todo))
                 if pending is not None and not self._more(study, wait=False):
                     self._finish(study, *pending)
                     pending = None
@@ -270,51 +292,75 @@ class Search:
 
     def _prepare(
         self, trial: optuna.Trial, curves: optuna.Study
-    ) -> tuple[TrialRecord, bytes | None]:
-        """Propose, check, train and export; (record, ONNX bytes to measure or None)."""
+    ) -> tuple[TrialRecord, bytes | None, list[str]]:
+        """Propose, check, train and export: (record, ONNX bytes to measure or None, the
+        targets to measure them on)."""
         candidate = self.strategy.propose(trial, self.space)
         rec = TrialRecord(trial.number, candidate.encode(), candidate.hash, records.MEASURED)
         try:
             c = cost(candidate)
         except InvalidCandidate as exc:
             rec.outcome, rec.reason = records.INVALID, str(exc)
-            return rec, None
+            return rec, None, []
         rec.cost = c.to_dict()
         violated = self.limits.violated(c)
         if violated is not None:
             rec.outcome, rec.reason = f"pruned_{violated}", self.limits.describe(violated, c)
-            return rec, None
-        cached = self.run.log.get(candidate.hash)
-        if cached is not None:
-            entry, m = cached
+            return rec, None, []
+        logged = {n: self.run.log.get(candidate.hash, self._log_target(n)) for n in self.names}
+        todo = [n for n, entry in logged.items() if entry is None]
+        model_file = self.run.model_path(candidate.hash)
+        if not todo or (len(todo) < len(self.names) and model_file.exists()):
+            # measured before (by a killed process, or on some targets only): reused
+            entry = next(e for e in logged.values() if e is not None)[0]
             done = {r.hash for r in self.result.trials if r.outcome == records.MEASURED}
             rec.outcome = records.DUPLICATE if candidate.hash in done else records.MEASURED
             rec.accuracy, rec.val_loss = entry["accuracy"], entry["val_loss"]
-            predicted = entry.get("predicted")
-            rec.predicted = predicted if isinstance(predicted, dict) else None
             if rec.outcome == records.MEASURED:  # measured by a killed process, not yet told
                 rec.train_s = entry.get("train_s")
-            self._score(rec, m)
-            return rec, None
-        if self.forecast is not None:
+            for name, cached in logged.items():
+                if cached is not None:
+                    predicted = cached[0].get("predicted")
+                    self._score(
+                        rec, name, cached[1], predicted if isinstance(predicted, dict) else None
+                    )
+            if todo and rec.outcome == records.MEASURED:
+                return rec, model_file.read_bytes(), todo
+            return rec, None, []
+        if self.forecasts:
             try:
-                prediction = self.forecast.predict(candidate)
+                predictions = {n: f.predict(candidate) for n, f in self.forecasts.items()}
             except (HwnasError, TableError) as exc:  # a one-layer measurement failed: this
                 # trial fails with the reason, the search goes on
                 rec.outcome = records.FAILED
                 rec.reason = f"latency table: {str(exc).splitlines()[0]}"
-                return rec, None
-            rec.predicted = prediction.to_dict()
-            skip = self.forecast.over_budget(prediction)
+                return rec, None, []
+            self._predicted(rec, predictions)
+            skip = self._skip(predictions)
             if skip is not None:
                 rec.outcome, rec.reason = records.PREDICTED_OVER, skip
-                return rec, None
+                return rec, None, []
         try:
             model = self._train(candidate, rec, curves)
         except (RuntimeError, ValueError) as exc:  # torch errors (out of memory and the like)
             rec.outcome, rec.reason = records.FAILED, f"training: {type(exc).__name__}: {exc}"
-            return rec, None
-        return rec, model
+            return rec, None, []
+        return rec, model, list(self.names)
+
+    def _predicted(self, rec: TrialRecord, predictions: dict[str, Prediction]) -> None:
+        for name, prediction in predictions.items():
+            if self.several:
+                rec.boards.setdefault(name, BoardFigures()).predicted = prediction.to_dict()
+        rec.predicted = predictions[self.names[0]].to_dict()
+
+    def _skip(self, predictions: dict[str, Prediction]) -> str | None:
+        """Why the candidate is not trained: predicted over budget on every target."""
+        reasons = {n: self.forecasts[n].over_budget(p) for n, p in predictions.items()}
+        if any(r is None for r in reasons.values()):
+            return None
+        if not self.several:
+            return reasons[self.names[0]]
+        return "; ".join(f"{n}: {r}" for n, r in reasons.items())
 
     def _train(self, candidate: Candidate, rec: TrialRecord, curves: optuna.Study) -> bytes | None:
         with shared.quiet():
@@ -345,69 +391,73 @@ class Search:
         self.run.model_path(candidate.hash).write_bytes(model)
         return model
 
-    def _measure(self, rec: TrialRecord, model: bytes) -> Measurement:
-        return self.board.measure(model, name=f"trial {rec.number} {rec.hash}")
+    def _measure(self, rec: TrialRecord, model: bytes, todo: list[str]) -> Measured:
+        """The model on each target in turn (never two at once: boards of one farm may be
+        one machine); a board's error is kept, and the others are still measured."""
+        out: Measured = {}
+        for name in todo:
+            try:
+                out[name] = self.boards[name].measure(model, name=f"trial {rec.number} {rec.hash}")
+            except HwnasError as exc:
+                out[name] = exc
+        return out
 
-    def _measure_now(self, rec: TrialRecord, model: bytes) -> Future[Measurement]:
-        future: Future[Measurement] = Future()
-        try:
-            future.set_result(self._measure(rec, model))
-        except HwnasError as exc:
-            future.set_exception(exc)
+    def _measure_now(self, rec: TrialRecord, model: bytes, todo: list[str]) -> Future[Measured]:
+        future: Future[Measured] = Future()
+        future.set_result(self._measure(rec, model, todo))
         return future
 
     def _finish(
-        self, study: optuna.Study, trial: optuna.Trial, rec: TrialRecord, fut: Future[Measurement]
+        self, study: optuna.Study, trial: optuna.Trial, rec: TrialRecord, fut: Future[Measured]
     ) -> None:
-        try:
-            m = fut.result()
-        except HwnasError as exc:  # the board dropped out, was busy...: fail, go on
-            rec.outcome, rec.reason = records.FAILED, f"measurement: {str(exc).splitlines()[0]}"
-            self._tell(study, trial, rec)
-            return
-        self.run.log.append(
-            {
-                "trial": rec.number,
-                "hash": rec.hash,
-                "candidate": rec.candidate,
-                "accuracy": rec.accuracy,
-                "val_loss": rec.val_loss,
-                "train_s": rec.train_s,
-                "cost": rec.cost,
-                "predicted": rec.predicted,
-                "measurement": m.to_dict(),
-            }
-        )
-        self._score(rec, m)
-        if self.forecast is not None:
-            self.forecast.observe(rec, Candidate.decode(rec.candidate))
+        failed = []
+        for name, m in fut.result().items():
+            if isinstance(m, HwnasError):  # the board dropped out, was busy...: fail, go on
+                where = f" on {name}" if self.several else ""
+                failed.append(f"measurement{where}: {str(m).splitlines()[0]}")
+                continue
+            figures = rec.boards.get(name) if self.several else None
+            predicted = figures.predicted if figures is not None else rec.predicted
+            self.run.log.append(
+                {
+                    "trial": rec.number,
+                    "hash": rec.hash,
+                    "candidate": rec.candidate,
+                    **({"target": name} if self.several else {}),
+                    "accuracy": rec.accuracy,
+                    "val_loss": rec.val_loss,
+                    "train_s": rec.train_s,
+                    "cost": rec.cost,
+                    "predicted": predicted,
+                    "measurement": m.to_dict(),
+                }
+            )
+            self._score(rec, name, m, predicted)
+            forecast = self.forecasts.get(name)
+            if forecast is not None:
+                forecast.observe(rec.view(name), Candidate.decode(rec.candidate))
+        if failed:  # what was measured is logged: a resume measures only the rest
+            rec.outcome, rec.reason = records.FAILED, "; ".join(failed)
         self._tell(study, trial, rec)
 
-    def _score(self, rec: TrialRecord, m: Measurement) -> None:
-        rec.measurement = m
-        rec.latency_ms = latency_of(m, self.settings.latency_stat)
-        rec.energy_mj = m.power.energy_mj
-        budgets = self.settings.constraints
-        over = [
-            rec.latency_ms > budgets.get("latency_ms", float("inf")),
-            rec.energy_mj is not None and rec.energy_mj > budgets.get("energy_mj", float("inf")),
-        ]
-        rec.feasible = not any(over)
+    def _score(
+        self, rec: TrialRecord, name: str, m: Measurement, predicted: dict[str, Any] | None
+    ) -> None:
+        f = objectives.figures(m, self.settings, predicted)
+        if self.several:
+            rec.boards[name] = f
+        if name == self.names[0]:
+            rec.latency_ms, rec.energy_mj, rec.feasible = f.latency_ms, f.energy_mj, f.feasible
+            rec.measurement, rec.predicted = m, predicted
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, rec: TrialRecord) -> None:
         for key, value in rec.attrs().items():
             trial.set_user_attr(key, value)
-        if rec.measurement is not None:  # so any host can report from the study alone
+        if rec.measurement is not None and not self.several:  # so any host can report
             trial.set_user_attr("measurement", shared.measurement_attr(rec.measurement))
         if rec.outcome == records.MEASURED:
-            budgets = self.settings.constraints
-            if "latency_ms" in budgets:
-                trial.set_constraint("latency_ms", (rec.latency_ms or 0.0) - budgets["latency_ms"])
-            if "energy_mj" in budgets:
-                trial.set_constraint("energy_mj", (rec.energy_mj or 0.0) - budgets["energy_mj"])
-            assert rec.accuracy is not None
-            assert rec.latency_ms is not None
-            study.tell(trial, [rec.accuracy, rec.latency_ms])
+            objectives.constrain(trial, rec, self.settings)
+            study.tell(trial, objectives.values(rec, self.names))
         elif rec.outcome == records.FAILED:
             study.tell(trial, state=TrialState.FAIL)
         else:  # pruned, invalid, and repeats: a repeat's figures are in its attributes; told
@@ -420,3 +470,8 @@ class Search:
         self.strategy.after_trial(frozen, rec)
         if self.on_trial is not None:
             self.on_trial(rec, self.result)
+
+
+#: the execution provider chosen for each target, kept so a resume measures with it
+PROVIDERS_FILE = "providers.json"
+DEFAULT_PROVIDER = BenchSettings().provider

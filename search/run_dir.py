@@ -9,7 +9,11 @@
       measurements.jsonl   every device measurement of this worker, one JSON line
       latency_table.json   the measured per-layer table (with the predictor or differentiable)
       models/<hash>.onnx   every measured candidate, with its trained weights
+      providers.json       the execution provider of each target, and how it was chosen
       pareto.json, pareto.png, summary.md, best.onnx, predictor.png   written at the end
+      targets/<target>/    model.onnx + model_card.json of each target (hwnas deploy);
+                           with several targets also that target's pareto.*, summary.md,
+                           latency_table.json and predictor.png
 """
 
 from __future__ import annotations
@@ -47,6 +51,14 @@ class RunDir:
 
     def model_path(self, candidate_hash: str) -> Path:
         return self.out / "models" / f"{candidate_hash}.onnx"
+
+    def target_dir(self, target: str) -> Path:
+        """``targets/<target>/``: a target's model, card, and (several targets) reports."""
+        from .model_card import TARGETS, safe_name
+
+        folder = self.out / TARGETS / safe_name(target)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def check(self, record: dict[str, Any], *, resume: bool) -> None:
         """A fresh run needs an empty directory; a resume needs the same settings."""

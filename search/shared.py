@@ -303,18 +303,30 @@ def budget_used(trials: list[FrozenTrial], limit: int, before: int | None = None
     return used
 
 
-def study_records(trials: list[FrozenTrial], log: MeasurementLog | None) -> list[TrialRecord]:
+def study_records(
+    trials: list[FrozenTrial], log: MeasurementLog | None, targets: list[str] | None = None
+) -> list[TrialRecord]:
     """The records of the study's told trials (surplus ones left out), each with its own
-    measurement (it may be another worker's, on another board), else ``log``'s."""
+    measurement (it may be another worker's, on another board), else ``log``'s. With
+    ``targets`` (a search over several), each target's measurement comes from ``log``."""
     out = []
     for t in trials:
         if t.state in (TrialState.RUNNING, TrialState.WAITING):
             continue
         if t.user_attrs.get("outcome") == SURPLUS:
             continue
+        digest = str(t.user_attrs.get("hash", ""))
+        if targets:
+            each = {name: _logged(log, digest, name) for name in targets}
+            out.append(TrialRecord.from_attrs(t.number, t.user_attrs, each[targets[0]], each))
+            continue
         m = measurement_of(t.user_attrs)
-        if m is None and log is not None:  # a study written before measurements were attrs
-            cached = log.get(str(t.user_attrs.get("hash", "")))
-            m = cached[1] if cached else None
+        if m is None:  # a study written before measurements were attrs
+            m = _logged(log, digest, None)
         out.append(TrialRecord.from_attrs(t.number, t.user_attrs, m))
     return out
+
+
+def _logged(log: MeasurementLog | None, digest: str, target: str | None) -> Measurement | None:
+    cached = log.get(digest, target) if log is not None else None
+    return cached[1] if cached else None

@@ -57,6 +57,9 @@ class Strategy(abc.ABC):
     needs_table: ClassVar[bool] = False
     #: whether ``predictor`` defaults to on (a candidate predicted far over budget is not trained)
     predictor_default: ClassVar[bool] = False
+    #: whether the strategy can search for several targets at once (one study, each
+    #: candidate measured on every target, one latency objective per target)
+    several_targets: ClassVar[bool] = True
 
     def __init__(self, *, seed: int | None = 0) -> None:
         self.seed = seed

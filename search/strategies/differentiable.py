@@ -90,6 +90,8 @@ class DifferentiableStrategy(Strategy):
 
     name = "differentiable"
     needs_table = True
+    #: the supernet's expected latency is one board's table: one target per search
+    several_targets = False
     #: the predictor records its prediction beside each round's measurement; it skips a
     #: round only if it puts it far over budget (then the next round derives another)
     predictor_default = True

@@ -167,3 +167,30 @@ def test_a_differentiable_search_with_a_fixed_lambda_from_the_command_line(tmp_p
     proc = hwnas(*args, "--lambda", "0.7", "--out", str(out), "--resume")
     assert proc.returncode == 2
     assert "strategy_options.lambda" in proc.stderr
+
+
+def test_search_with_compress_ships_the_chosen_variant_in_the_target_folder(
+    tmp_path: Path,
+) -> None:
+    """``compress = true`` in search.toml (the same as --compress): the last step measures
+    the variants on the board and the target folder holds the one chosen, with its card."""
+    config = tmp_path / "search.toml"
+    config.write_text('compress = true\n[space]\nlayer_types = ["conv"]\nnum_layers = [1, 1]\n')
+    out = tmp_path / "run"
+    proc = hwnas("search", *QUICK, "--trials", "2", "--config", str(config), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "compress: measuring " in proc.stderr
+    card = json.loads((out / "targets" / "local" / "model_card.json").read_text())
+    compression = card["compression"]
+    assert compression is not None
+    variant = compression["variant"]
+    assert f"Model for local: {out / 'targets' / 'local' / 'model.onnx'} ({variant}," in proc.stdout
+    report = json.loads((out / compression["report"]).read_text())
+    assert report["chosen"] == variant
+    assert set(compression["not_chosen"]) == {v["name"] for v in report["variants"]} - {variant}
+    assert FINAL.match(proc.stdout.strip().splitlines()[-1])  # still the last line
+    bad = tmp_path / "bad.toml"
+    bad.write_text('compress = "yes"\n')
+    proc = hwnas("search", *QUICK, "--config", str(bad), "--out", str(tmp_path / "r2"))
+    assert proc.returncode == 2
+    assert "compress must be true or false" in proc.stderr

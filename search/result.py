@@ -1,0 +1,93 @@
+"""What a search knows when it is done (or so far): every trial's record, the counts, the
+feasible Pareto front, and, per target, the board that measured it.
+
+A search over several targets keeps one record per trial with each target's figures
+(``TrialRecord.boards``); :meth:`SearchResult.for_target` is the result a one-target search
+on that target would have given (its front, its best, its counts), which every report uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import records
+from .data import Split
+from .records import TrialRecord
+from .settings import SearchSettings
+
+if TYPE_CHECKING:
+    from .forecast import Forecast
+    from .providers import ProviderChoice
+
+
+def data_fingerprint(split: Split) -> str:
+    h = hashlib.sha256()
+    for arr in (split.x_train, split.y_train, split.x_val, split.y_val):
+        h.update(str(arr.shape).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TargetState:
+    """One target of the search: the board leased for it and what was learnt of it."""
+
+    board: str = ""  #: the board's name (a farm target may lease one of several)
+    facts: dict[str, Any] = field(default_factory=dict)  #: its hello
+    forecast: Forecast | None = None  #: its measured table and predictor, if used
+    provider: ProviderChoice | None = None  #: the execution provider and how it was chosen
+
+
+@dataclass
+class SearchResult:
+    """The whole run: every trial's record, the counts, the feasible Pareto front."""
+
+    out: Path
+    settings: SearchSettings
+    trials: list[TrialRecord] = field(default_factory=list)
+    board: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    #: the measured table and predictor, when the search used them
+    forecast: Forecast | None = None
+    #: target name -> its state, in the order given (one entry for a one-target search)
+    targets: dict[str, TargetState] = field(default_factory=dict)
+
+    @property
+    def several(self) -> bool:
+        """True for a search over several targets (records hold each one's figures)."""
+        return len(self.targets) > 1
+
+    def for_target(self, name: str) -> SearchResult:
+        """The result as a one-target search on ``name`` would see it."""
+        if not self.several:
+            return self
+        state = self.targets[name]
+        return replace(
+            self,
+            trials=[r.view(name) for r in self.trials],
+            board=state.board,
+            facts=state.facts,
+            forecast=state.forecast,
+            targets={name: state},
+        )
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return records.count(self.trials)
+
+    @property
+    def pareto(self) -> list[TrialRecord]:
+        return records.pareto(self.trials)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return records.best(self.trials)
+
+    def smallest_latency(self) -> float | None:
+        lat = [r.latency_ms for r in self.trials if r.outcome == records.MEASURED and r.latency_ms]
+        return min(lat) if lat else None
