@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas_bench import BenchSettings
+from hwnas_bench.targets import BOARD_BENCH_KEYS
 
 SCHEMA = "hwnas.latency_table/1"
 TABLE_FILE = "latency_table.json"
@@ -34,15 +35,9 @@ SPEED_FACTS = (
     "hostname",
     "onnxruntime",
 )
-#: measurement settings that change how fast a model runs
-SPEED_SETTINGS = (
-    "provider",
-    "threads",
-    "inter_op_threads",
-    "graph_optimization",
-    "cpus",
-    "governor",
-)
+#: measurement settings that change how fast a model runs: how the board runs it, except
+#: which power meter reads it
+SPEED_SETTINGS = tuple(k for k in BOARD_BENCH_KEYS if k != "power_meter")
 #: a table file larger than this, or with more entries, is not read
 MAX_FILE_BYTES = 8 << 20
 MAX_ENTRIES = 50_000

@@ -62,9 +62,8 @@ def search_split(digits: Arrays) -> Split:
     return split(to_nchw(digits.x[:1000], (8, 8, 1)), digits.y[:1000], 0.2, 0)
 
 
-@pytest.fixture(scope="module")
-def searched(digits: Arrays, tmp_path_factory: pytest.TempPathFactory) -> SearchedModel:
-    """The best model of a 2-trial search on digits (conv and fc layers, so both prune)."""
+def prunable_searcher(out: Path, *, epochs: int) -> Searcher:
+    """A 2-trial random search of conv and fc layers (so both prune), measured briefly."""
     space = SearchSpace(
         input_shape=(8, 8, 1),
         num_layers=2,
@@ -72,11 +71,16 @@ def searched(digits: Arrays, tmp_path_factory: pytest.TempPathFactory) -> Search
         conv_channels=[16, 32],
         fc_sizes=[32, 64],
     )
-    out = tmp_path_factory.mktemp("search")
-    searcher = Searcher(
-        space, strategy="random", predictor=False, trials=2, epochs=3, bench=SMALL, out=out,
-        progress=False,
+    return Searcher(
+        space, strategy="random", predictor=False, trials=2, epochs=epochs, bench=SMALL,
+        out=out, progress=False,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def searched(digits: Arrays, tmp_path_factory: pytest.TempPathFactory) -> SearchedModel:
+    """The best model of a 2-trial search on digits (conv and fc layers, so both prune)."""
+    searcher = prunable_searcher(tmp_path_factory.mktemp("search"), epochs=3)
     return searcher.search(digits.x[:1000], digits.y[:1000])
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hwnas_bench.errors import UnknownTargetError
-from search import SearchedModel, Searcher, SearchSpace
+from search import SearchedModel, Searcher
 from search.compress import CalibrationDataError, CompressionResult, CompressSettings
 from search.compress_step import COMPRESSION_DIR, applied_steps, compress_target, ship_variant
 from search.data import Arrays, Split, split, to_nchw
@@ -22,6 +22,8 @@ from search.errors import SettingsError
 from search.evaluate import Board, bench_settings
 from search.model_card import CARD_FILE, MODEL_FILE, architecture, read_target_folder
 from search.space import Candidate
+
+from .test_compress import prunable_searcher
 
 SMALL = {"min_time_s": 0.05, "min_iterations": 10, "warmup_min_s": 0.0}
 QUICK = CompressSettings(
@@ -39,18 +41,8 @@ class SearchRun:
 @pytest.fixture(scope="module")
 def search_run(digits: Arrays, tmp_path_factory: pytest.TempPathFactory) -> SearchRun:
     """conv and fc layers, so both prune; the run directory is copied by each test."""
-    space = SearchSpace(
-        input_shape=(8, 8, 1),
-        num_layers=2,
-        layer_types=["conv", "fc"],
-        conv_channels=[16, 32],
-        fc_sizes=[32, 64],
-    )
     out = tmp_path_factory.mktemp("search")
-    searcher = Searcher(
-        space, strategy="random", predictor=False, trials=2, epochs=2, bench=SMALL, out=out,
-        progress=False,
-    )  # fmt: skip
+    searcher = prunable_searcher(out, epochs=2)
     best = searcher.search(digits.x[SEARCHED], digits.y[SEARCHED])
     return SearchRun(out, searcher, best)
 
