@@ -11,13 +11,15 @@ provider, why, and what each trial measured, for the run's records.
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from hwnas_bench import BenchFailure
+from hwnas_bench import BenchFailure, BenchSettings
 
 from .build import build
 from .errors import SearchError, SettingsError, SpaceError
@@ -274,3 +276,37 @@ def _measure(
     )
     provider, reason = pick(trials, margin)
     return ProviderChoice(provider, reason, trials)
+
+
+#: the run directory's record of each target's choice, so a resume measures as before
+CHOICES_FILE = "providers.json"
+DEFAULT_PROVIDER = BenchSettings().provider
+
+
+def provider_for(
+    board: Board, space: SearchSpace, *, kept: ProviderChoice | None = None
+) -> ProviderChoice:
+    """The provider a search measures ``board`` (connected) with, set on the board: ``kept``
+    (a resume's), else :func:`choose_provider` (the board's config may fix it; settings
+    that name a provider other than the default make it the only candidate)."""
+    if kept is None:
+        given = board.bench.provider if board.bench.provider != DEFAULT_PROVIDER else None
+        kept = choose_provider(
+            board, probe_model(space), candidates=[given] if given is not None else None
+        )
+    board.use_provider(kept.provider)
+    return kept
+
+
+def load_choices(run_dir: Path) -> dict[str, ProviderChoice]:
+    """What ``providers.json`` holds (a missing or damaged file: nothing, chosen again)."""
+    try:
+        data = json.loads((run_dir / CHOICES_FILE).read_text())
+        return {str(name): ProviderChoice.from_dict(choice) for name, choice in data.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def save_choices(run_dir: Path, choices: Mapping[str, ProviderChoice | None]) -> None:
+    data = {name: c.to_dict() for name, c in choices.items() if c is not None}
+    (run_dir / CHOICES_FILE).write_text(json.dumps(data, indent=2) + "\n")

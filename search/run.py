@@ -11,7 +11,6 @@ candidate k is measured while k+1 trains.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
-from hwnas_bench import BenchSettings, HwnasError, Measurement
+from hwnas_bench import HwnasError, Measurement
 
 from . import objectives, records, shared
 from .build import build
@@ -153,9 +152,9 @@ class Search:
 
     def _connect(self) -> None:
         """Lease each target once: its facts, its execution provider, its table."""
-        from .providers import ProviderChoice, choose_provider, probe_model
+        from .providers import load_choices, provider_for, save_choices
 
-        chosen = self._chosen_providers()
+        kept = load_choices(self.run.out)
         for name, board in self.boards.items():
             board.connect()
             state = self.result.targets.setdefault(name, TargetState())
@@ -164,15 +163,8 @@ class Search:
                 raise SettingsError(
                     f"an energy budget needs a power meter, and {board.board_name} has none"
                 )
-            if name in chosen:  # a resume keeps the provider the run measured with
-                state.provider = ProviderChoice.from_dict(chosen[name])
-            else:  # the board's config may fix it; a bench= that names one is the only one
-                given = board.bench.provider if board.bench.provider != DEFAULT_PROVIDER else None
-                state.provider = choose_provider(
-                    board, probe_model(self.space), candidates=[given] if given else None
-                )
-            board.use_provider(state.provider.provider)
-        self._save_providers()
+            state.provider = provider_for(board, self.space, kept=kept.get(name))
+        save_choices(self.run.out, {n: s.provider for n, s in self.result.targets.items()})
         self.result.board, self.result.facts = self.board.board_name, self.board.facts
         if self.settings.predictor or self.strategy.needs_table:
             from .forecast import Forecast
@@ -183,18 +175,6 @@ class Search:
                 forecast.replay(self.run.log.entries(self._log_target(name)))
                 self.forecasts[name] = self.result.targets[name].forecast = forecast
             self.result.forecast = self.forecast
-
-    def _chosen_providers(self) -> dict[str, Any]:
-        path = self.run.out / PROVIDERS_FILE
-        try:
-            data = json.loads(path.read_text()) if path.exists() else {}
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _save_providers(self) -> None:
-        data = {n: s.provider.to_dict() for n, s in self.result.targets.items() if s.provider}
-        (self.run.out / PROVIDERS_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -470,8 +450,3 @@ class Search:
         self.strategy.after_trial(frozen, rec)
         if self.on_trial is not None:
             self.on_trial(rec, self.result)
-
-
-#: the execution provider chosen for each target, kept so a resume measures with it
-PROVIDERS_FILE = "providers.json"
-DEFAULT_PROVIDER = BenchSettings().provider
