@@ -27,7 +27,7 @@ from hwnas_bench import BenchSettings, HwnasError, Measurement, TargetSpec
 from . import records
 from .build import CandidateNet
 from .data import Split, class_count, labels, split, to_nchw
-from .errors import InfeasibleBudgetError, SearchError, SettingsError
+from .errors import DataError, InfeasibleBudgetError, SearchError, SettingsError
 from .evaluate import ROUNDS, Board, bench_settings
 from .model_card import safe_name, write_target_folder
 from .onnx_export import from_onnx
@@ -138,6 +138,8 @@ class Searcher:
     ) -> None:
         self.space = space
         self.target = target
+        if isinstance(targets, (str, TargetSpec)):
+            raise SettingsError(f"targets is a list of targets: targets=[{targets!r}]")
         self.targets = check_targets([target] if targets is None else list(targets))
         self.strategy = get_strategy(strategy, seed=seed)
         several = len(self.targets) > 1
@@ -165,6 +167,8 @@ class Searcher:
         )
         self.settings.validate()
         self.bench = bench if isinstance(bench, BenchSettings) else bench_settings(bench)
+        #: a provider the caller named: the only candidate on every board (else chosen)
+        self.provider = given_provider(bench)
         self.out = Path(out) if out is not None else None
         if storage is not None:
             from .shared import check_storage_url
@@ -210,22 +214,6 @@ class Searcher:
         names = [target_name(t) for t in self.targets]
         with run_dir_lock(out):
             run_dir = RunDir(out, self.storage, self.study_name)
-            # what must match for a resume, and (without target, trials) for a shared study
-            comparable = {
-                "settings": self.settings.resume_key(),
-                "space": space.to_dict(),
-                "data": data_fingerprint(data),
-                "bench": self.bench.to_wire(),
-                "measure_rounds": self.measure_rounds,
-            }
-            run_dir.check(
-                {
-                    **comparable,
-                    "trials": self.settings.trials,
-                    "target": names[0] if len(names) == 1 else names,
-                },
-                resume=self.resume,
-            )
             boards = {
                 name: Board(
                     t,
@@ -235,15 +223,35 @@ class Searcher:
                 )
                 for name, t in zip(names, self.targets, strict=True)
             }
-            for board in boards.values():
-                board.on_progress = self.on_measure_progress
             try:
+                # what must match for a resume, and (without target, trials) for a shared study
+                comparable = {
+                    "settings": self.settings.resume_key(),
+                    "space": space.to_dict(),
+                    "data": data_fingerprint(data),
+                    "bench": self.bench.to_wire(),
+                    "measure_rounds": self.measure_rounds,
+                }
+                tables = {name: board.bench_tables() for name, board in boards.items()}
+                if any(tables.values()):  # the boards' own settings (none: as runs before them)
+                    comparable["board_bench"] = tables[names[0]] if len(names) == 1 else tables
+                run_dir.check(
+                    {
+                        **comparable,
+                        "trials": self.settings.trials,
+                        "target": names[0] if len(names) == 1 else names,
+                    },
+                    resume=self.resume,
+                )
+                for board in boards.values():
+                    board.on_progress = self.on_measure_progress
                 with self._progress() as on_trial:
                     search = Search(
                         space,
                         data,
                         self.settings,
                         boards=boards,
+                        provider=self.provider,
                         strategy=self.strategy,
                         run_dir=run_dir,
                         pruner=self.pruner,
@@ -259,7 +267,7 @@ class Searcher:
         found = [m for m in self.models.values() if m is not None]
         if not found:
             raise InfeasibleBudgetError(
-                "; ".join(
+                "\n".join(
                     (f"{name}: " if len(names) > 1 else "") + self._why_none(result, name)
                     for name in names
                 ),
@@ -339,7 +347,8 @@ class Searcher:
         from .compress_step import compress_target
 
         assert self.compress is not None
-        failed = []
+        failed: list[str] = []
+        mistakes = True  # every failure a settings mistake (exit 2), not a board's
         for name, model in models.items():
             if model is None:
                 continue
@@ -360,8 +369,10 @@ class Searcher:
                 )
             except (SearchError, HwnasError) as exc:
                 failed.append(f"{name}: {str(exc).splitlines()[0]}")
+                mistakes = mistakes and isinstance(exc, (SettingsError, DataError))
         if failed:
-            raise SearchError(
+            error = SettingsError if mistakes else SearchError
+            raise error(
                 "compression failed (the searched fp32 model stays in its target folder) "
                 "for " + "; ".join(failed)
             )
@@ -387,6 +398,14 @@ class Searcher:
             yield both
 
 
+def given_provider(bench: BenchSettings | Mapping[str, Any] | None) -> str | None:
+    if isinstance(bench, BenchSettings):  # a whole settings object: its provider, unless
+        default = BenchSettings().provider  # it is the default one
+        return bench.provider if bench.provider != default else None
+    value = (bench or {}).get("provider")
+    return str(value) if value else None
+
+
 def target_name(target: str | TargetSpec) -> str:
     return target.name if isinstance(target, TargetSpec) else target
 
@@ -396,8 +415,10 @@ def check_targets(targets: list[str | TargetSpec]) -> list[str | TargetSpec]:
     if not targets:
         raise SettingsError("targets is empty: give at least one target")
     for t in targets:
-        if not isinstance(t, (str, TargetSpec)) or not target_name(t):
-            raise SettingsError(f"a target is a name or a TargetSpec, not {t!r}")
+        if not isinstance(t, (str, TargetSpec)):
+            raise SettingsError(f"a target is a board name or a TargetSpec, not {t!r}")
+        if not target_name(t).strip():
+            raise SettingsError("a target name is empty")
     names = [target_name(t) for t in targets]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

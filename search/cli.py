@@ -349,7 +349,7 @@ def _run(args: argparse.Namespace) -> int:
         _print_shipped(result.out, name)
     missing = [name for name in opts["target"] if searcher.models.get(name) is None]
     if missing:
-        print(f"No model within budget for: {', '.join(missing)}")
+        print(f"No model for {', '.join(missing)}: no candidate measured within budget there")
     for name in opts["target"]:
         print(f"{name}: {final_line(result.for_target(name))}")
     return 1 if missing else 0

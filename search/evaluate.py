@@ -102,6 +102,15 @@ class Board:
         self.bench = self._settings(self._base, lease.spec)
         return self.facts
 
+    def bench_tables(self) -> list[dict[str, Any]]:
+        """The [bench] tables of the boards this target may lease (none: []), as a run
+        records them: a resume with other tables would mix two ways of measuring."""
+        import json
+
+        specs = self.farm.candidates(self._what)
+        found = sorted({json.dumps(s.bench, sort_keys=True) for s in specs})
+        return [json.loads(t) for t in found] if found != ["{}"] else []
+
     def use_provider(self, provider: str) -> None:
         """Measure with ``provider`` from now on (the search's choice for this board)."""
         self._base = replace(self._base, provider=provider)

@@ -39,9 +39,12 @@ class ModelCardError(SearchError):
 
 
 def safe_name(target: str) -> str:
-    """A folder name for a target name (``tag:jetson`` -> ``tag_jetson``)."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", target).lstrip(".")
-    return name or "_"
+    """A folder name for a target name (``tag:jetson`` -> ``tag_jetson``; a name with
+    non-ASCII letters also gets a short hash of itself, so ``板`` and ``機`` stay apart)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", target).lstrip(".") or "_"
+    if not target.isascii():
+        name += "-" + hashlib.sha256(target.encode()).hexdigest()[:8]
+    return name
 
 
 @dataclass(frozen=True)

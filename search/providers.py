@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hwnas_bench import BenchFailure, BenchSettings
+from hwnas_bench import BenchFailure
 
 from .build import build
 from .errors import SearchError, SettingsError, SpaceError
@@ -280,17 +280,19 @@ def _measure(
 
 #: the run directory's record of each target's choice, so a resume measures as before
 CHOICES_FILE = "providers.json"
-DEFAULT_PROVIDER = BenchSettings().provider
 
 
 def provider_for(
-    board: Board, space: SearchSpace, *, kept: ProviderChoice | None = None
+    board: Board,
+    space: SearchSpace,
+    *,
+    kept: ProviderChoice | None = None,
+    given: str | None = None,
 ) -> ProviderChoice:
     """The provider a search measures ``board`` (connected) with, set on the board: ``kept``
-    (a resume's), else :func:`choose_provider` (the board's config may fix it; settings
-    that name a provider other than the default make it the only candidate)."""
+    (a resume's), else :func:`choose_provider` (the board's config may fix it; ``given``,
+    the provider the caller named, is then the only candidate)."""
     if kept is None:
-        given = board.bench.provider if board.bench.provider != DEFAULT_PROVIDER else None
         kept = choose_provider(
             board, probe_model(space), candidates=[given] if given is not None else None
         )

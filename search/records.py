@@ -30,6 +30,9 @@ INTERRUPTED = "interrupted"  #: the process died during the trial; redone on res
 PREDICTED_OVER = "predicted_over_budget"
 #: pruned by a hardware limit before training: ``pruned_<limit>``
 LIMITS = ("profile_memory", "memory", "flops", "params")
+PRUNED_PROFILE_MEMORY = "pruned_profile_memory"
+#: a several-target trial's outcomes after training, when the targets' own may differ
+TARGET_OUTCOMES = (MEASURED, FAILED, PRUNED_PROFILE_MEMORY)
 
 
 @dataclass
@@ -41,6 +44,10 @@ class BoardFigures:
     feasible: bool | None = None  #: within every budget on this target, as measured
     predicted: dict[str, Any] | None = None  #: this target's predictor, before measuring
     measurement: Measurement | None = None
+    #: what happened on this target once the candidate was trained: measured, failed (the
+    #: board's error in ``reason``) or pruned_profile_memory (too big for this board only)
+    outcome: str | None = None
+    reason: str | None = None
 
     def attrs(self) -> dict[str, Any]:
         out = {
@@ -48,6 +55,8 @@ class BoardFigures:
             "energy_mj": self.energy_mj,
             "feasible": self.feasible,
             "predicted": self.predicted,
+            "outcome": self.outcome,
+            "reason": self.reason,
         }
         return {k: v for k, v in out.items() if v is not None}
 
@@ -60,6 +69,8 @@ class BoardFigures:
             feasible=attrs.get("feasible"),
             predicted=predicted if isinstance(predicted, dict) else None,
             measurement=measurement,
+            outcome=attrs.get("outcome"),
+            reason=attrs.get("reason"),
         )
 
 
@@ -92,8 +103,13 @@ class TrialRecord:
         if not self.boards:
             return self
         f = self.boards.get(target, BoardFigures())
+        # once trained, what happened on this target is its own (another board's failure
+        # is not this one's); before that (pruned, repeated...) the trial's outcome holds
+        own = f.outcome is not None and self.outcome in TARGET_OUTCOMES
         return replace(
             self,
+            outcome=f.outcome if own and f.outcome else self.outcome,
+            reason=f.reason if own else self.reason,
             latency_ms=f.latency_ms,
             energy_mj=f.energy_mj,
             feasible=f.feasible,
@@ -101,14 +117,6 @@ class TrialRecord:
             measurement=f.measurement,
             boards={},
         )
-
-    @property
-    def feasible_somewhere(self) -> bool | None:
-        """Within every budget on at least one target (the study's constraint)."""
-        if not self.boards:
-            return self.feasible
-        known = [f.feasible for f in self.boards.values() if f.feasible is not None]
-        return any(known) if known else None
 
     @property
     def predicted_latency_ms(self) -> float | None:
@@ -152,13 +160,12 @@ class TrialRecord:
         measured = attrs.get("outcome") in (MEASURED, DUPLICATE)
         raw = attrs.get("boards")
         boards_attr: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        boards = {
-            str(name): BoardFigures.from_attrs(
-                figures if isinstance(figures, dict) else {},
-                (board_measurements or {}).get(str(name)) if measured else None,
-            )
-            for name, figures in boards_attr.items()
-        }
+        boards = {}
+        for name, figures in boards_attr.items():
+            figures = figures if isinstance(figures, dict) else {}
+            own = measured or figures.get("outcome") == MEASURED  # another board failed
+            m = (board_measurements or {}).get(str(name)) if own else None
+            boards[str(name)] = BoardFigures.from_attrs(figures, m)
         return cls(
             number=number,
             candidate=str(attrs.get("candidate", "")),

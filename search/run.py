@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -64,6 +65,7 @@ class Search:
         pruner: optuna.pruners.BasePruner | None = None,
         on_trial: OnTrial | None = None,
         study_record: dict[str, Any] | None = None,
+        provider: str | None = None,
     ) -> None:
         if not boards:
             raise SettingsError("a search needs at least one target")
@@ -74,6 +76,8 @@ class Search:
         self.boards, self.strategy, self.run = boards, strategy, run_dir
         self.names = list(boards)
         self.board = boards[self.names[0]]
+        #: the execution provider the caller named (else each board's is chosen)
+        self.provider = provider
         #: several targets: each one's figures are kept and logged under its name
         self.several = len(boards) > 1
         self.on_trial = on_trial
@@ -84,6 +88,7 @@ class Search:
         )
         self.result = SearchResult(run_dir.out, settings)
         self.limits = Limits()
+        self.target_limits: dict[str, Limits] = {}
         self.forecasts: dict[str, Forecast] = {}
 
     @property
@@ -97,18 +102,47 @@ class Search:
     # -- set-up ---------------------------------------------------------------------------
 
     def _limits(self) -> Limits:
-        """The user's analytic limits, and the largest board's memory: a candidate that
-        fits on none of the targets is not trained."""
-        memory = [b.profile().memory.total_mb for b in self.boards.values()]
-        profiles = [b.profile().name for b in self.boards.values()]
+        """The user's analytic limits and the board's memory (with several targets, the
+        largest board's: a candidate that fits on none is not trained; one too big for some
+        boards only is kept from those by :meth:`_unfit`)."""
+        profiles = {n: b.profile() for n, b in self.boards.items()}
+        memory = [p.memory.total_mb for p in profiles.values()]
+        largest = max(profiles.values(), key=lambda p: p.memory.total_mb or 0)
         c = self.settings.constraints
         return Limits(
             memory_mb=c.get("memory_mb"),
             flops=c.get("flops"),
             params=int(c["params"]) if "params" in c else None,
             profile_memory_mb=float(max(memory)) if all(memory) else None,
-            profile=", ".join(profiles),
+            profile=largest.name,
         )
+
+    def _target_limits(self) -> dict[str, Limits]:
+        """Each target's own memory limit (several targets only)."""
+        if not self.several:
+            return {}
+        out = {}
+        for name, board in self.boards.items():
+            profile = board.profile()
+            if profile.memory.total_mb:
+                out[name] = Limits(
+                    profile_memory_mb=float(profile.memory.total_mb), profile=profile.name
+                )
+        return out
+
+    def _unfit(self, rec: TrialRecord, c: Any) -> set[str]:
+        """The targets whose memory the candidate exceeds: recorded as pruned there, and
+        not measured there."""
+        unfit = set()
+        for name, limits in self.target_limits.items():
+            if limits.violated(c) is not None:
+                rec.boards[name] = BoardFigures(
+                    feasible=False,
+                    outcome=records.PRUNED_PROFILE_MEMORY,
+                    reason=limits.describe("profile_memory", c),
+                )
+                unfit.add(name)
+        return unfit
 
     def _studies(self) -> tuple[optuna.Study, optuna.Study]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -152,9 +186,21 @@ class Search:
 
     def _connect(self) -> None:
         """Lease each target once: its facts, its execution provider, its table."""
-        from .providers import load_choices, provider_for, save_choices
+        from .providers import (
+            CHOICES_FILE,
+            ProviderChoice,
+            load_choices,
+            provider_for,
+            save_choices,
+        )
 
         kept = load_choices(self.run.out)
+        if not (self.run.out / CHOICES_FILE).exists() and self.run.log.path.exists():
+            # a run measured before providers were chosen per board: it goes on as it was
+            kept = {
+                n: ProviderChoice(b.bench.provider, "kept: the run measured with it before")
+                for n, b in self.boards.items()
+            }
         for name, board in self.boards.items():
             board.connect()
             state = self.result.targets.setdefault(name, TargetState())
@@ -163,7 +209,9 @@ class Search:
                 raise SettingsError(
                     f"an energy budget needs a power meter, and {board.board_name} has none"
                 )
-            state.provider = provider_for(board, self.space, kept=kept.get(name))
+            state.provider = provider_for(
+                board, self.space, kept=kept.get(name), given=self.provider
+            )
         save_choices(self.run.out, {n: s.provider for n, s in self.result.targets.items()})
         self.result.board, self.result.facts = self.board.board_name, self.board.facts
         if self.settings.predictor or self.strategy.needs_table:
@@ -180,7 +228,7 @@ class Search:
 
     def run_search(self) -> SearchResult:
         self._connect()
-        self.limits = self._limits()
+        self.limits, self.target_limits = self._limits(), self._target_limits()
         study, curves = self._studies()
         if self.heartbeat is not None:  # a RUNNING trial may be a live worker's: only
             shared.fail_stale(study, self.heartbeat.storage)  # stale ones are failed
@@ -287,29 +335,17 @@ class Search:
         if violated is not None:
             rec.outcome, rec.reason = f"pruned_{violated}", self.limits.describe(violated, c)
             return rec, None, []
-        logged = {n: self.run.log.get(candidate.hash, self._log_target(n)) for n in self.names}
+        unfit = self._unfit(rec, c)
+        fits = [n for n in self.names if n not in unfit]
+        logged = {n: self.run.log.get(candidate.hash, self._log_target(n)) for n in fits}
         todo = [n for n, entry in logged.items() if entry is None]
         model_file = self.run.model_path(candidate.hash)
-        if not todo or (len(todo) < len(self.names) and model_file.exists()):
+        if not todo or (len(todo) < len(fits) and model_file.exists()):
             # measured before (by a killed process, or on some targets only): reused
-            entry = next(e for e in logged.values() if e is not None)[0]
-            done = {r.hash for r in self.result.trials if r.outcome == records.MEASURED}
-            rec.outcome = records.DUPLICATE if candidate.hash in done else records.MEASURED
-            rec.accuracy, rec.val_loss = entry["accuracy"], entry["val_loss"]
-            if rec.outcome == records.MEASURED:  # measured by a killed process, not yet told
-                rec.train_s = entry.get("train_s")
-            for name, cached in logged.items():
-                if cached is not None:
-                    predicted = cached[0].get("predicted")
-                    self._score(
-                        rec, name, cached[1], predicted if isinstance(predicted, dict) else None
-                    )
-            if todo and rec.outcome == records.MEASURED:
-                return rec, model_file.read_bytes(), todo
-            return rec, None, []
+            return self._reuse(rec, candidate, logged, todo, model_file)
         if self.forecasts:
             try:
-                predictions = {n: f.predict(candidate) for n, f in self.forecasts.items()}
+                predictions = {n: self.forecasts[n].predict(candidate) for n in fits}
             except (HwnasError, TableError) as exc:  # a one-layer measurement failed: this
                 # trial fails with the reason, the search goes on
                 rec.outcome = records.FAILED
@@ -325,13 +361,81 @@ class Search:
         except (RuntimeError, ValueError) as exc:  # torch errors (out of memory and the like)
             rec.outcome, rec.reason = records.FAILED, f"training: {type(exc).__name__}: {exc}"
             return rec, None, []
-        return rec, model, list(self.names)
+        return rec, model, fits
+
+    def _reuse(
+        self,
+        rec: TrialRecord,
+        candidate: Candidate,
+        logged: dict[str, tuple[dict[str, Any], Measurement] | None],
+        todo: list[str],
+        model_file: Path,
+    ) -> tuple[TrialRecord, bytes | None, list[str]]:
+        """A candidate this run measured before: a repeat (not measured again), or one a
+        killed process measured on some or all targets (the rest measured now, from its
+        saved model: not trained again)."""
+        entry = next(e for e in logged.values() if e is not None)[0]
+        done = {
+            r.hash
+            for r in self.result.trials
+            if r.outcome == records.MEASURED
+            or any(f.outcome == records.MEASURED for f in r.boards.values())
+        }
+        repeat = candidate.hash in done
+        rec.outcome = records.DUPLICATE if repeat else records.MEASURED
+        rec.accuracy, rec.val_loss = entry["accuracy"], entry["val_loss"]
+        if not repeat:  # measured by a killed process, not yet told
+            rec.train_s = entry.get("train_s")
+        for name, cached in logged.items():
+            if cached is not None:
+                predicted = cached[0].get("predicted")
+                self._score(
+                    rec, name, cached[1], predicted if isinstance(predicted, dict) else None
+                )
+        if repeat or not todo:
+            self._settle(rec)
+            return rec, None, []
+        for name in todo:  # each target's own prediction, made before its measurement
+            forecast = self.forecasts.get(name)
+            if forecast is None:
+                continue
+            try:
+                figures = rec.boards.setdefault(name, BoardFigures())
+                figures.predicted = forecast.predict(candidate).to_dict()
+            except (HwnasError, TableError):
+                pass  # no prediction for this one: it is measured all the same
+        return rec, model_file.read_bytes(), todo
+
+    def _settle(self, rec: TrialRecord) -> None:
+        """A several-target trial's outcome from its targets': measured when measured on
+        every target; failed when a board failed it; else pruned (too big for a board)."""
+        if not self.several or rec.outcome not in records.TARGET_OUTCOMES:
+            return
+        outcomes = {n: rec.boards.get(n, BoardFigures()).outcome for n in self.names}
+        if all(o == records.MEASURED for o in outcomes.values()):
+            rec.outcome, rec.reason = records.MEASURED, None
+            return
+        others = [o for o in outcomes.values() if o != records.MEASURED]
+        rec.outcome = (
+            records.FAILED
+            if records.FAILED in others or None in others
+            else (records.PRUNED_PROFILE_MEMORY)
+        )
+        rec.reason = (
+            "; ".join(
+                f"{n}: {rec.boards[n].reason}"
+                for n, o in outcomes.items()
+                if o != records.MEASURED and n in rec.boards and rec.boards[n].reason
+            )
+            or rec.reason
+        )
 
     def _predicted(self, rec: TrialRecord, predictions: dict[str, Prediction]) -> None:
         for name, prediction in predictions.items():
             if self.several:
                 rec.boards.setdefault(name, BoardFigures()).predicted = prediction.to_dict()
-        rec.predicted = predictions[self.names[0]].to_dict()
+        first = predictions.get(self.names[0])  # the single-target field: the first's
+        rec.predicted = first.to_dict() if first is not None else None
 
     def _skip(self, predictions: dict[str, Prediction]) -> str | None:
         """Why the candidate is not trained: predicted over budget on every target."""
@@ -393,11 +497,16 @@ class Search:
         failed = []
         for name, m in fut.result().items():
             if isinstance(m, HwnasError):  # the board dropped out, was busy...: fail, go on
-                where = f" on {name}" if self.several else ""
-                failed.append(f"measurement{where}: {str(m).splitlines()[0]}")
+                why = f"measurement: {str(m).splitlines()[0]}"
+                failed.append(f"{name}: {why}" if self.several else why)
+                if self.several:
+                    figures = rec.boards.setdefault(name, BoardFigures())
+                    figures.outcome, figures.reason = records.FAILED, why
                 continue
-            figures = rec.boards.get(name) if self.several else None
-            predicted = figures.predicted if figures is not None else rec.predicted
+            # each target's own prediction (several targets), never another's
+            predicted = (
+                rec.boards.get(name, BoardFigures()).predicted if self.several else (rec.predicted)
+            )
             self.run.log.append(
                 {
                     "trial": rec.number,
@@ -416,7 +525,9 @@ class Search:
             forecast = self.forecasts.get(name)
             if forecast is not None:
                 forecast.observe(rec.view(name), Candidate.decode(rec.candidate))
-        if failed:  # what was measured is logged: a resume measures only the rest
+        if self.several:
+            self._settle(rec)
+        elif failed:  # what was measured is logged: a resume measures only the rest
             rec.outcome, rec.reason = records.FAILED, "; ".join(failed)
         self._tell(study, trial, rec)
 
@@ -425,6 +536,7 @@ class Search:
     ) -> None:
         f = objectives.figures(m, self.settings, predicted)
         if self.several:
+            f.outcome = records.MEASURED
             rec.boards[name] = f
         if name == self.names[0]:
             rec.latency_ms, rec.energy_mj, rec.feasible = f.latency_ms, f.energy_mj, f.feasible

@@ -228,6 +228,7 @@ def test_a_two_target_run_resumes_measuring_only_what_it_lacks(
     args: dict[str, Any] = {
         "targets": boards,
         "strategy": "random",
+        "predictor": True,  # each board's own table: a late measurement keeps its own
         "trials": 2,
         "epochs": 1,
         "out": tmp_path,
@@ -259,6 +260,9 @@ def test_a_two_target_run_resumes_measuring_only_what_it_lacks(
     engine.dispose()
     with pytest.raises(SettingsError, match="target"):  # other targets: another search
         Searcher(space, **{**args, "targets": boards[:1], "resume": True}).search(x, y)
+    retuned = [boards[0], TargetSpec("two", "local", profile="local", bench={"threads": 1})]
+    with pytest.raises(SettingsError, match="board_bench"):  # "two" measured another way
+        Searcher(space, **{**args, "targets": retuned, "resume": True}).search(x, y)
     searcher = Searcher(space, **{**args, "resume": True})
     searcher.search(x, y)
     resumed = [json.loads(line) for line in log.read_text().splitlines()]
@@ -266,6 +270,11 @@ def test_a_two_target_run_resumes_measuring_only_what_it_lacks(
     assert resumed[3]["target"] == "two"
     assert resumed[3]["hash"] == json.loads(lines[2])["hash"]
     assert resumed[3]["train_s"] == json.loads(lines[2])["train_s"]  # not trained again
+    # board "two"'s own prediction, from its own table, not board "one"'s
+    own, other = resumed[3]["predicted"], json.loads(lines[2])["predicted"]
+    assert own is not None
+    assert other is not None
+    assert own["latency_ms"] != other["latency_ms"]
     assert searcher.result is not None
     measured = [r for r in searcher.result.trials if r.outcome == "measured"]
     assert {r.hash for r in measured} == {json.loads(line)["hash"] for line in lines}
@@ -308,3 +317,70 @@ def test_compress_makes_one_compressed_model_per_target_on_its_own_board(
         assert card.compression["measured_on"] == name
         assert card.measurement["settings"]["threads"] == threads
         assert card.accuracy["test"] is not None
+
+
+def test_a_board_that_fails_every_measurement_leaves_the_other_targets_results_whole(
+    small_digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """Board "bad" is pinned to a CPU this machine lacks: each of its measurements fails.
+    The trials fail in the study, but board "good" measured each candidate, and its front,
+    model and card are what a search on "good" alone would give."""
+    import os
+
+    from hwnas_bench import TargetSpec
+
+    missing = (os.cpu_count() or 1) + 8
+    boards = [
+        TargetSpec("good", "local", profile="local"),
+        TargetSpec("bad", "local", profile="local", bench={"cpus": [missing]}),
+    ]
+    x, y = small_digits
+    searcher = Searcher(
+        digits_space(layer_types=["conv"], num_layers=(1, 1)),
+        targets=boards,
+        strategy="random",
+        trials=2,
+        epochs=1,
+        out=tmp_path,
+        bench=SMALL,
+        progress=False,
+    )
+    searcher.search(x, y)
+    result = searcher.result
+    assert result is not None
+    good, bad = result.for_target("good"), result.for_target("bad")
+    assert good.counts["measured"] == 2
+    assert good.counts["failed"] == 0
+    assert bad.counts["measured"] == 0
+    assert bad.counts["failed"] == 2
+    assert all("measurement" in (r.reason or "") for r in bad.trials)
+    assert all(r.outcome == "failed" for r in result.trials)  # the study learns nothing
+    assert searcher.models["good"] is not None
+    assert searcher.models["bad"] is None
+    _, card = read_target_folder(tmp_path, "good")
+    assert card.board == "good"
+    assert not (tmp_path / "targets" / "bad" / "model_card.json").exists()
+
+
+def test_a_records_view_is_each_targets_own_outcome_once_trained() -> None:
+    from search import records
+    from search.records import BoardFigures, TrialRecord
+
+    rec = TrialRecord(3, "in8x8x1-conv_k3_s1_c4-out10", "abc", records.FAILED, reason="b: x")
+    rec.boards = {
+        "a": BoardFigures(0.5, None, True, None, None, outcome=records.MEASURED),
+        "b": BoardFigures(outcome=records.FAILED, reason="measurement: b: cut"),
+        "c": BoardFigures(feasible=False, outcome=records.PRUNED_PROFILE_MEMORY, reason="big"),
+    }
+    a, b, c = rec.view("a"), rec.view("b"), rec.view("c")
+    assert (a.outcome, a.latency_ms, a.feasible, a.reason) == (records.MEASURED, 0.5, True, None)
+    assert (b.outcome, b.reason, b.latency_ms) == (records.FAILED, "measurement: b: cut", None)
+    assert (c.outcome, c.reason) == (records.PRUNED_PROFILE_MEMORY, "big")
+    assert records.count([a])["measured"] == 1
+    assert records.count([c])["pruned_profile_memory"] == 1
+    # before training, the trial's outcome is every target's (a repeat stays a repeat)
+    rec.outcome = records.DUPLICATE
+    assert rec.view("a").outcome == records.DUPLICATE
+    restored = TrialRecord.from_attrs(3, rec.attrs(), None)
+    assert restored.boards["c"].outcome == records.PRUNED_PROFILE_MEMORY
+    assert restored.boards["b"].reason == "measurement: b: cut"
