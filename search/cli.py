@@ -60,7 +60,7 @@ DIFFERENTIABLE_TRIALS = 5
 #: what search.toml may hold for each option (TOML has no paths: they are strings)
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "target": (str, list),  #: a name, or a list of names (several targets)
-    "compress": (bool,),
+    "compress": (bool, dict),  #: true, or a [compress] table of CompressSettings fields
     **dict.fromkeys(("dataset", "data", "latency_stat", "strategy"), (str,)),
     **dict.fromkeys(("optimizer", "out", "predictor"), (str,)),
     **dict.fromkeys(("trials", "epochs", "batch_size", "seed", "threads"), (int,)),
@@ -77,9 +77,11 @@ def _check_toml(config: Path, file: dict[str, Any]) -> None:
 
     for key, value in file.items():
         kinds = _TOML_TYPES.get(key, ())
-        if kinds == (bool,):
-            if not isinstance(value, bool):
-                raise SettingsError(f"{config}: {key} must be true or false, not {value!r}")
+        if key == "compress":
+            if not isinstance(value, (bool, dict)):
+                raise SettingsError(
+                    f"{config}: compress must be true, false or a [compress] table, not {value!r}"
+                )
             continue
         if key == "target" and isinstance(value, list):
             if not value or not all(isinstance(v, str) and v for v in value):
@@ -141,7 +143,8 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
         "--compress",
         action="store_true",
         help="last step: int8 and pruned variants of each target's model, measured there; "
-        "the fastest within 1 point of accuracy ships (docs/compress.md)",
+        "the fastest within 1 point of accuracy ships (a [compress] table in search.toml "
+        "sets tolerance, prune_ratios, ...; docs/compress.md)",
     )
     p.add_argument("--out", type=Path, help="run directory, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
@@ -189,6 +192,8 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     for key in DEFAULTS:
         value = getattr(args, key, None)
         if value is not None and value is not False:  # store_true flags: False is unset
+            if key == "compress" and isinstance(opts[key], dict):
+                continue  # --compress with a [compress] table: the table's settings
             opts[key] = value
     targets = opts["target"]
     opts["target"] = [targets] if isinstance(targets, str) else list(targets)
@@ -213,6 +218,32 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     if Path(opts["out"]).exists() and not Path(opts["out"]).is_dir():
         raise SettingsError(f"--out {opts['out']} is a file; give a directory for the run")
     return opts, space
+
+
+def compress_option(value: bool | dict[str, Any], config: Path | None) -> Any:
+    """``--compress`` / ``compress = true`` (the defaults), or a ``[compress]`` table of
+    ``CompressSettings`` fields (``tolerance = 0.5``, ``prune_ratios = [0.5]``, ...)."""
+    if not isinstance(value, dict):
+        return bool(value)
+    import dataclasses
+
+    from .compress import CompressSettings
+    from .errors import SettingsError
+
+    names = {f.name for f in dataclasses.fields(CompressSettings)} - {"bench"}
+    unknown = sorted(set(value) - names)
+    if unknown:
+        raise SettingsError(
+            f"{config}: unknown [compress] settings {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(names))})"
+        )
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    try:
+        settings = CompressSettings(**fields)
+        settings.validate()
+    except (TypeError, ValueError) as exc:  # a value of the wrong type
+        raise SettingsError(f"{config}: [compress]: {exc}") from exc
+    return settings
 
 
 def _check_test_split(data: Any, space: Any) -> None:
@@ -303,7 +334,7 @@ def _run(args: argparse.Namespace) -> int:
     searcher = Searcher(
         space,
         targets=opts["target"],
-        compress=bool(opts["compress"]),
+        compress=compress_option(opts["compress"], args.config),
         strategy=get_strategy(opts["strategy"], seed=opts["seed"], options=options),
         predictor=None if opts["predictor"] is None else opts["predictor"] == "on",
         constraints={k: v for k, v in constraints.items() if v is not None},

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -169,15 +170,24 @@ def test_a_differentiable_search_with_a_fixed_lambda_from_the_command_line(tmp_p
     assert "strategy_options.lambda" in proc.stderr
 
 
+@pytest.mark.slow  # 16 s; the step itself runs by default in test_search_compress.py and
+# test_several_targets.py, and the [compress] table's parsing below
 def test_search_with_compress_ships_the_chosen_variant_in_the_target_folder(
     tmp_path: Path,
 ) -> None:
-    """``compress = true`` in search.toml (the same as --compress): the last step measures
-    the variants on the board and the target folder holds the one chosen, with its card."""
+    """--compress with a [compress] table in search.toml (its settings; alone, the table
+    turns compression on too): the last step measures the variants on the board and the
+    target folder holds the one chosen, with its card."""
     config = tmp_path / "search.toml"
-    config.write_text('compress = true\n[space]\nlayer_types = ["conv"]\nnum_layers = [1, 1]\n')
+    config.write_text(
+        '[compress]\nprune_ratios = [0.5]\nmethods = ["minmax"]\nrounds = 2\n'
+        "fine_tune_epochs = 1\ncalibration_samples = 64\n"
+        '[space]\nlayer_types = ["conv"]\nnum_layers = [1, 1]\n'
+    )
     out = tmp_path / "run"
-    proc = hwnas("search", *QUICK, "--trials", "2", "--config", str(config), "--out", str(out))
+    proc = hwnas(
+        "search", *QUICK, "--trials", "2", "--config", str(config), "--compress", "--out", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     assert "compress: measuring " in proc.stderr
     card = json.loads((out / "targets" / "local" / "model_card.json").read_text())
@@ -188,9 +198,33 @@ def test_search_with_compress_ships_the_chosen_variant_in_the_target_folder(
     report = json.loads((out / compression["report"]).read_text())
     assert report["chosen"] == variant
     assert set(compression["not_chosen"]) == {v["name"] for v in report["variants"]} - {variant}
+    assert set(report["settings"]["prune_ratios"]) == {0.5}  # the table's settings
+    assert {v["name"] for v in report["variants"]} >= {"fp32", "int8", "pruned50"}
     assert FINAL.match(proc.stdout.strip().splitlines()[-1])  # still the last line
-    bad = tmp_path / "bad.toml"
-    bad.write_text('compress = "yes"\n')
-    proc = hwnas("search", *QUICK, "--config", str(bad), "--out", str(tmp_path / "r2"))
-    assert proc.returncode == 2
-    assert "compress must be true or false" in proc.stderr
+
+
+def test_compress_settings_mistakes_are_one_line_and_exit_2(tmp_path: Path, capsys: Any) -> None:
+    from hwnas_bench.cli.main import main
+
+    for text, said in (
+        ('compress = "yes"\n', "compress must be true, false or a [compress] table"),
+        ("[compress]\ntolerence = 1\n", "unknown [compress] settings tolerence"),
+        ("[compress]\nprune_ratios = [1.5]\n", "pruning ratios must be in (0, 1)"),
+        ('[compress]\ntolerance = "x"\n', "[compress]:"),
+    ):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        argv = ["search", *QUICK, "--config", str(bad), "--out", str(tmp_path / "r2")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err
+        assert len(err.strip().splitlines()) == 1
+    from search.cli import compress_option
+    from search.compress import CompressSettings
+
+    table = {"tolerance": 0.5, "prune_ratios": [0.5], "methods": ["minmax"]}
+    assert compress_option(table, None) == CompressSettings(
+        tolerance=0.5, prune_ratios=(0.5,), methods=("minmax",)
+    )
+    assert compress_option(True, None) is True
+    assert compress_option(False, None) is False
