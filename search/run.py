@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from hwnas_bench import HwnasError, Measurement
 
-from . import objectives, records, shared
+from . import objectives, records, several, shared
 from .build import build
 from .cost import Limits, cost
 from .data import Split
@@ -40,7 +40,6 @@ from .train import train
 
 if TYPE_CHECKING:
     from .forecast import Forecast
-    from .predict.predictor import Prediction
 
 OnTrial = Callable[[TrialRecord, "SearchResult"], None]
 #: target name -> its measurement of one candidate, or the board's error
@@ -104,7 +103,7 @@ class Search:
     def _limits(self) -> Limits:
         """The user's analytic limits and the board's memory (with several targets, the
         largest board's: a candidate that fits on none is not trained; one too big for some
-        boards only is kept from those by :meth:`_unfit`)."""
+        boards only is kept from those by :func:`several.mark_unfit`)."""
         profiles = {n: b.profile() for n, b in self.boards.items()}
         memory = [p.memory.total_mb for p in profiles.values()]
         largest = max(profiles.values(), key=lambda p: p.memory.total_mb or 0)
@@ -116,33 +115,6 @@ class Search:
             profile_memory_mb=float(max(memory)) if all(memory) else None,
             profile=largest.name,
         )
-
-    def _target_limits(self) -> dict[str, Limits]:
-        """Each target's own memory limit (several targets only)."""
-        if not self.several:
-            return {}
-        out = {}
-        for name, board in self.boards.items():
-            profile = board.profile()
-            if profile.memory.total_mb:
-                out[name] = Limits(
-                    profile_memory_mb=float(profile.memory.total_mb), profile=profile.name
-                )
-        return out
-
-    def _unfit(self, rec: TrialRecord, c: Any) -> set[str]:
-        """The targets whose memory the candidate exceeds: recorded as pruned there, and
-        not measured there."""
-        unfit = set()
-        for name, limits in self.target_limits.items():
-            if limits.violated(c) is not None:
-                rec.boards[name] = BoardFigures(
-                    feasible=False,
-                    outcome=records.PRUNED_PROFILE_MEMORY,
-                    reason=limits.describe("profile_memory", c),
-                )
-                unfit.add(name)
-        return unfit
 
     def _studies(self) -> tuple[optuna.Study, optuna.Study]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -228,7 +200,7 @@ class Search:
 
     def run_search(self) -> SearchResult:
         self._connect()
-        self.limits, self.target_limits = self._limits(), self._target_limits()
+        self.limits, self.target_limits = self._limits(), several.target_limits(self.boards)
         study, curves = self._studies()
         if self.heartbeat is not None:  # a RUNNING trial may be a live worker's: only
             shared.fail_stale(study, self.heartbeat.storage)  # stale ones are failed
@@ -282,41 +254,10 @@ class Search:
         return self.result
 
     def _more(self, study: optuna.Study, *, wait: bool = True) -> bool:
-        """True while the study wants another trial. A shared study's ``trials`` is the
-        study's total: at it, a worker waits while other workers' trials run, as one of
-        them may die and its trial be queued again (stale ones are failed here)."""
-        while True:
-            if self.heartbeat is not None:
-                shared.fail_stale(study, self.heartbeat.storage)
-            if self._budget_used(study) < self.settings.trials:
-                return True
-            if not wait or self.heartbeat is None:
-                return False
-            if not shared.running_elsewhere(study, self.heartbeat.ids):
-                return False
-            time.sleep(self.heartbeat.interval)
+        return shared.wants_more(study, self.heartbeat, self.settings.trials, wait=wait)
 
     def _ask(self, study: optuna.Study) -> optuna.Trial | None:
-        """The next trial; with a shared study, marked with this worker, beating, and None
-        (told FAIL as surplus) when other workers took the last trials meanwhile."""
-        with shared.quiet():
-            trial = study.ask()
-        if self.heartbeat is None:
-            return trial
-        self.heartbeat.add(trial._trial_id)
-        trial.set_user_attr("worker", shared.worker_id())
-        trial.set_user_attr("board", self.board.board_name)
-        if self._budget_used(study, before=trial.number) < self.settings.trials:
-            return trial
-        trial.set_user_attr("outcome", shared.SURPLUS)
-        trial.set_user_attr("reason", "the study had its trials when this worker asked")
-        study.tell(trial, state=TrialState.FAIL)
-        self.heartbeat.discard(trial._trial_id)
-        return None
-
-    def _budget_used(self, study: optuna.Study, before: int | None = None) -> int:
-        trials = study.get_trials(deepcopy=False)
-        return shared.budget_used(trials, self.settings.trials, before)
+        return shared.ask(study, self.heartbeat, self.settings.trials, self.board.board_name)
 
     def _prepare(
         self, trial: optuna.Trial, curves: optuna.Study
@@ -335,7 +276,7 @@ class Search:
         if violated is not None:
             rec.outcome, rec.reason = f"pruned_{violated}", self.limits.describe(violated, c)
             return rec, None, []
-        unfit = self._unfit(rec, c)
+        unfit = several.mark_unfit(rec, c, self.target_limits)
         fits = [n for n in self.names if n not in unfit]
         logged = {n: self.run.log.get(candidate.hash, self._log_target(n)) for n in fits}
         todo = [n for n, entry in logged.items() if entry is None]
@@ -351,8 +292,10 @@ class Search:
                 rec.outcome = records.FAILED
                 rec.reason = f"latency table: {str(exc).splitlines()[0]}"
                 return rec, None, []
-            self._predicted(rec, predictions)
-            skip = self._skip(predictions)
+            several.keep_predictions(rec, predictions, self.names)
+            skip = several.skip_reason(
+                {n: self.forecasts[n].over_budget(p) for n, p in predictions.items()}
+            )
             if skip is not None:
                 rec.outcome, rec.reason = records.PREDICTED_OVER, skip
                 return rec, None, []
@@ -393,7 +336,7 @@ class Search:
                     rec, name, cached[1], predicted if isinstance(predicted, dict) else None
                 )
         if repeat or not todo:
-            self._settle(rec)
+            several.settle(rec, self.names)
             return rec, None, []
         for name in todo:  # each target's own prediction, made before its measurement
             forecast = self.forecasts.get(name)
@@ -405,46 +348,6 @@ class Search:
             except (HwnasError, TableError):
                 pass  # no prediction for this one: it is measured all the same
         return rec, model_file.read_bytes(), todo
-
-    def _settle(self, rec: TrialRecord) -> None:
-        """A several-target trial's outcome from its targets': measured when measured on
-        every target; failed when a board failed it; else pruned (too big for a board)."""
-        if not self.several or rec.outcome not in records.TARGET_OUTCOMES:
-            return
-        outcomes = {n: rec.boards.get(n, BoardFigures()).outcome for n in self.names}
-        if all(o == records.MEASURED for o in outcomes.values()):
-            rec.outcome, rec.reason = records.MEASURED, None
-            return
-        others = [o for o in outcomes.values() if o != records.MEASURED]
-        rec.outcome = (
-            records.FAILED
-            if records.FAILED in others or None in others
-            else (records.PRUNED_PROFILE_MEMORY)
-        )
-        rec.reason = (
-            "; ".join(
-                f"{n}: {rec.boards[n].reason}"
-                for n, o in outcomes.items()
-                if o != records.MEASURED and n in rec.boards and rec.boards[n].reason
-            )
-            or rec.reason
-        )
-
-    def _predicted(self, rec: TrialRecord, predictions: dict[str, Prediction]) -> None:
-        for name, prediction in predictions.items():
-            if self.several:
-                rec.boards.setdefault(name, BoardFigures()).predicted = prediction.to_dict()
-        first = predictions.get(self.names[0])  # the single-target field: the first's
-        rec.predicted = first.to_dict() if first is not None else None
-
-    def _skip(self, predictions: dict[str, Prediction]) -> str | None:
-        """Why the candidate is not trained: predicted over budget on every target."""
-        reasons = {n: self.forecasts[n].over_budget(p) for n, p in predictions.items()}
-        if any(r is None for r in reasons.values()):
-            return None
-        if not self.several:
-            return reasons[self.names[0]]
-        return "; ".join(f"{n}: {r}" for n, r in reasons.items())
 
     def _train(self, candidate: Candidate, rec: TrialRecord, curves: optuna.Study) -> bytes | None:
         with shared.quiet():
@@ -526,7 +429,7 @@ class Search:
             if forecast is not None:
                 forecast.observe(rec.view(name), Candidate.decode(rec.candidate))
         if self.several:
-            self._settle(rec)
+            several.settle(rec, self.names)
         elif failed:  # what was measured is logged: a resume measures only the rest
             rec.outcome, rec.reason = records.FAILED, "; ".join(failed)
         self._tell(study, trial, rec)

@@ -330,3 +330,43 @@ def study_records(
 def _logged(log: MeasurementLog | None, digest: str, target: str | None) -> Measurement | None:
     cached = log.get(digest, target) if log is not None else None
     return cached[1] if cached else None
+
+
+def wants_more(
+    study: optuna.Study, heartbeat: Heartbeat | None, limit: int, *, wait: bool = True
+) -> bool:
+    """True while the study wants another trial (``limit``: the search's ``trials``). A
+    shared study's (``heartbeat`` set) limit is the study's total: at it, a worker waits
+    while other workers' trials run, as one of them may die and its trial be queued again
+    (stale ones are failed here)."""
+    while True:
+        if heartbeat is not None:
+            fail_stale(study, heartbeat.storage)
+        if budget_used(study.get_trials(deepcopy=False), limit) < limit:
+            return True
+        if not wait or heartbeat is None:
+            return False
+        if not running_elsewhere(study, heartbeat.ids):
+            return False
+        time.sleep(heartbeat.interval)
+
+
+def ask(
+    study: optuna.Study, heartbeat: Heartbeat | None, limit: int, board: str
+) -> optuna.Trial | None:
+    """The next trial; with a shared study, marked with this worker and its board, beating,
+    and None (told FAIL as surplus) when other workers took the last trials meanwhile."""
+    with quiet():
+        trial = study.ask()
+    if heartbeat is None:
+        return trial
+    heartbeat.add(trial._trial_id)
+    trial.set_user_attr("worker", worker_id())
+    trial.set_user_attr("board", board)
+    if budget_used(study.get_trials(deepcopy=False), limit, before=trial.number) < limit:
+        return trial
+    trial.set_user_attr("outcome", SURPLUS)
+    trial.set_user_attr("reason", "the study had its trials when this worker asked")
+    study.tell(trial, state=TrialState.FAIL)
+    heartbeat.discard(trial._trial_id)
+    return None
