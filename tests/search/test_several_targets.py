@@ -26,6 +26,21 @@ SSH_BOARD = "ssh-board"
 TARGETS = ["local", SSH_BOARD]
 
 
+def tiny_search(targets: list[Any], out: Path, **extra: Any) -> Searcher:
+    """A 2-trial random search of one conv layer over ``targets``, measured briefly."""
+    args: dict[str, Any] = {
+        "targets": targets,
+        "strategy": "random",
+        "trials": 2,
+        "epochs": 1,
+        "out": out,
+        "bench": SMALL,
+        "progress": False,
+        **extra,
+    }
+    return Searcher(digits_space(layer_types=["conv"], num_layers=(1, 1)), **args)
+
+
 def _config(sshd: SSHServer, path: Path) -> Path:
     """hwnas.toml: local measured with 1 thread, the SSH board with 2."""
     path.write_text(
@@ -228,18 +243,8 @@ def test_a_two_target_run_resumes_measuring_only_what_it_lacks(
         TargetSpec("two", "local", profile="local", bench={"threads": 2}),
     ]
     x, y = small_digits
-    space = digits_space(layer_types=["conv"], num_layers=(1, 1))
-    args: dict[str, Any] = {
-        "targets": boards,
-        "strategy": "random",
-        "predictor": True,  # each board's own table: a late measurement keeps its own
-        "trials": 2,
-        "epochs": 1,
-        "out": tmp_path,
-        "bench": SMALL,
-        "progress": False,
-    }
-    Searcher(space, **args).search(x, y)
+    # the predictor on: each board's own table, so a late measurement keeps its own
+    tiny_search(boards, tmp_path, predictor=True).search(x, y)
     log = tmp_path / "measurements.jsonl"
     lines = log.read_text().splitlines()
     assert [json.loads(line)["target"] for line in lines] == ["one", "two", "one", "two"]
@@ -263,11 +268,11 @@ def test_a_two_target_run_resumes_measuring_only_what_it_lacks(
             )
     engine.dispose()
     with pytest.raises(SettingsError, match="target"):  # other targets: another search
-        Searcher(space, **{**args, "targets": boards[:1], "resume": True}).search(x, y)
+        tiny_search(boards[:1], tmp_path, predictor=True, resume=True).search(x, y)
     retuned = [boards[0], TargetSpec("two", "local", profile="local", bench={"threads": 1})]
     with pytest.raises(SettingsError, match="board_bench"):  # "two" measured another way
-        Searcher(space, **{**args, "targets": retuned, "resume": True}).search(x, y)
-    searcher = Searcher(space, **{**args, "resume": True})
+        tiny_search(retuned, tmp_path, predictor=True, resume=True).search(x, y)
+    searcher = tiny_search(boards, tmp_path, predictor=True, resume=True)
     searcher.search(x, y)
     resumed = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(resumed) == 4
@@ -300,17 +305,7 @@ def test_compress_makes_one_compressed_model_per_target_on_its_own_board(
         calibration_samples=64,
     )  # fmt: skip
     x, y = small_digits
-    searcher = Searcher(
-        digits_space(layer_types=["conv"], num_layers=(1, 1)),
-        targets=boards,
-        strategy="random",
-        trials=2,
-        epochs=1,
-        out=tmp_path,
-        bench=SMALL,
-        progress=False,
-        compress=quick,
-    )
+    searcher = tiny_search(boards, tmp_path, compress=quick)
     searcher.search(x[:300], y[:300], test_data=x[300:400], test_labels=y[300:400])
     assert set(searcher.models) == {"one", "two"}
     for name, threads in (("one", 1), ("two", 2)):
@@ -339,16 +334,7 @@ def test_a_board_that_fails_every_measurement_leaves_the_other_targets_results_w
         TargetSpec("bad", "local", profile="local", bench={"cpus": [missing]}),
     ]
     x, y = small_digits
-    searcher = Searcher(
-        digits_space(layer_types=["conv"], num_layers=(1, 1)),
-        targets=boards,
-        strategy="random",
-        trials=2,
-        epochs=1,
-        out=tmp_path,
-        bench=SMALL,
-        progress=False,
-    )
+    searcher = tiny_search(boards, tmp_path)
     searcher.search(x, y)
     result = searcher.result
     assert result is not None
