@@ -144,6 +144,21 @@ def card_compression(
     }
 
 
+def within_budget(m: Measurement, settings: SearchSettings) -> bool | None:
+    """Whether the shipped variant's own measurement is within the search's measured
+    budgets (None: the search had none). The choice is made against fp32, not the budget:
+    a variant faster than fp32 by the median of its rounds can still have one round over."""
+    budget, energy = settings.constraints.get("latency_ms"), settings.constraints.get("energy_mj")
+    if budget is None and energy is None:
+        return None
+    from .evaluate import latency_of
+
+    ok = budget is None or latency_of(m, settings.latency_stat) <= budget
+    if energy is not None and m.power.energy_mj is not None:
+        ok = ok and m.power.energy_mj <= energy
+    return ok
+
+
 def shipped_test_accuracy(model: bytes, test: tuple[np.ndarray, np.ndarray], name: str) -> float:
     """Accuracy of ``model`` on (x_test NCHW float32, y_test), in onnxruntime."""
     info = inspect_classifier(model, name)
@@ -249,7 +264,10 @@ def ship_variant(
             settings=settings,
             board_name=board_name,
             facts=facts,
-            compression=card_compression(result, report, (record.candidate, record.hash)),
+            compression={
+                **card_compression(result, report, (record.candidate, record.hash)),
+                "within_budget": within_budget(measurement, settings),
+            },
             test_accuracy=on_test,
             measurement=measurement,
             provider=search_provider(folder, target, measurement),

@@ -120,6 +120,17 @@ def test_the_chosen_variant_ships_with_its_own_measurement_and_card(
     assert card.measurement["settings"]["provider"] == card.provider["provider"]
     if chosen is fp32:  # the re-exported fp32 is byte for byte the search's model
         assert shipped == search_run.best.onnx
+    # the search had no budget: nothing to be within; with one, the shipped figure is judged
+    assert card.compression is not None
+    assert card.compression["within_budget"] is None
+    from search.compress_step import within_budget
+    from search.settings import SearchSettings
+
+    figure = card.latency_ms
+    assert within_budget(card.measured(), SearchSettings(constraints={"latency_ms": figure * 2}))
+    assert not within_budget(
+        card.measured(), SearchSettings(constraints={"latency_ms": figure / 2})
+    )
 
     # accuracy: the shipped variant's, validation as compression measured it, test fresh
     assert card.accuracy["validation"] == chosen.accuracy
