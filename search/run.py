@@ -5,8 +5,12 @@ the board's profile and the user's limits (rejected and counted before any train
 predicted from the measured table, and skipped if predicted far over budget (forecast.py,
 with the predictor on) -> trained (a pruner stops hopeless runs) -> exported to ONNX ->
 measured on the leased board -> objectives (accuracy, measured latency) and constraints
-told to the study. On ``local`` training and measuring never overlap; on a remote board
-candidate k is measured while k+1 trains.
+told to the study (objectives.py). On ``local`` training and measuring never overlap; on a
+remote board candidate k is measured while k+1 trains.
+
+With several targets the one trained model is measured on each board in turn, each
+board's figures and outcome are kept apart (several.py, ``TrialRecord.boards``), and the
+study gets one latency objective per board.
 """
 
 from __future__ import annotations
