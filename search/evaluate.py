@@ -8,6 +8,7 @@ reason and goes on, and the next lease reconnects.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -105,8 +106,6 @@ class Board:
     def bench_tables(self) -> list[dict[str, Any]]:
         """The [bench] tables of the boards this target may lease (none: []), as a run
         records them: a resume with other tables would mix two ways of measuring."""
-        import json
-
         specs = self.farm.candidates(self._what)
         found = sorted({json.dumps(s.bench, sort_keys=True) for s in specs})
         return [json.loads(t) for t in found] if found != ["{}"] else []

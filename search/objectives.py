@@ -41,16 +41,19 @@ def figures(
     return f
 
 
+def slack(f: BoardFigures, budgets: dict[str, float]) -> dict[str, float]:
+    """Measured budget -> value - budget (> 0: over it); energy only where it was measured."""
+    out = {}
+    if "latency_ms" in budgets:
+        out["latency_ms"] = (f.latency_ms or 0.0) - budgets["latency_ms"]
+    if "energy_mj" in budgets and f.energy_mj is not None:
+        out["energy_mj"] = f.energy_mj - budgets["energy_mj"]
+    return out
+
+
 def violations(f: BoardFigures, settings: SearchSettings) -> dict[str, float]:
     """Budget -> value - budget, for each budget this target's figures exceed."""
-    out = {}
-    for name, budget in settings.constraints.items():
-        value = (
-            f.latency_ms if name == "latency_ms" else f.energy_mj if name == "energy_mj" else None
-        )
-        if value is not None and value > budget:
-            out[name] = value - budget
-    return out
+    return {k: v for k, v in slack(f, settings.constraints).items() if v > 0}
 
 
 def values(rec: TrialRecord, targets: list[str]) -> list[float]:
@@ -72,15 +75,5 @@ def constrain(trial: optuna.Trial, rec: TrialRecord, settings: SearchSettings) -
         if "energy_mj" in budgets:
             trial.set_constraint("energy_mj", (rec.energy_mj or 0.0) - budgets["energy_mj"])
         return
-    worst = []
-    for f in rec.boards.values():
-        over = [
-            (f.latency_ms or 0.0) - budgets["latency_ms"] if "latency_ms" in budgets else None,
-            (f.energy_mj or 0.0) - budgets["energy_mj"]
-            if "energy_mj" in budgets and f.energy_mj is not None
-            else None,
-        ]
-        worst.append(
-            max(v for v in over if v is not None) if any(v is not None for v in over) else 0.0
-        )
+    worst = [max(slack(f, budgets).values(), default=0.0) for f in rec.boards.values()]
     trial.set_constraint("budgets", min(worst))
