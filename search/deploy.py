@@ -9,7 +9,10 @@ the card's:
 * further from the card's figure than the measurement's own spread: fail. The spread of a
   measurement is its ``p95 - p50`` (how far its slow tail reaches above the median); the
   allowed difference is the larger of the card's spread, the fresh spread and 10 % of the
-  card's figure (a floor: tiny models measured in a short loop can show almost no spread).
+  card's figure (a floor: tiny models measured in a short loop can show almost no spread),
+  but never more than half the card's figure (a ceiling: on a busy board a tiny model's tail
+  can reach twice its median, while the median of hundreds of runs moves far less; a model
+  twice as slow as its card, or half as slow, is never "the same").
 
 Over SSH the files go by SFTP into ``path`` (default ``~/hwnas-models/<candidate hash>/``),
 each written as ``.part`` then renamed, and the board hashes the model it now holds. Over
@@ -44,6 +47,8 @@ from .model_card import (
 
 #: the smallest difference ever called a change: 10 % of the card's figure
 MIN_TOLERANCE = 0.10
+#: the largest difference ever called "the same": half the card's figure
+MAX_TOLERANCE = 0.50
 
 #: hash a file on the board with its python; prints "-" if it cannot be read
 _SHA256_ON_BOARD = (
@@ -60,7 +65,8 @@ def spread_ms(m: Measurement) -> float:
 
 def tolerance_ms(card: Measurement, fresh: Measurement, card_ms: float) -> float:
     """The difference between two measurements that is still "the same": see the module."""
-    return max(spread_ms(card), spread_ms(fresh), MIN_TOLERANCE * card_ms)
+    spread = max(spread_ms(card), spread_ms(fresh), MIN_TOLERANCE * card_ms)
+    return min(spread, MAX_TOLERANCE * card_ms)
 
 
 @dataclass

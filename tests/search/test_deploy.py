@@ -21,7 +21,14 @@ from hwnas_bench import Config, Measurement, TargetSpec
 from hwnas_bench.measurement import ModelInfo
 from hwnas_bench.testing import SSHServer
 from search import Searcher
-from search.deploy import MIN_TOLERANCE, _remote_dir, deploy_model, spread_ms, verdict
+from search.deploy import (
+    MAX_TOLERANCE,
+    MIN_TOLERANCE,
+    _remote_dir,
+    deploy_model,
+    spread_ms,
+    verdict,
+)
 from search.errors import SettingsError
 from search.evaluate import Board, bench_settings
 from search.model_card import (
@@ -305,6 +312,20 @@ def test_the_verdict_passes_within_the_spread_and_fails_beyond_it_or_over_budget
     flat_card = replace(card, measurement=flat.to_dict())
     assert verdict(flat_card, fresh(1.0 + 0.9 * MIN_TOLERANCE, 1.0))[2] == ""
     assert verdict(flat_card, fresh(1.0 + 1.1 * MIN_TOLERANCE, 1.0))[2] != ""
+    # a long tail on the fresh run (p95 2.4x its p50, as a busy 2-core host showed) allows
+    # no more than half the card's figure: a card claiming a fifth of the latency fails
+    fast_card = replace(
+        card,
+        latency_ms=0.2,
+        measurement=replace(
+            real, latency=replace(real.latency, median_ms=0.2, p95_ms=0.21)
+        ).to_dict(),
+    )
+    fresh_ms, allowed, why = verdict(fast_card, fresh(1.0, 2.4))
+    assert allowed == pytest.approx(MAX_TOLERANCE * 0.2)
+    assert why.startswith("differs from the card")
+    assert verdict(card, fresh(1.0 + 0.9 * MAX_TOLERANCE, 3.0))[2] == ""
+    assert verdict(card, fresh(1.0 + 1.1 * MAX_TOLERANCE, 3.0))[2] != ""
     # over the budget fails even when it matches the card
     tight = replace(card, budgets={"latency_ms": 1.1})
     assert verdict(tight, fresh(1.2, 1.3))[2] == "over budget: p50 1.2 ms > 1.1 ms"
