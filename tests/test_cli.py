@@ -193,6 +193,28 @@ def test_bad_cpu_lists_are_usage_errors(
     assert "--cpus" in one_error_line(capsys)
 
 
+def test_bench_takes_the_boards_table_where_no_flag_is_given(
+    tmp_path: Path, mlp_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "hwnas.toml"
+    config.write_text(
+        '[boards.two]\ntransport = "local"\nbench = {threads = 2, graph_optimization = "basic"}\n'
+    )
+    out = tmp_path / "m.json"
+    argv = ["bench", str(mlp_model), *FAST, "--config", str(config), "--target", "two"]
+    assert main([*argv, "--json", str(out)]) == 0
+    assert "from the bench table of two: threads=2, graph_optimization=basic" in (
+        capsys.readouterr().out
+    )
+    ran = Measurement.load(out).settings
+    assert (ran["threads"], ran["graph_optimization"]) == (2, "basic")
+    assert main([*argv, "--threads", "1", "--json", str(out), "-q"]) == 0  # a flag wins
+    ran = Measurement.load(out).settings
+    assert (ran["threads"], ran["graph_optimization"]) == (1, "basic")
+    assert main(["bench", str(mlp_model), *FAST, "--json", str(out), "-q"]) == 0  # local: none
+    assert Measurement.load(out).settings["threads"] == 0
+
+
 def test_cpus_and_governor_reach_the_settings(tmp_path: Path, mlp_model: Path) -> None:
     from hwnas_bench.cli.bench import settings_from
     from hwnas_bench.cli.main import build_parser

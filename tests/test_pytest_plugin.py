@@ -117,6 +117,28 @@ def test_only_b(hw_target):
     result.stdout.fnmatch_lines(["*test_each[[]local[]] PASSED*", "*test_only_b[[]b[]] PASSED*"])
 
 
+def test_the_boards_bench_table_fills_what_the_test_leaves_unset(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(
+        ".toml",
+        hwnas='[boards.two]\ntransport = "local"\n'
+        'bench = {threads = 2, graph_optimization = "basic"}\n',
+    )
+    pytester.makepyfile(
+        test_t=f"""
+def test_table(hw_bench, hw_target):
+    assert hw_target.bench == {{"threads": 2, "graph_optimization": "basic"}}
+    r = hw_bench({str(MODELS / "mlp.onnx")!r}, {FAST})
+    assert (r.settings["threads"], r.settings["graph_optimization"]) == (2, "basic")
+    r = hw_bench({str(MODELS / "mlp.onnx")!r}, threads=1, {FAST})  # the call wins
+    assert (r.settings["threads"], r.settings["graph_optimization"]) == (1, "basic")
+"""
+    )
+    result = pytester.runpytest("--hw-config", "hwnas.toml", "--hw-target", "two")
+    result.assert_outcomes(passed=1)
+
+
 def test_model_as_bytes_and_two_calls(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_t=f"""

@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from device_agent.protocol import BenchSettings, GraphOptimization
 
 from ..config import parse_cpu_list
 from ..errors import HwnasError, UsageError
-from .common import add_target_options, open_device
+from ..targets import TargetSpec
+from .common import add_target_options, open_device, resolve_target
 from .render import console, measurement_notes, measurement_table, profile_table, say
 
 _DEFAULTS = BenchSettings()
@@ -63,16 +65,25 @@ def flag_names(message: str) -> str:
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("measurement")
+    # provider, threads, graph optimization, power meter, cpus and governor default to None:
+    # what the flags leave unset comes from the board's [bench] table, then BenchSettings
     group.add_argument(
-        "--threads", type=int, default=_DEFAULTS.threads, help="intra-op threads (0 = auto)"
+        "--threads",
+        type=int,
+        default=None,
+        help=f"intra-op threads (0 = auto; default: the board's bench table, else "
+        f"{_DEFAULTS.threads})",
     )
     group.add_argument(
-        "--provider", default=_DEFAULTS.provider, help="onnxruntime execution provider"
+        "--provider",
+        default=None,
+        help=f"onnxruntime execution provider (default: the board's, else {_DEFAULTS.provider})",
     )
     group.add_argument(
         "--graph-optimization",
-        default=_DEFAULTS.graph_optimization,
+        default=None,
         choices=[g.value for g in GraphOptimization],
+        help=f"default: the board's, else {_DEFAULTS.graph_optimization}",
     )
     group.add_argument("--warmup-runs", type=int, default=_DEFAULTS.warmup_runs)
     group.add_argument("--warmup-time", type=float, default=_DEFAULTS.warmup_min_s, metavar="S")
@@ -113,11 +124,15 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from(args: argparse.Namespace) -> BenchSettings:
+def settings_from(
+    args: argparse.Namespace, board: Mapping[str, Any] | None = None
+) -> BenchSettings:
+    """The flags as BenchSettings. ``board`` is the target's ``[bench]`` table: it fills the
+    board settings the flags leave unset (a flag typed for this run is the more specific)."""
     settings = BenchSettings(
-        provider=args.provider,
-        threads=args.threads,
-        graph_optimization=args.graph_optimization,
+        provider=args.provider or _DEFAULTS.provider,
+        threads=args.threads if args.threads is not None else _DEFAULTS.threads,
+        graph_optimization=args.graph_optimization or _DEFAULTS.graph_optimization,
         warmup_runs=args.warmup_runs,
         warmup_min_s=args.warmup_time,
         min_iterations=args.min_iterations,
@@ -132,11 +147,29 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         cpus=args.cpus,
         governor=args.governor,
     )
+    settings = replace(settings, **board_fill(args, board))
     try:
         settings.validate()
     except ValueError as exc:
         raise UsageError(f"bad option: {flag_names(str(exc))}") from exc
     return settings
+
+
+def board_fill(args: argparse.Namespace, board: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The entries of a board's ``[bench]`` table that no flag of this run set."""
+    return {
+        key: list(value) if isinstance(value, list) else value
+        for key, value in (board or {}).items()
+        if getattr(args, key, None) is None
+    }
+
+
+def say_board_fill(args: argparse.Namespace, spec: TargetSpec) -> None:
+    """One line naming the settings that came from the board's table, so none is a surprise."""
+    used = board_fill(args, spec.bench)
+    if used and not getattr(args, "quiet", False):
+        shown = ", ".join(f"{k}={v}" for k, v in used.items())
+        say(f"from the bench table of {spec.name}: {shown} (a flag given here wins)")
 
 
 def _load_inputs(path: Path | None) -> Mapping[str, Any] | None:
@@ -173,10 +206,12 @@ def _load_inputs(path: Path | None) -> Mapping[str, Any] | None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    spec = resolve_target(args)
+    settings = settings_from(args, spec.bench)
+    say_board_fill(args, spec)
     inputs = _load_inputs(args.inputs)
     out = console()
-    with open_device(args) as device:
+    with open_device(args, spec) as device:
         if sys.stderr.isatty() and not args.quiet:
             with console(stderr=True).status(f"measuring on {device.name}…") as status:
 
@@ -219,8 +254,10 @@ def write_output(path: Path, text: str | bytes, what: str) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with open_device(args) as device:
+    spec = resolve_target(args)
+    settings = settings_from(args, spec.bench)
+    say_board_fill(args, spec)
+    with open_device(args, spec) as device:
         profile = device.profile(
             args.model, settings, iterations=args.iterations, trace=args.trace is not None
         )

@@ -65,8 +65,9 @@ def resolve_target(args: argparse.Namespace) -> TargetSpec:
     return load_config(args.config).target(args.target or "local")
 
 
-def open_device(args: argparse.Namespace) -> Device:
-    spec = resolve_target(args)
+def open_device(args: argparse.Namespace, spec: TargetSpec | None = None) -> Device:
+    """The Device of the verb's target (``spec`` when the caller resolved it already)."""
+    spec = spec or resolve_target(args)
     options: dict[str, object] = {"token": args.token}  # None: the config's, else $HWNAS_...
     if args.timeout:
         options["timeout"] = args.timeout

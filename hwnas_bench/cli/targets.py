@@ -33,7 +33,7 @@ def _print_board_bench(spec: TargetSpec) -> None:
         where = f" in {spec.source}" if spec.source else ""
         console().print(
             f"bench table of {spec.name}{where}: {bench_summary(spec.bench)} "
-            "(these win over a caller's settings)"
+            "(these win over a search's settings; a flag of hwnas bench wins over them)"
         )
 
 

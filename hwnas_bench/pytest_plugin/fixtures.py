@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ class HwTarget:
     facts: dict[str, Any]  #: its ``hello`` facts
     device: Device
     profile: str | None
+    #: the leased board's ``[bench]`` table (its provider, threads, ...; see hwnas.toml)
+    bench: dict[str, Any] = field(default_factory=dict)
 
 
 def _marker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -125,7 +127,9 @@ def hw_target(request: pytest.FixtureRequest) -> Iterator[HwTarget]:
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
     try:
-        yield HwTarget(what, lease.name, lease.facts, lease.device, lease.spec.profile)
+        yield HwTarget(
+            what, lease.name, lease.facts, lease.device, lease.spec.profile, dict(lease.spec.bench)
+        )
     finally:
         lease.release()
 
@@ -155,8 +159,9 @@ def hw_bench(request: pytest.FixtureRequest, hw_target: HwTarget) -> Bench:
 
     ``model``: a path to an ONNX file, ONNX bytes, or a torch module (then
     ``example_input`` is required and the module is exported with the dynamo exporter).
-    Settings come from the defaults, then ``--hw-min-time``, then ``@pytest.mark.hw``,
-    then the call. Every measurement is recorded for the summary, JSON and baselines.
+    Settings come from the defaults, then the leased board's ``[bench]`` table, then
+    ``--hw-min-time``, then ``@pytest.mark.hw``, then the call (each wins over the ones before).
+    Every measurement is recorded for the summary, JSON and baselines.
     """
     defaults = _marker_settings(request)
     min_time = request.config.getoption("hw_min_time")
@@ -174,7 +179,8 @@ def hw_bench(request: pytest.FixtureRequest, hw_target: HwTarget) -> Bench:
         unknown = set(settings) - SETTING_NAMES
         if unknown:
             raise TypeError(f"hw_bench: unknown setting(s) {sorted(unknown)}")
-        merged = {**({"min_time_s": min_time} if min_time is not None else {}), **defaults}
+        board = {k: list(v) if isinstance(v, list) else v for k, v in hw_target.bench.items()}
+        merged = {**board, **({"min_time_s": min_time} if min_time is not None else {}), **defaults}
         merged.update(settings)
         if "cpus" in merged:
             merged["cpus"] = _cpus(merged["cpus"])

@@ -1,5 +1,6 @@
 """`hwnas search` as users run it: a subprocess, its exit code, its last line, its files;
-and --resume after the process is killed for real, by pid."""
+and --resume after the process is killed for real, by pid. The verb's other paths run
+in-process through ``main`` (the same code, without paying torch's import again)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,16 @@ def hwnas(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     )
 
 
+def hwnas_here(capsys: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    """``hwnas ARGS`` in this process: its exit code, stdout and stderr, as ``hwnas`` gives."""
+    from hwnas_bench.cli.main import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, said.out, said.err)
+
+
 def test_search_verb_runs_and_ends_with_the_one_line_summary(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = hwnas("search", *QUICK, "--trials", "3", "--latency-budget-ms", "50", "--out", str(out))
@@ -49,24 +60,36 @@ def test_search_verb_runs_and_ends_with_the_one_line_summary(tmp_path: Path) -> 
     assert json.loads((out / "m.json").read_text())["latency"]["median_ms"] <= 50.0
 
 
-def test_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = hwnas("search", "--dataset", "digits")
+def test_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path, capsys: Any) -> None:
+    proc = hwnas_here(capsys, "search", "--dataset", "digits")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "hwnas: error: give --out runs/NAME (the run directory)"
     config = tmp_path / "search.toml"
     config.write_text("trials = 3\nbudget = 2\n[space]\nnum_layers = [1, 2]\n")
-    proc = hwnas("search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path))
+    proc = hwnas_here(
+        capsys, "search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path)
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("unknown settings budget")
     config.write_text('[space]\nlayer_types = ["conv", "lstm"]\n')
-    proc = hwnas("search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path))
+    proc = hwnas_here(
+        capsys, "search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path)
+    )
     assert proc.returncode == 2
     assert "unknown layer types ['lstm']" in proc.stderr
 
 
-def test_an_infeasible_budget_is_a_message_not_a_crash(tmp_path: Path) -> None:
-    proc = hwnas(
-        "search", *QUICK, "--trials", "2", "--latency-budget-ms", "0.000001", "--out", str(tmp_path)
+def test_an_infeasible_budget_is_a_message_not_a_crash(tmp_path: Path, capsys: Any) -> None:
+    proc = hwnas_here(
+        capsys,
+        "search",
+        *QUICK,
+        "--trials",
+        "2",
+        "--latency-budget-ms",
+        "0.000001",
+        "--out",
+        str(tmp_path),
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
@@ -117,7 +140,7 @@ def test_resume_after_a_kill_loses_nothing_and_remeasures_nothing(tmp_path: Path
     assert FINAL.match(done.stdout.strip().splitlines()[-1])
 
 
-def test_npz_data_and_a_search_toml(tmp_path: Path) -> None:
+def test_npz_data_and_a_search_toml(tmp_path: Path, capsys: Any) -> None:
     from search.data import load_dataset
 
     d = load_dataset("digits")
@@ -130,8 +153,15 @@ def test_npz_data_and_a_search_toml(tmp_path: Path) -> None:
         '[space]\nnum_layers = [1, 2]\nlayer_types = ["conv", "fc"]\nconv_channels = [4]\n'
     )
     out = tmp_path / "run"
-    proc = hwnas(
-        "search", "--config", str(config), "--data", str(tmp_path / "train.npz"), "--out", str(out)
+    proc = hwnas_here(
+        capsys,
+        "search",
+        "--config",
+        str(config),
+        "--data",
+        str(tmp_path / "train.npz"),
+        "--out",
+        str(out),
     )
     assert proc.returncode == 0, proc.stderr
     assert "Test accuracy of the best model" in proc.stdout
@@ -143,7 +173,9 @@ def test_npz_data_and_a_search_toml(tmp_path: Path) -> None:
     assert record["space"]["num_layers"] == [1, 2]
 
 
-def test_a_differentiable_search_with_a_fixed_lambda_from_the_command_line(tmp_path: Path) -> None:
+def test_a_differentiable_search_with_a_fixed_lambda_from_the_command_line(
+    tmp_path: Path, capsys: Any
+) -> None:
     """`--strategy differentiable --lambda X`: one round, λ constant in the trace, the
     derived model measured; the run records λ so a resume must match it."""
     config = tmp_path / "search.toml"
@@ -153,7 +185,7 @@ def test_a_differentiable_search_with_a_fixed_lambda_from_the_command_line(tmp_p
     )
     out = tmp_path / "run"
     args = ["search", "--config", str(config), *QUICK, "--strategy", "differentiable"]
-    proc = hwnas(*args, "--lambda", "0.5", "--out", str(out))
+    proc = hwnas_here(capsys, *args, "--lambda", "0.5", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert FINAL.match(proc.stdout.strip().splitlines()[-1]), proc.stdout
     trace = json.loads((out / "lambda_trace.json").read_text())
@@ -165,7 +197,7 @@ def test_a_differentiable_search_with_a_fixed_lambda_from_the_command_line(tmp_p
         json.loads((out / "search.json").read_text())["settings"]["strategy_options"]["lambda"]
         == 0.5
     )
-    proc = hwnas(*args, "--lambda", "0.7", "--out", str(out), "--resume")
+    proc = hwnas_here(capsys, *args, "--lambda", "0.7", "--out", str(out), "--resume")
     assert proc.returncode == 2
     assert "strategy_options.lambda" in proc.stderr
 

@@ -29,15 +29,30 @@ PASSWORD = "s3cret-pw"  # trust authentication ignores it; it must never be prin
 QUICK = ["--dataset", "digits", "--epochs", "1", "--min-time", "0.05", "--strategy", "random"]
 
 
+def in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``hwnas ARGS`` run through ``main`` in this process, with ``env``'s variables: for
+    a verb that needs no process of its own (one that is refused, a report)."""
+    from hwnas_bench.cli.main import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    code = main(list(args))
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, said.out, said.err)
+
+
 def test_a_storage_url_that_is_not_postgresql_is_refused_without_its_password(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     bad = f"mysql://ana:{PASSWORD}@db.lab/hwnas"
     for verb in (
         ["search", *QUICK, "--storage", bad, "--out", str(tmp_path / "run")],
         ["report", "--storage", bad, "--study", "s", "--out", str(tmp_path / "r")],
     ):
-        done = subprocess.run([*HWNAS, *verb], capture_output=True, text=True, timeout=60)
+        done = in_process(monkeypatch, capsys, {}, *verb)
         assert done.returncode == 2, done.stderr
         assert "--storage: must be a postgresql://" in done.stderr
         assert "mysql://ana:***@db.lab/hwnas" in done.stderr
@@ -102,7 +117,11 @@ def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_two_workers_share_a_study_and_a_different_one_is_refused(
-    postgres_url: str, env: dict[str, str], tmp_path: Path
+    postgres_url: str,
+    env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
 ) -> None:
     url = with_password(postgres_url)
     a = worker(env, url, "shared", tmp_path / "a", "local", "--trials", "8")
@@ -136,19 +155,25 @@ def test_two_workers_share_a_study_and_a_different_one_is_refused(
     assert record["board"]["cpu_model"]
 
     # different bench settings: refused before any trial, naming the difference
-    c = worker(env, url, "shared", tmp_path / "c", "local", "--trials", "8", "--threads", "2")
-    rc_c, log_c = finish(c)
+    args = ["search", *QUICK, "--storage", url, "--study", "shared", "--out", str(tmp_path / "c")]
+    c = in_process(monkeypatch, capsys, env, *args, "--target", "local", "--threads", "2")
+    rc_c, log_c = c.returncode, c.stdout + c.stderr
     assert rc_c == 2, log_c
     assert "bench.threads: the study has 1, this worker 2" in log_c
     assert len(load(postgres_url, "shared").get_trials()) == len(trials)
 
     # the report, from the study alone
-    report = subprocess.run(
-        [*HWNAS, "report", "--storage", url, "--study", "shared", "--out", str(tmp_path / "r")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    report = in_process(
+        monkeypatch,
+        capsys,
+        env,
+        "report",
+        "--storage",
+        url,
+        "--study",
+        "shared",
+        "--out",
+        str(tmp_path / "r"),
     )
     assert report.returncode == 0, report.stderr
     for name in ("pareto.png", "pareto.json", "summary.md"):
