@@ -160,9 +160,8 @@ def _put_over_ssh(
     """Upload both files (``.part`` then rename) and check the board's hash of the model."""
     model_remote = f"{directory.rstrip('/')}/{MODEL_FILE}"
     card_remote = f"{directory.rstrip('/')}/{CARD_FILE}"
-    # the transport's own SFTP upload (mkdir -p, .part, posix rename), as for the agent
-    transport._upload(model_remote, model)
-    transport._upload(card_remote, card)
+    transport.upload(model_remote, model)  # as the agent goes: mkdir -p, .part, rename
+    transport.upload(card_remote, card)
     command = (
         f"{shlex.quote(transport.python)} -c {shlex.quote(_SHA256_ON_BOARD)} "
         f"{shlex.quote(model_remote)}"

@@ -244,12 +244,16 @@ class SSHTransport(Transport):
             return remote
         if not check:
             check_board(self.target, self.python, self.run)
-        self._upload(remote, bundle.data)
+        self.upload(remote, bundle.data)
         self.deployed = remote
         return remote
 
-    def _upload(self, remote: str, data: bytes) -> None:
-        assert self._client is not None
+    def upload(self, remote: str, data: bytes) -> None:
+        """Write ``data`` to ``remote`` on the board over SFTP: its folders made as needed
+        (a relative path is in the login's home), written as ``.part`` then renamed, so a
+        reader sees the old file or the new one. Raises DeployError naming what failed."""
+        if self._client is None:
+            raise DeployError(self.target, "upload before the SSH connection is open")
         try:
             sftp = self._client.open_sftp()
         except (paramiko.SSHException, OSError, EOFError) as exc:

@@ -81,6 +81,7 @@ def distinct_ops(nets: list[str]) -> set[str]:
     return {op.key() for e in nets for op in candidate_ops(Candidate.decode(e))}
 
 
+@pytest.mark.slow  # 11 s; the table's own reuse runs by default in test_predict.py
 def test_a_second_search_on_the_same_board_measures_only_new_layers(
     tmp_path: Path, cache: Path, small_digits: tuple[Any, Any]
 ) -> None:
