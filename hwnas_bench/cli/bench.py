@@ -16,7 +16,7 @@ from ..config import parse_cpu_list
 from ..errors import HwnasError, UsageError
 from ..targets import TargetSpec
 from .common import add_target_options, open_device, resolve_target
-from .render import console, measurement_notes, measurement_table, profile_table, say
+from .render import bench_summary, console, measurement_notes, measurement_table, profile_table, say
 
 _DEFAULTS = BenchSettings()
 
@@ -168,8 +168,7 @@ def say_board_fill(args: argparse.Namespace, spec: TargetSpec) -> None:
     """One line naming the settings that came from the board's table, so none is a surprise."""
     used = board_fill(args, spec.bench)
     if used and not getattr(args, "quiet", False):
-        shown = ", ".join(f"{k}={v}" for k, v in used.items())
-        say(f"from the bench table of {spec.name}: {shown} (a flag given here wins)")
+        say(f"from the bench table of {spec.name}: {bench_summary(used)} (a flag given here wins)")
 
 
 def _load_inputs(path: Path | None) -> Mapping[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -186,3 +187,10 @@ def console(stderr: bool = False) -> Console:
 def say(message: str) -> None:
     """A plain line on stdout (never wrapped, easy to grep)."""
     print(message, flush=True)
+
+
+def bench_summary(bench: Mapping[str, Any]) -> str:
+    """A board's ``bench`` table on one line: ``threads=2, cpus=0-3`` ("" when empty)."""
+    return ", ".join(
+        f"{key}={cpu_ranges(value) if key == 'cpus' else value}" for key, value in bench.items()
+    )

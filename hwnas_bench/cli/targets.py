@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
@@ -16,16 +15,8 @@ from ..config import load_config
 from ..errors import ConfigError
 from ..farm import Farm
 from ..plugins import plugin_manager
-from ..report import cpu_ranges
 from ..targets import TargetSpec
-from .render import console
-
-
-def bench_summary(bench: Mapping[str, Any]) -> str:
-    """A board's ``bench`` table on one line: ``threads=2, cpus=0-3`` ("" when empty)."""
-    return ", ".join(
-        f"{key}={cpu_ranges(value) if key == 'cpus' else value}" for key, value in bench.items()
-    )
+from .render import bench_summary, console
 
 
 def _print_board_bench(spec: TargetSpec) -> None:
