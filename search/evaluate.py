@@ -104,10 +104,24 @@ class Board:
         return self.facts
 
     def bench_tables(self) -> list[dict[str, Any]]:
-        """The [bench] tables of the boards this target may lease (none: []), as a run
-        records them: a resume with other tables would mix two ways of measuring."""
+        """The [bench] table of the boards this target may lease, as a run records it
+        (none: []): a resume with another table would mix two ways of measuring.
+
+        A ``tag:X`` target is a pool of interchangeable boards: one latency table and one
+        provider choice serve them all. Boards of the tag with different tables would be
+        measured two ways under one name, so that is refused (SettingsError)."""
         specs = self.farm.candidates(self._what)
         found = sorted({json.dumps(s.bench, sort_keys=True) for s in specs})
+        if len(found) > 1:
+            shown = "; ".join(
+                f"{s.name}: {', '.join(f'{k}={v}' for k, v in s.bench.items()) or 'none'}"
+                for s in specs
+            )
+            raise SettingsError(
+                f"target {self._what}: its boards have different [bench] tables ({shown}); "
+                "a target's boards must measure one way: give them one table, or search "
+                "them as separate targets (--target NAME per board)"
+            )
         return [json.loads(t) for t in found] if found != ["{}"] else []
 
     def use_provider(self, provider: str) -> None:

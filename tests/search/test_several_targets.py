@@ -231,6 +231,38 @@ def test_several_targets_are_refused_where_they_cannot_work(tmp_path: Path) -> N
         Searcher(space, targets=[], bench=SMALL)
 
 
+def test_a_tag_whose_boards_measure_differently_is_refused_before_anything_runs(
+    small_digits: tuple[np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``tag:X`` target has one latency table and one provider choice for all its
+    boards: boards of the tag with different [bench] tables are refused, named."""
+    from hwnas_bench import load_config
+    from search.evaluate import Board
+
+    def two_boards(b_table: str) -> Path:
+        config = tmp_path / "hwnas.toml"
+        config.write_text(
+            '[boards.a]\ntransport = "local"\ntags = ["cpu"]\nbench = {threads = 1}\n\n'
+            f'[boards.b]\ntransport = "local"\ntags = ["cpu"]\n{b_table}'
+        )
+        return config
+
+    monkeypatch.setenv("HWNAS_CONFIG", str(two_boards("bench = {threads = 2}\n")))
+    out = tmp_path / "run"
+    with pytest.raises(SettingsError) as refused:
+        tiny_search(["tag:cpu"], out).search(*small_digits)
+    assert str(refused.value).startswith(
+        "target tag:cpu: its boards have different [bench] tables (a: threads=1; b: threads=2)"
+    )
+    assert not (out / "measurements.jsonl").exists()
+    assert not (out / "study.db").exists()
+    untabled = Board("tag:cpu", config=load_config(two_boards("")))
+    with pytest.raises(SettingsError, match=r"\(a: threads=1; b: none\)"):
+        untabled.bench_tables()
+    same = Board("tag:cpu", config=load_config(two_boards("bench = {threads = 1}\n")))
+    assert same.bench_tables() == [{"threads": 1}]
+
+
 def test_a_two_target_run_resumes_measuring_only_what_it_lacks(
     small_digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
