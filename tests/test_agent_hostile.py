@@ -106,8 +106,8 @@ def test_silent_and_dripping_clients_do_not_block_others(tcp_agent: TcpAgent) ->
 def test_unauthenticated_client_is_closed_at_the_auth_deadline(tmp_path: Path) -> None:
     agent = TcpAgent(tmp_path / "cache", "--auth-timeout-s", "1")
     try:
+        start = time.monotonic()  # before the agent's clock starts: elapsed >= its deadline
         with agent.connect() as silent, agent.connect() as dripping:
-            start = time.monotonic()
             frame = raw_frame(7, b'{"op":"hello","token":"x"}')
             # one byte at each of dripping's reads that finds nothing: a slow-loris client
             sent = 0
@@ -139,8 +139,8 @@ def select_read(sock: socket.socket, timeout: float) -> tuple[list, list, list]:
 def test_idle_authenticated_client_is_closed(tmp_path: Path) -> None:
     agent = TcpAgent(tmp_path / "cache", "--idle-timeout-s", "1")
     try:
+        start = time.monotonic()  # before the last frame: elapsed >= the idle deadline
         with agent.authed() as client:
-            start = time.monotonic()
             assert client.wait_closed(10) == []
             assert time.monotonic() - start >= 0.9
     finally:

@@ -203,8 +203,9 @@ def test_bench_takes_the_boards_table_where_no_flag_is_given(
     out = tmp_path / "m.json"
     argv = ["bench", str(mlp_model), *FAST, "--config", str(config), "--target", "two"]
     assert main([*argv, "--json", str(out)]) == 0
-    assert "from the bench table of two: threads=2, graph_optimization=basic (a flag given here wins)" in (
-        capsys.readouterr().out
+    assert (
+        "from the bench table of two: threads=2, graph_optimization=basic (a flag given here wins)"
+        in (capsys.readouterr().out)
     )
     ran = Measurement.load(out).settings
     assert (ran["threads"], ran["graph_optimization"]) == (2, "basic")

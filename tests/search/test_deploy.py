@@ -58,8 +58,8 @@ def made_run(
     with pytest.MonkeyPatch.context() as mp:  # the tests' own lock dir, for this search too
         mp.setenv("HWNAS_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
         searcher = Searcher(
-            # wide convolutions: a ~0.3 ms model, whose figure a second measurement repeats
-            # (a 10 us one swings by 2x between agent starts here: docs/compress.md)
+            # three wide convolutions: a ~0.05 ms model (a 10 us one swings by 2x between
+            # agent starts here: docs/compress.md)
             digits_space(
                 num_layers=(3, 3), layer_types=["conv"], conv_channels=[32], conv_strides=[1]
             ),
@@ -78,12 +78,17 @@ def made_run(
         model = (out / "models" / f"{result.best.hash}.onnx").read_bytes()
         # The fixture's board is this machine, where the search trains candidate k+1 while
         # it measures k: its figure is that of a busy board. A real board trains nothing;
-        # the card gets the figure of the same measurement on the board left alone.
-        board = Board(sshd.target(BOARD), bench=bench_settings(QUIET))
-        try:
-            quiet = board.measure(model)
-        finally:
-            board.close()
+        # the card gets the figure of the same measurement on the board left alone. One
+        # agent start now and then lands in a spell 0.7x as fast as the rest: the card
+        # keeps the median of three starts, as a board's usual figure.
+        starts = []
+        for _ in range(3):
+            board = Board(sshd.target(BOARD), bench=bench_settings(QUIET))
+            try:
+                starts.append(board.measure(model))
+            finally:
+                board.close()
+        quiet = sorted(starts, key=lambda m: m.latency.median_ms)[1]
     best = replace(result.best, measurement=quiet, latency_ms=quiet.latency.median_ms)
     write_target_folder(
         out,

@@ -30,10 +30,11 @@ SMALL_NETS = [
     "in8x8x1-fc_u16-out10",
     "in8x8x1-dw_k3_s1_c8-pool_k2_s2-out10",
 ]
-#: ... and two that are ten times slower or more (three 5x5 convolutions of 64 channels)
+#: ... and two about a hundred times slower (three 5x5 convolutions of 128 channels): even a
+#: fit of the small ones that flattens to its floor (a tenth of the table) is over budget
 BIG_NETS = [
-    "in8x8x1-conv_k5_s1_c64-conv_k5_s1_c64-conv_k5_s1_c64-out10",
-    "in8x8x1-conv_k5_s1_c64-conv_k5_s1_c64-conv_k5_s1_c64-fc_u64-out10",
+    "in8x8x1-conv_k5_s1_c128-conv_k5_s1_c128-conv_k5_s1_c128-out10",
+    "in8x8x1-conv_k5_s1_c128-conv_k5_s1_c128-conv_k5_s1_c128-fc_u64-out10",
 ]
 BUDGET_MS = 0.06
 

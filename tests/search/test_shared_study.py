@@ -192,6 +192,21 @@ def test_two_workers_share_a_study_and_a_different_one_is_refused(
     assert "farm:***@" in report.stdout
 
 
+def stopped_in_a_running_trial(url: str, study: str, pid: int, timeout: float = 60) -> int:
+    """Freeze worker ``pid`` (SIGSTOP) while one of its trials is RUNNING; that trial's
+    number. A trial seen running may finish before a signal lands: it is looked at again
+    once the worker is frozen, and the worker let go to try again if it finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        number = running_trial_of(url, study, pid, timeout=max(1.0, deadline - time.monotonic()))
+        os.kill(pid, signal.SIGSTOP)
+        if load(url, study).trials[number].state == TrialState.RUNNING:
+            return number
+        os.kill(pid, signal.SIGCONT)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pid {pid} was never frozen inside a running trial")
+
+
 def running_trial_of(url: str, study: str, pid: int, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -211,7 +226,7 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_other_finishes_then_it_re
 ) -> None:
     b = worker(env, postgres_url, "kill", tmp_path / "b", "ssh-board", "--trials", "5")
     a = worker(env, postgres_url, "kill", tmp_path / "a", "local", "--trials", "5")
-    killed = running_trial_of(postgres_url, "kill", a.pid)
+    killed = stopped_in_a_running_trial(postgres_url, "kill", a.pid)
     os.kill(a.pid, signal.SIGKILL)
     a.communicate(timeout=30)
     rc_b, log_b = finish(b)
