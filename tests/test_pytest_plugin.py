@@ -157,6 +157,8 @@ def test_two(hw_bench):
     assert tests == ["test_t.py::test_two[local]", "test_t.py::test_two[local]::batch4"]
 
 
+@pytest.mark.slow  # 12 s; the README's example, run by default in test_new_user.py, measures
+# a torch module through hw_bench too
 def test_torch_module_is_exported_and_measured(pytester: pytest.Pytester) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("onnxscript")

@@ -42,7 +42,7 @@ def hwnas_here(capsys: Any, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(list(args), code, said.out, said.err)
 
 
-def test_search_verb_runs_and_ends_with_the_one_line_summary(tmp_path: Path) -> None:
+def test_search_verb_runs_and_ends_with_the_one_line_summary(tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "run"
     proc = hwnas("search", *QUICK, "--trials", "3", "--latency-budget-ms", "50", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -55,7 +55,9 @@ def test_search_verb_runs_and_ends_with_the_one_line_summary(tmp_path: Path) -> 
     for name in ("study.db", "measurements.jsonl", "pareto.json", "best.onnx", "summary.md"):
         assert (out / name).is_file(), name
     # best.onnx, measured again independently, meets the budget
-    again = hwnas("bench", str(out / "best.onnx"), "--threads", "1", "--json", str(out / "m.json"))
+    again = hwnas_here(
+        capsys, "bench", str(out / "best.onnx"), "--threads", "1", "--json", str(out / "m.json")
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "m.json").read_text())["latency"]["median_ms"] <= 50.0
 
