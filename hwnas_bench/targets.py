@@ -66,10 +66,12 @@ class TargetSpec:
     def with_bench(self, settings: BenchSettings) -> BenchSettings:
         """``settings`` with this board's ``bench`` table over them: the board's values win,
         being the more specific setting; every other field is left as it was."""
-        board: dict[str, Any] = {
-            k: list(v) if isinstance(v, list) else v for k, v in self.bench.items()
-        }
-        return replace(settings, **board)  # lists copied: the spec's table stays its own
+        return replace(settings, **self.bench_copy())
+
+    def bench_copy(self) -> dict[str, Any]:
+        """The ``bench`` table with its lists copied: settings made from it never share a
+        list (``cpus``) with the spec, which stays its own."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in self.bench.items()}
 
     def make_transport(self) -> Transport:
         from .plugins import transport_plugins

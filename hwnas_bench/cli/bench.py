@@ -124,11 +124,9 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from(
-    args: argparse.Namespace, board: Mapping[str, Any] | None = None
-) -> BenchSettings:
-    """The flags as BenchSettings. ``board`` is the target's ``[bench]`` table: it fills the
-    board settings the flags leave unset (a flag typed for this run is the more specific)."""
+def settings_from(args: argparse.Namespace, spec: TargetSpec | None = None) -> BenchSettings:
+    """The flags as BenchSettings. The target's ``[bench]`` table (``spec``) fills the board
+    settings the flags leave unset (a flag typed for this run is the more specific)."""
     settings = BenchSettings(
         provider=args.provider or _DEFAULTS.provider,
         threads=args.threads if args.threads is not None else _DEFAULTS.threads,
@@ -147,7 +145,7 @@ def settings_from(
         cpus=args.cpus,
         governor=args.governor,
     )
-    settings = replace(settings, **board_fill(args, board))
+    settings = replace(settings, **board_fill(args, spec))
     try:
         settings.validate()
     except ValueError as exc:
@@ -155,18 +153,15 @@ def settings_from(
     return settings
 
 
-def board_fill(args: argparse.Namespace, board: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The entries of a board's ``[bench]`` table that no flag of this run set."""
-    return {
-        key: list(value) if isinstance(value, list) else value
-        for key, value in (board or {}).items()
-        if getattr(args, key, None) is None
-    }
+def board_fill(args: argparse.Namespace, spec: TargetSpec | None) -> dict[str, Any]:
+    """The entries of the board's ``[bench]`` table that no flag of this run set."""
+    table = spec.bench_copy() if spec is not None else {}
+    return {key: value for key, value in table.items() if getattr(args, key, None) is None}
 
 
 def say_board_fill(args: argparse.Namespace, spec: TargetSpec) -> None:
     """One line naming the settings that came from the board's table, so none is a surprise."""
-    used = board_fill(args, spec.bench)
+    used = board_fill(args, spec)
     if used and not getattr(args, "quiet", False):
         say(f"from the bench table of {spec.name}: {bench_summary(used)} (a flag given here wins)")
 
@@ -206,7 +201,7 @@ def _load_inputs(path: Path | None) -> Mapping[str, Any] | None:
 
 def run_bench(args: argparse.Namespace) -> int:
     spec = resolve_target(args)
-    settings = settings_from(args, spec.bench)
+    settings = settings_from(args, spec)
     say_board_fill(args, spec)
     inputs = _load_inputs(args.inputs)
     out = console()
@@ -254,7 +249,7 @@ def write_output(path: Path, text: str | bytes, what: str) -> None:
 
 def run_profile(args: argparse.Namespace) -> int:
     spec = resolve_target(args)
-    settings = settings_from(args, spec.bench)
+    settings = settings_from(args, spec)
     say_board_fill(args, spec)
     with open_device(args, spec) as device:
         profile = device.profile(

@@ -128,7 +128,7 @@ def hw_target(request: pytest.FixtureRequest) -> Iterator[HwTarget]:
         pytest.fail(message, pytrace=False)
     try:
         yield HwTarget(
-            what, lease.name, lease.facts, lease.device, lease.spec.profile, dict(lease.spec.bench)
+            what, lease.name, lease.facts, lease.device, lease.spec.profile, lease.spec.bench_copy()
         )
     finally:
         lease.release()
@@ -179,8 +179,8 @@ def hw_bench(request: pytest.FixtureRequest, hw_target: HwTarget) -> Bench:
         unknown = set(settings) - SETTING_NAMES
         if unknown:
             raise TypeError(f"hw_bench: unknown setting(s) {sorted(unknown)}")
-        board = {k: list(v) if isinstance(v, list) else v for k, v in hw_target.bench.items()}
-        merged = {**board, **({"min_time_s": min_time} if min_time is not None else {}), **defaults}
+        given = {"min_time_s": min_time} if min_time is not None else {}
+        merged = {**hw_target.bench, **given, **defaults}
         merged.update(settings)
         if "cpus" in merged:
             merged["cpus"] = _cpus(merged["cpus"])
