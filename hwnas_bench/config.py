@@ -51,8 +51,9 @@ FARM_KEYS = ("lock_url",)
 class Config:
     boards: dict[str, TargetSpec] = field(default_factory=lambda: {"local": LOCAL})
     path: Path | None = None
-    #: ``[farm] lock_url``: a PostgreSQL URL for leases across hosts (None: lock files).
-    lock_url: str | None = None
+    #: ``[farm] lock_url``: a PostgreSQL URL for leases across hosts (None: lock files);
+    #: it may hold a password, so it is left out of the repr.
+    lock_url: str | None = field(default=None, repr=False)
 
     def target(self, name: str) -> TargetSpec:
         try:

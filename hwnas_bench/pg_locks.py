@@ -142,7 +142,9 @@ def board_key(board: str) -> int:
 
 
 def one_line(exc: BaseException, password: str | None = None) -> str:
-    """A driver error as one line, without any password (libpq may quote the URL)."""
+    """A driver error as one line, without any password (libpq may quote the URL). The
+    errors raised with it are raised ``from None``: a ``-v`` traceback would print the
+    driver's own message, unredacted, as their cause."""
     text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
     return redact(text or type(exc).__name__, password)[:400]
 
@@ -172,7 +174,7 @@ class PgLocks:
         except self._psycopg.Error as exc:
             raise ConfigError(
                 f"{source}: not a valid PostgreSQL URL: {self.where} ({self.why(exc)})"
-            ) from exc
+            ) from None
         self._idle: list[Connection[Any]] = []
         self._mutex = threading.Lock()
         self._table_ready = False
@@ -188,11 +190,11 @@ class PgLocks:
         try:
             conn: Connection[Any] = psycopg.connect(self._url, autocommit=True, **extra)
         except psycopg.ProgrammingError as exc:  # a parameter of the URL with a bad value
-            raise ConfigError(f"{self._source}: {self.where}: {self.why(exc)}") from exc
+            raise ConfigError(f"{self._source}: {self.where}: {self.why(exc)}") from None
         except psycopg.Error as exc:
             raise LockServerError(
                 f"cannot connect to the lock server {self.where}: {self.why(exc)}", self.where
-            ) from exc
+            ) from None
         try:
             settings = dict(SESSION_SETTINGS)
             if conn.info.server_version >= IDLE_SESSION_TIMEOUT_SINCE:
@@ -220,7 +222,7 @@ class PgLocks:
                 f"{self.why(exc)} (the role needs to own the database, or someone who "
                 "does creates the table once: see docs/distributed.md)",
                 self.where,
-            ) from exc
+            ) from None
         self._table_ready = True
 
     def _take(self) -> tuple[Connection[Any], bool]:
@@ -256,10 +258,10 @@ class PgLocks:
             except psycopg.OperationalError as exc:
                 conn.close()
                 if not reused:
-                    raise self._failed(exc) from exc
+                    raise self._failed(exc) from None
             except psycopg.Error as exc:
                 conn.close()
-                raise self._failed(exc) from exc
+                raise self._failed(exc) from None
             except BaseException:
                 conn.close()  # a held lock (if any) goes with the session
                 raise

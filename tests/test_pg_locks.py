@@ -402,6 +402,15 @@ def test_a_server_that_is_down_is_one_line_and_exit_1(
         ('failed: "postgresql://ana:pw@[::1/x"', 'failed: "postgresql://ana:***@[::1/x"'),
         ("host=db password='p w' user=ana", "host=db password=*** user=ana"),
         ("postgresql://db/x", "postgresql://db/x"),
+        # a password holding / ? # @ or a space: up to the last @, whether or not it parses
+        (
+            "cannot open postgresql://u:p/a?b c@127.0.0.1:1/db: refused",
+            "cannot open postgresql://u:***@127.0.0.1:1/db: refused",
+        ),
+        ("postgresql://u:p#a@b@h/db", "postgresql://u:***@h/db"),
+        ("got 'postgresql:/u:p/w@h'", "got 'postgresql:/u:***@h'"),  # one slash: a typo
+        ("a: postgresql://u:Qz Kj@h\nb: x@y", "a: postgresql://u:***@h\nb: x@y"),
+        ("https://sqlalche.me/e/20/e3q8 (no user)", "https://sqlalche.me/e/20/e3q8 (no user)"),
     ],
 )
 def test_redact(text: str, shown: str) -> None:
@@ -413,6 +422,66 @@ def test_redact_replaces_the_password_wherever_it_appears() -> None:
     assert url_password(url) == "p%40ss-word"
     assert redact("auth p@ss-word failed", url_password(url)) == "auth *** failed"
     assert url_password("postgresql://ana@db/x") is None
+    assert url_password("postgresql://u:p/a?b c@127.0.0.1:1/db") == "p/a?b c"
+    assert redact("quoted 'p/a?b c'", "p/a?b c") == "quoted '***'"
+
+
+def pieces(password: str) -> list[str]:
+    """Every 3 characters in a row of ``password``: none of them may be shown."""
+    return [password[i : i + 3] for i in range(len(password) - 2)]
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("Qz/xK?jW", "an '@' after a '/' or a second '@': percent-encode"),
+        ("Qz?xK jW", "a URL holds no spaces"),
+        ("Qz x", "a URL holds no spaces"),  # too short to be replaced word for word
+        ("Qz@xK", "an '@' after a '/' or a second '@'"),
+        ("Q%zz", "a '%' in the URL starts no %XX escape"),
+        ("Qx%00", "a '%' in the URL starts no %XX escape"),
+    ],
+)
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_password_libpq_would_misread_is_refused_unshown(
+    password: str,
+    why: str,
+    verbose: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """libpq ends the user part at the first ``/`` and quotes what it cannot decode: such a
+    URL is refused before it gets there, and no piece of the password is printed, with or
+    without -v."""
+    monkeypatch.setenv("HWNAS_LOCK_URL", f"postgresql://ana:{password}@127.0.0.1:1/hwnas")
+    assert main([*(["-v"] if verbose else []), "farm", "status"]) == 2
+    said = capsys.readouterr()
+    assert said.err.startswith(f"hwnas: error: HWNAS_LOCK_URL: {why}")
+    assert "postgresql://ana:***@127.0.0.1:1/hwnas" in said.err
+    for piece in pieces(password):
+        assert piece not in said.out + said.err, piece
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?application_name=x", "?bogus=1", "?password=Qz%zzKj", "?password=Qz=Kj"]
+)
+def test_a_driver_error_is_not_chained_into_the_verbose_traceback(
+    query: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-v`` prints the traceback: psycopg's own error, which may quote the URL, is not
+    part of it (not even as the cause), and the password is in no line."""
+    need_psycopg()
+    password = "Qz?x#K-jW"  # ? and # are fine in a libpq user part
+    monkeypatch.setenv("HWNAS_LOCK_URL", f"postgresql://ana:{password}@127.0.0.1:1/hwnas{query}")
+    assert main(["-v", "farm", "status"]) in (1, 2)
+    err = capsys.readouterr().err
+    assert err.startswith("hwnas: error: ")
+    assert "postgresql://ana:***@127.0.0.1:1/hwnas" in err
+    assert "direct cause" not in err
+    assert "During handling" not in err
+    assert "psycopg." not in err.split("Traceback", 1)[-1]  # no driver exception in it
+    for piece in [*pieces(password), "Qz%zz", "Qz=Kj"]:
+        assert piece not in err, piece
 
 
 def test_a_holding_session_asks_for_keepalives_and_no_idle_timeout(farm: Farm) -> None:
