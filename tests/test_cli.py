@@ -438,3 +438,14 @@ def test_agent_error_codes_map_to_exit_codes(code: str, exit_code: int) -> None:
     from hwnas_bench.cli.main import exit_code_for
 
     assert exit_code_for(AgentError("pi5", "bench", code, "refused")) == exit_code
+
+
+def test_a_model_named_like_markup_is_shown_as_named(
+    mlp_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table's title is the model's file name: rich read ``[red]`` in it as markup."""
+    model = tmp_path / "[red]m[bold]:smile:.onnx"
+    model.write_bytes(mlp_model.read_bytes())
+    assert main(["bench", str(model), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "[red]m[bold]:smile:.onnx on local" in out

@@ -275,3 +275,50 @@ def test_busy_healthy_board_is_waited_for_while_the_others_are_down(
         holder.wait()
     assert farm.health("gone").consecutive_failures == 1  # probed once in the whole wait
     assert "c held by pid" in messages[0]
+
+
+MARKUP = "[/] [red]x[/red] :smile:"  # rich markup and an emoji code, to be shown as typed
+
+
+def test_farm_status_shows_notes_names_and_errors_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lease note, a board name, its tags and its last error holding ``[/]`` (which
+    crashed rich) or ``[red]`` (which restyled the table) are printed literally."""
+    from hwnas_bench.cli.main import main
+
+    config = tmp_path / "hwnas.toml"
+    config.write_text(
+        '[boards."[bold]pi[/bold]"]\ntransport = "local"\ntags = ["[/]", "[red]t"]\n'
+        '[boards.a]\ntransport = "local"\n'
+    )
+    lock_dir = tmp_path / "locks"
+    monkeypatch.setenv("HWNAS_LOCK_DIR", str(lock_dir))
+    monkeypatch.delenv("HWNAS_LOCK_URL", raising=False)
+    with Farm(load_config(config), lock_dir=lock_dir) as farm:
+        Health(consecutive_failures=1, last_error=f"a: hello: {MARKUP}").save(lock_dir / "a.health")
+        with farm.lease("[bold]pi[/bold]", purpose=MARKUP):
+            assert main(["farm", "status", "--config", str(config)]) == 0
+    said = capsys.readouterr()
+    assert said.err == ""
+    out = " ".join(said.out.split())
+    assert "".join(f"boards (locks in {lock_dir})".split()) in "".join(out.split())
+    assert f"[bold]pi[/bold] │ local │ [/], [red]t │ pid {os.getpid()} of " in out
+    assert f"({MARKUP}) since " in out
+    assert f"1 failed check(s): a: hello: {MARKUP}" in out
+    assert "😄" not in out
+
+
+def test_farm_status_escapes_the_lock_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hwnas_bench.cli.main import main
+
+    lock_dir = tmp_path / "[/]locks"
+    monkeypatch.setenv("HWNAS_LOCK_DIR", str(lock_dir))
+    monkeypatch.delenv("HWNAS_LOCK_URL", raising=False)
+    config = tmp_path / "hwnas.toml"
+    config.write_text('[boards.a]\ntransport = "local"\n')
+    assert main(["farm", "status", "--config", str(config)]) == 0
+    squeezed = "".join(capsys.readouterr().out.split())  # the title wraps, even mid-word
+    assert "".join(f"boards (locks in {lock_dir})".split()) in squeezed

@@ -240,6 +240,36 @@ def test_farm_status_lists_holders_from_another_process(
     assert "not in this configuration" in out
 
 
+def test_farm_status_shows_what_the_database_says_as_typed(
+    farm: Farm,
+    postgres_url: str,
+    config_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Board names and notes read from the lock server's table, holding rich markup
+    (``[/]`` crashed the table, ``[red]`` restyled it), are printed as they are."""
+    import psycopg
+
+    with farm.lease("a"):
+        pass  # creates the table
+    board, note = "[/]far[red]", "[red]x[/red] [/] :smile:"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # another host's lease
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (CLASS_ID, board_key(board)))
+        conn.execute(
+            f"INSERT INTO {TABLE} VALUES (%s, %s, pg_backend_pid(), '[b]h', 4242, '[i]ana', "
+            "%s, '[/]t')",
+            (board, board_key(board), note),
+        )
+        monkeypatch.setenv("HWNAS_LOCK_URL", postgres_url)
+        assert main(["farm", "status", "--config", str(config_path)]) == 0
+    said = capsys.readouterr()
+    assert said.err == ""
+    out = " ".join(said.out.split())
+    assert f"{board} │ - │ - │ pid 4242 of [i]ana@[b]h ({note}) since [/]t │ not in" in out
+    assert "😄" not in out
+
+
 def test_a_stale_note_of_a_crashed_holder_is_ignored(farm: Farm, postgres_url: str) -> None:
     import psycopg
 

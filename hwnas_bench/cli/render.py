@@ -178,10 +178,14 @@ def facts_table(target: str, facts: dict[str, Any]) -> Table:
 
 
 def console(stderr: bool = False) -> Console:
-    """Rich console; when output goes to a file or pipe, wide enough not to wrap names."""
+    """Rich console; when output goes to a file or pipe, wide enough not to wrap names.
+
+    Strings print as they are: no markup (a board name, a lease note, an ONNX node name or
+    an error message holding ``[/]`` or ``[red]`` is not rich's to read) and no ``:emoji:``
+    codes. Style a table through its columns, or with :class:`rich.text.Text`."""
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 160
-    return Console(stderr=stderr, highlight=False, width=width)
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False, width=width)
 
 
 def say(message: str) -> None:

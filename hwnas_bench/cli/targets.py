@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 import hw_targets
 from hw_targets import HardwareProfile
@@ -46,14 +47,16 @@ def run_list(args: argparse.Namespace) -> int:
         )
     console().print(table)
     boards = Table(
-        title=f"boards ({config.path or 'no config file: only local'})", header_style="bold"
+        title=Text(f"boards ({config.path or 'no config file: only local'})"),
+        header_style="bold",
     )
     any_bench = any(spec.bench for spec in config.boards.values())
     for column in ("board", "transport", "profile", "tags", *(["bench"] if any_bench else [])):
         boards.add_column(column)
-    for spec in config.boards.values():
+    for spec in config.boards.values():  # Text: a board name is shown as typed
         row = [spec.name, spec.transport, spec.profile or "-", ", ".join(spec.tags) or "-"]
-        boards.add_row(*row, *([bench_summary(spec.bench) or "-"] if any_bench else []))
+        row += [bench_summary(spec.bench) or "-"] if any_bench else []
+        boards.add_row(*map(Text, row))
     console().print(boards)
     return 0
 
@@ -118,7 +121,9 @@ def run_farm_status(args: argparse.Namespace) -> int:
         statuses = farm.status()  # a lock server that cannot be reached: one line, exit 1
         elsewhere = farm.held_elsewhere()
         where = farm.locks.where
-    table = Table(title=f"boards (locks in {where})", header_style="bold")
+    # every cell is a Text: board names, notes, errors and the lock URL come from config
+    # files, other users and the database, and must show as typed ("[/]" is no markup)
+    table = Table(title=Text(f"boards (locks in {where})"), header_style="bold")
     any_bench = any(status.spec.bench for status in statuses)
     for column in ("board", "transport", "tags", "held by", "health"):
         table.add_column(column)
@@ -131,23 +136,18 @@ def run_farm_status(args: argparse.Namespace) -> int:
             if not health.consecutive_failures
             else (f"{health.consecutive_failures} failed check(s): {health.last_error}")
         )
-        table.add_row(
+        cells = [
             status.spec.name,
             status.spec.transport,
             ", ".join(status.spec.tags) or "-",
             status.holder.describe() if status.holder else "free",
             state,
             *([bench_summary(status.spec.bench) or "-"] if any_bench else []),
-        )
+        ]
+        table.add_row(*map(Text, cells))
     for board, holder in elsewhere.items():  # another host's board, not in this config
-        table.add_row(
-            board,
-            "-",
-            "-",
-            holder.describe(),
-            "not in this configuration",
-            *(["-"] if any_bench else []),
-        )
+        cells = [board, "-", "-", holder.describe(), "not in this configuration"]
+        table.add_row(*map(Text, [*cells, *(["-"] if any_bench else [])]))
     console().print(table)
     return 0
 
