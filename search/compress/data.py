@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from ..data import check_numeric, read_npz
 from ..data import labels as as_labels
 from ..errors import DataError
 from .errors import CalibrationDataError
@@ -59,8 +60,10 @@ def check_arrays(
             f"{source}: x has samples of shape {got}, the model takes {info.sample_shape} "
             f"(x must be {info.describe_shape()}){_shape_hint(got, info.sample_shape)}"
         )
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise CalibrationDataError(f"{source}: x holds {arr.dtype} values, not numbers")
+    try:
+        check_numeric(arr.dtype, f"{source}: x")
+    except DataError as exc:
+        raise CalibrationDataError(str(exc)) from exc
     xf = np.ascontiguousarray(arr, dtype=np.float32)
     bad = xf.size - int(np.count_nonzero(np.isfinite(xf)))
     if bad:
@@ -84,26 +87,23 @@ def check_arrays(
 
 
 def load_npz(path: str | Path, info: ClassifierInfo, *, need_labels: bool = True) -> Labelled:
-    """Read and check ``x`` (and ``y``) from ``path``."""
+    """Read and check ``x`` (and ``y``) from ``path``: its headers first, within
+    ``search.data.MAX_DATA_BYTES`` (``search.data.read_npz``), never a pickle."""
     source = str(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            files = sorted(npz.files)
-            if "x" not in files:
-                raise CalibrationDataError(
-                    f"{source}: no array 'x' (it has {files}); give x shaped "
-                    f"{info.describe_shape()} as the model takes, and y (integer labels)"
-                )
-            if need_labels and "y" not in files:
-                raise CalibrationDataError(
-                    f"{source}: no array 'y' (it has {files}); accuracy needs integer labels y"
-                )
-            x = npz["x"]
-            y = npz["y"] if "y" in files else None
-    except CalibrationDataError:
-        raise
-    except (OSError, ValueError) as exc:  # not a file, not an npz, pickled arrays
-        raise CalibrationDataError(f"cannot read {source}: {exc}") from exc
+        arrays, files = read_npz(path, ("x", "y"))
+    except DataError as exc:  # not a file, not an npz, too large, not numbers
+        raise CalibrationDataError(str(exc)) from exc
+    if "x" not in arrays:
+        raise CalibrationDataError(
+            f"{source}: no array 'x' (it has {files}); give x shaped "
+            f"{info.describe_shape()} as the model takes, and y (integer labels)"
+        )
+    if need_labels and "y" not in arrays:
+        raise CalibrationDataError(
+            f"{source}: no array 'y' (it has {files}); accuracy needs integer labels y"
+        )
+    x, y = arrays["x"], arrays.get("y")
     return check_arrays(x, y, info, source, need_labels=need_labels)
 
 
