@@ -6,11 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .errors import SettingsError
 from .evaluate import check_stat
-from .train import TrainSettings
+from .train import MAX_SEED, TrainSettings, check_int, check_number, is_number
 
 #: constraint name -> what it limits. latency_ms / energy_mj are checked on the measurement
 #: (over budget = infeasible, never discarded); the others analytically, before training.
@@ -22,17 +20,8 @@ CONSTRAINTS = {
     "params": "parameters (analytic, before training)",
 }
 MEASURED_CONSTRAINTS = ("latency_ms", "energy_mj")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: object) -> bool:
-    """An int or float, numpy scalars too (a budget computed with numpy is still a number)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
+#: the most trials one search (or one shared study) may ask for
+MAX_TRIALS = 1_000_000
 
 
 def check_constraints(constraints: dict[str, float] | None) -> dict[str, float]:
@@ -42,7 +31,7 @@ def check_constraints(constraints: dict[str, float] | None) -> dict[str, float]:
             raise SettingsError(f"unknown constraint '{key}' (known: {', '.join(CONSTRAINTS)})")
         if value is None:
             continue
-        if not _is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:
+        if not is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:
             raise SettingsError(f"constraint {key} must be a finite number > 0, got {value!r}")
         out[key] = float(value)
     return out
@@ -66,17 +55,13 @@ class SearchSettings:
         check_stat(self.latency_stat)
         check_constraints(self.constraints)
         self.train.validate()
-        for name in ("trials", "seed"):
-            if not _is_int(getattr(self, name)):
-                raise SettingsError(f"{name} must be an integer, got {getattr(self, name)!r}")
-        if self.seed < 0:
-            raise SettingsError(f"seed must be >= 0, got {self.seed}")
-        if self.trials < 1:
-            raise SettingsError(f"trials must be >= 1, got {self.trials}")
+        check_int("trials", self.trials, 1, MAX_TRIALS)
+        check_int("seed", self.seed, 0, MAX_SEED)
         if not isinstance(self.predictor, bool):
             raise SettingsError(f"predictor must be True or False, got {self.predictor!r}")
-        if not 0.0 < self.validation_split < 1.0:
-            raise SettingsError(f"validation_split must be in (0, 1), got {self.validation_split}")
+        check_number("validation_split", self.validation_split, 0.0, 1.0, low_open=True)
+        if self.validation_split == 1.0:
+            raise SettingsError(f"validation_split must be < 1, got {self.validation_split}")
 
     @property
     def latency_budget(self) -> float | None:
