@@ -1,16 +1,20 @@
-"""Candidate -> torch module (for training). NCHW inside; data.py converts channels-last."""
+"""Candidate -> torch module (for training). NCHW inside; data.py converts channels-last.
+
+Nothing is built whose analytic memory is over ``cost.MAX_CANDIDATE_MB`` (SpaceError)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .cost import check_buildable
 from .space import Candidate
 
 
 def layer_modules(candidate: Candidate) -> list[nn.Module]:
     """The candidate as a flat list of modules, in order (onnx_export.py walks the same list)."""
     shapes = candidate.shapes()  # raises InvalidCandidate before anything is allocated
+    check_buildable(candidate)  # SpaceError where torch would allocate past the cap
     channels = candidate.input_shape[2]
     modules: list[nn.Module] = []
     flat = False

@@ -12,6 +12,7 @@ fully-connected ones (stable order), a classifier to ``num_classes`` appended.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -155,8 +156,21 @@ class Candidate:
         return True
 
 
+#: The most searched layers a space may have: the genome holds up to seven genes a layer,
+#: every one sampled each trial, and a candidate that deep is past what this search's flat
+#: blocks are for (the provider probe alone would build num_layers / 2 of them).
+MAX_LAYERS = 64
+
+
+def _is_int(value: object) -> bool:
+    """An integer (numpy's too), never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _choices(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
     """Unique values, in first-seen order (duplicates in a choice list are harmless)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise SpaceError(f"{name} must be a list of choices, got {values!r}")
     seen: list[Any] = []
     for v in values:
         if v not in seen:
@@ -164,9 +178,17 @@ def _choices(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
     if not seen:
         raise SpaceError(f"{name} must not be empty")
     for v in seen:
-        if name != "layer_types" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+        if name != "layer_types" and (not _is_int(v) or v < 1):
             raise SpaceError(f"{name} must hold positive integers, got {v!r}")
-    return tuple(seen)
+        if name == "layer_types" and not isinstance(v, str):
+            raise SpaceError(f"layer_types must hold names, got {v!r}")
+    return tuple(seen if name == "layer_types" else (int(v) for v in seen))
+
+
+def _shape(name: str, value: Any) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise SpaceError(f"{name} must be a list of sizes, got {value!r}")
+    return tuple(value)
 
 
 Suggest = Callable[[str, Sequence[Any]], Any]
@@ -196,15 +218,29 @@ class SearchSpace:
     _genes: dict[str, tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        shape = tuple(self.input_shape)
+        shape = _shape("input_shape", self.input_shape)
         if len(shape) == 2:
             shape = (*shape, 1)
-        if len(shape) != 3 or any(not isinstance(d, int) or d < 1 for d in shape):
+        if len(shape) != 3 or any(not _is_int(d) or d < 1 for d in shape):
             raise SpaceError(f"input_shape must be (H, W, C) of positive ints, got {shape}")
-        object.__setattr__(self, "input_shape", shape)
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in shape))
+        n: Any = self.num_layers
+        if not _is_int(n) and not (
+            isinstance(n, (tuple, list)) and len(n) == 2 and all(_is_int(v) for v in n)
+        ):
+            raise SpaceError(f"num_layers must be an integer or a (min, max) pair, got {n!r}")
+        object.__setattr__(self, "num_layers", int(n) if _is_int(n) else (int(n[0]), int(n[1])))
         lo, hi = self.depth_range
         if not 1 <= lo <= hi:
             raise SpaceError(f"num_layers must be >= 1 (or a range 1 <= min <= max), got {lo, hi}")
+        if hi > MAX_LAYERS:
+            raise SpaceError(
+                f"num_layers {hi}: at most {MAX_LAYERS} searched layers (search.space.MAX_LAYERS)"
+            )
+        if self.num_classes is not None and (not _is_int(self.num_classes) or self.num_classes < 2):
+            raise SpaceError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+        if self.num_classes is not None:
+            object.__setattr__(self, "num_classes", int(self.num_classes))
         for name in (
             "layer_types",
             "conv_kernels",
@@ -215,15 +251,15 @@ class SearchSpace:
             "fc_sizes",
         ):
             object.__setattr__(self, name, _choices(name, getattr(self, name)))
-        object.__setattr__(self, "output_shape", tuple(self.output_shape))
-        if not isinstance(self.num_layers, int):
-            object.__setattr__(self, "num_layers", tuple(int(v) for v in self.num_layers))
+        object.__setattr__(self, "output_shape", _shape("output_shape", self.output_shape))
         types = tuple(self.layer_types)
         unknown = [t for t in types if t not in LAYER_TYPES]
         if unknown:
             raise SpaceError(f"unknown layer types {unknown} (known: {', '.join(LAYER_TYPES)})")
         if self.num_classes is None and tuple(self.output_shape) != (1,):
-            if len(self.output_shape) != 1 or self.output_shape[0] < 2:
+            if len(self.output_shape) != 1 or not _is_int(self.output_shape[0]):
+                raise SpaceError(f"output_shape must be (1,) or (k,), got {self.output_shape}")
+            if self.output_shape[0] < 2:
                 raise SpaceError(f"output_shape must be (1,) or (k,), got {self.output_shape}")
             object.__setattr__(self, "num_classes", int(self.output_shape[0]))
         genes: dict[str, tuple[Any, ...]] = {}
@@ -242,6 +278,9 @@ class SearchSpace:
             if "fc" in types:
                 genes[f"l{i}_units"] = tuple(self.fc_sizes)
         object.__setattr__(self, "_genes", genes)
+        from .cost import check_space  # cost.py imports this module
+
+        check_space(self)  # before anything is built: no value may need more than the cap
 
     @property
     def hwc(self) -> tuple[int, int, int]:
@@ -318,9 +357,8 @@ class SearchSpace:
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
         values = dict(data)
         n = values.pop("num_layers", 3)
-        if not isinstance(n, int):
-            lo, hi = (int(v) for v in n)
-            n = lo if lo == hi else (lo, hi)
+        if isinstance(n, (list, tuple)) and len(n) == 2 and all(_is_int(v) for v in n):
+            n = n[0] if n[0] == n[1] else (n[0], n[1])
         try:
             return cls(
                 input_shape=tuple(values.pop("input_shape")),
