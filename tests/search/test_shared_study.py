@@ -88,7 +88,7 @@ def worker(
     )
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out + err
 
@@ -192,7 +192,7 @@ def test_two_workers_share_a_study_and_a_different_one_is_refused(
     assert "farm:***@" in report.stdout
 
 
-def stopped_in_a_running_trial(url: str, study: str, pid: int, timeout: float = 60) -> int:
+def stopped_in_a_running_trial(url: str, study: str, pid: int, timeout: float = 120) -> int:
     """Freeze worker ``pid`` (SIGSTOP) while one of its trials is RUNNING; that trial's
     number. A trial seen running may finish before a signal lands: it is looked at again
     once the worker is frozen, and the worker let go to try again if it finished."""
@@ -242,11 +242,30 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_other_finishes_then_it_re
         for t in study.trials
     ]
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
-    # its candidate (the genes it had drawn when killed) was queued again and run
+    # its candidate (the genes it had drawn when killed) was queued again and run, by b
     retry = [t for t in study.trials if t.user_attrs.get("retry_of") == killed]
     assert len(retry) == 1
-    assert retry[0] in counted(study)
-    assert trial.params.items() <= retry[0].params.items()
+    again_by = retry[0]
+    assert again_by.user_attrs["worker"].endswith(f":{b.pid}")
+    assert trial.params.items() <= again_by.params.items()
+    # what it ended as is what that candidate is for b: measured (COMPLETE), pruned or
+    # invalid (PRUNED, counted), or, where b had measured that very candidate before, a
+    # repeat (PRUNED, with b's own figures, not counted: b ran one trial more for it)
+    outcome = again_by.user_attrs["outcome"]
+    if outcome == "duplicate":
+        earlier = [
+            t
+            for t in study.trials
+            if t.number < again_by.number
+            and t.user_attrs.get("outcome") == "measured"
+            and t.user_attrs.get("hash") == again_by.user_attrs["hash"]
+            and t.user_attrs["worker"].endswith(f":{b.pid}")
+        ]
+        assert earlier, f"trial {again_by.number} is a repeat of nothing b measured"
+        assert again_by.user_attrs["latency_ms"] == earlier[0].user_attrs["latency_ms"]
+        assert again_by.state == TrialState.PRUNED
+    else:
+        assert again_by in counted(study), (again_by.state, outcome)
 
     # the killed worker's run directory resumes against PostgreSQL: one trial more
     again = worker(env, postgres_url, "kill", tmp_path / "a", "local", "--trials", "6", "--resume")
