@@ -32,6 +32,7 @@ from .errors import (
     DeployError,
     DeviceTimeoutError,
     HwnasError,
+    InputFileError,
     LinkError,
 )
 from .measurement import Measurement, ModelInfo, from_bench_reply
@@ -61,9 +62,10 @@ class LoadedModel:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise HwnasError(f"cannot read model {path}: {exc.strerror or exc}") from exc
+            why = exc.strerror or str(exc)
+            raise InputFileError(f"cannot read model {path}: {why}", str(path)) from exc
         if not data:
-            raise HwnasError(f"model file {path} is empty")
+            raise InputFileError(f"model file {path} is empty", str(path))
         return cls(data, hashlib.sha256(data).hexdigest(), path.name, str(path))
 
     @property

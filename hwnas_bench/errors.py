@@ -46,6 +46,16 @@ class UsageError(ConfigError):
     """A command-line option or argument with a bad value (``hwnas`` exits with 2)."""
 
 
+class InputFileError(UsageError):
+    """A file the caller named cannot be used: missing, unreadable, a directory, or empty (a
+    model, an ``--inputs`` archive, an SSH key or ssh_config a board names). ``path`` names
+    it; ``hwnas`` exits with 2, as for any other input the user can fix."""
+
+    def __init__(self, message: str, path: str, **where: str | None) -> None:
+        super().__init__(message, **where)
+        self.path = path
+
+
 class TargetError(HwnasError):
     """Something went wrong with a board. ``target`` names it, ``step`` says doing what."""
 

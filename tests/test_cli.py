@@ -55,8 +55,107 @@ def test_bench_prints_a_table_and_writes_json(
 
 
 def test_missing_model_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "no/such/model.onnx"]) == 1
+    assert main(["bench", "no/such/model.onnx"]) == 2  # the user's to fix: exit 2
     assert "cannot read model no/such/model.onnx" in one_error_line(capsys)
+
+
+#: A board whose settings name a file that is not there (nothing listens on port 1: the
+#: check must come before any connection).
+SSH_BOARD = '[boards.pi]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = 1\n'
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["bench", "{missing}"], "cannot read model {missing}: No such file"),
+        (["bench", "{tmp}"], "cannot read model {tmp}: Is a directory"),
+        (["bench", "{empty}"], "model file {empty} is empty"),
+        (["bench", "{model}", "--inputs", "{missing}"], "--inputs {missing}: No such file"),
+        (["bench", "{model}", "--config", "{missing}"], "{missing}: cannot read: No such file"),
+        (["profile", "{missing}"], "cannot read model {missing}: No such file"),
+        (["profile", "{empty}"], "model file {empty} is empty"),
+        (["profile", "{model}", "--config", "{missing}"], "{missing}: cannot read"),
+        (["agent", "ping", "--config", "{missing}"], "{missing}: cannot read"),
+        (["agent", "deploy", "pi", "--config", "{missing}"], "{missing}: cannot read"),
+        (["farm", "status", "--config", "{missing}"], "{missing}: cannot read"),
+        (["targets", "list", "--config", "{missing}"], "{missing}: cannot read"),
+        (["targets", "show", "local", "--config", "{missing}"], "{missing}: cannot read"),
+        (
+            ["agent", "ping", "pi", "--config", "{identity}"],
+            "board 'pi': key 'identity_file': {missing}: no such file",
+        ),
+        (
+            ["agent", "deploy", "pi", "--config", "{identity}"],
+            "board 'pi': key 'identity_file': {missing}: no such file",
+        ),
+        (
+            ["bench", "{model}", "-t", "pi", "--config", "{ssh_config}"],
+            "board 'pi': key 'ssh_config': {missing}: no such file",
+        ),
+        (
+            ["profile", "{model}", "-t", "pi", "--config", "{identity}"],
+            "board 'pi': key 'identity_file': {missing}: no such file",
+        ),
+    ],
+)
+def test_a_missing_input_file_is_one_line_and_exit_2(
+    argv: list[str],
+    said: str,
+    tmp_path: Path,
+    mlp_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every host verb, with a model, config, inputs file or a file a board's settings
+    name that is missing (or a directory, or empty): one line naming it, exit 2."""
+    monkeypatch.delenv("HWNAS_CONFIG", raising=False)
+    monkeypatch.delenv("HWNAS_LOCK_URL", raising=False)
+    monkeypatch.setenv("HWNAS_LOCK_DIR", str(tmp_path / "locks"))
+    missing = tmp_path / "no" / "such.file"
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    identity = tmp_path / "identity.toml"
+    identity.write_text(SSH_BOARD + f'identity_file = "{missing}"\n')
+    ssh_config = tmp_path / "ssh_config.toml"
+    ssh_config.write_text(SSH_BOARD + f'ssh_config = "{missing}"\n')
+    names = {
+        "missing": str(missing),
+        "tmp": str(tmp_path),
+        "empty": str(tmp_path / "empty.onnx"),
+        "model": str(mlp_model),
+        "identity": str(identity),
+        "ssh_config": str(ssh_config),
+    }
+    assert main([arg.format(**names) for arg in argv]) == 2
+    assert said.format(**names) in one_error_line(capsys)
+
+
+def test_a_missing_config_named_by_the_environment_is_exit_2(
+    tmp_path: Path,
+    mlp_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    missing = tmp_path / "gone.toml"
+    monkeypatch.setenv("HWNAS_CONFIG", str(missing))
+    for argv in (["bench", str(mlp_model)], ["agent", "ping"], ["targets", "list"]):
+        assert main(argv) == 2
+        assert f"{missing}: cannot read: No such file" in one_error_line(capsys)
+
+
+def test_a_missing_identity_file_in_ssh_config_is_skipped_as_openssh_does(
+    sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a file the board's own settings name must exist; an IdentityFile line of the
+    user's ssh_config that names no file is passed over (it was a FileNotFoundError)."""
+    ssh_config = tmp_path / "ssh_config"
+    text = sshd.ssh_config.read_text()
+    ssh_config.write_text(
+        text.replace("  IdentityFile", f"  IdentityFile {tmp_path}/gone\n  IdentityFile", 1)
+    )
+    config = tmp_path / "hwnas.toml"
+    config.write_text(sshd.board_toml("lab", ssh_config=str(ssh_config)))
+    assert main(["agent", "ping", "lab", "--config", str(config), "--json"]) == 0
+    assert '"agent_version"' in capsys.readouterr().out
 
 
 def test_invalid_onnx_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

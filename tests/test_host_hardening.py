@@ -389,6 +389,8 @@ def test_cli_ssh_to_a_port_that_is_not_ssh(not_ssh: int, mlp_model: Path) -> Non
 def test_refused_key_gets_a_hint(sshd: SSHServer, tmp_path: Path) -> None:
     stranger = tmp_path / "stranger_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    no_config = tmp_path / "empty_ssh_config"  # none of the user's settings
+    no_config.write_text("")
     spec = TargetSpec(
         "refused",
         "ssh",
@@ -398,7 +400,7 @@ def test_refused_key_gets_a_hint(sshd: SSHServer, tmp_path: Path) -> None:
             "user": sshd.user,
             "identity_file": str(stranger),
             "known_hosts": str(sshd.known_hosts),
-            "ssh_config": str(tmp_path / "no_config"),
+            "ssh_config": str(no_config),
         },
     )
     with pytest.raises(ConnectError) as info:

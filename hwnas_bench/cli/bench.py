@@ -13,7 +13,7 @@ from typing import Any
 from device_agent.protocol import BenchSettings, GraphOptimization
 
 from ..config import parse_cpu_list
-from ..errors import HwnasError, UsageError
+from ..errors import HwnasError, InputFileError, UsageError
 from ..targets import TargetSpec
 from .common import add_target_options, open_device, resolve_target
 from .render import bench_summary, console, measurement_notes, measurement_table, profile_table, say
@@ -178,7 +178,7 @@ def _load_inputs(path: Path | None) -> Mapping[str, Any] | None:
     try:
         loaded = np.load(path, allow_pickle=False)
     except OSError as exc:
-        raise UsageError(f"--inputs {path}: {exc.strerror or exc}") from exc
+        raise InputFileError(f"--inputs {path}: {exc.strerror or exc}", str(path)) from exc
     except (ValueError, EOFError, zipfile.BadZipFile) as exc:  # numpy: "pickled data ..."
         raise UsageError(
             f"--inputs {path}: not a NumPy .npz archive of arrays (pickled objects are "

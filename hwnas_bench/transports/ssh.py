@@ -27,7 +27,13 @@ from typing import Any
 import paramiko
 
 from ..deploy import build_agent_zipapp, check_board, remote_sha256
-from ..errors import ConnectError, ConnectionLostError, DeployError, TargetError
+from ..errors import (
+    ConnectError,
+    ConnectionLostError,
+    DeployError,
+    InputFileError,
+    TargetError,
+)
 from .base import StderrTail, Transport
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -98,24 +104,40 @@ class SSHTransport(Transport):
     # -- connecting -----------------------------------------------------------------------
 
     def _resolve(self) -> dict[str, Any]:
-        """Merge explicit settings over the user's ssh_config for this host."""
+        """Merge explicit settings over the user's ssh_config for this host.
+
+        A file the board's settings name (``ssh_config``, ``identity_file``) that cannot be
+        read is an :class:`InputFileError` before anything connects; an ``IdentityFile`` of
+        the ssh_config that does not exist is skipped, as OpenSSH does."""
         path = (self.ssh_config or _DEFAULT_CONFIG).expanduser()
+        if self.ssh_config is not None and not path.is_file():
+            raise self._missing("ssh_config", path)
         config = paramiko.SSHConfig.from_path(str(path)) if path.is_file() else paramiko.SSHConfig()
         found = config.lookup(self.host)
         known = self.known_hosts or Path(
             str(found.get("userknownhostsfile", _DEFAULT_KNOWN_HOSTS)).split()[0]
         )
         strict = str(found.get("stricthostkeychecking", "yes")).lower()
-        identity = [self.identity_file] if self.identity_file else found.get("identityfile")
+        if self.identity_file:
+            identity = [os.path.expanduser(self.identity_file)]
+            if not os.path.isfile(identity[0]):
+                raise self._missing("identity_file", Path(identity[0]))
+        else:
+            listed = (os.path.expanduser(p) for p in found.get("identityfile") or [])
+            identity = [p for p in listed if os.path.isfile(p)]
         return {
             "hostname": found.get("hostname", self.host),
             "port": int(self.port or found.get("port") or 22),
             "username": self.user or found.get("user"),
-            "key_filename": [os.path.expanduser(p) for p in identity] if identity else None,
+            "key_filename": identity or None,
             "proxy": found.get("proxycommand"),
             "known_hosts": known.expanduser(),
             "trust": self.trust_unknown_host or strict in ("no", "accept-new", "off"),
         }
+
+    def _missing(self, key: str, path: Path) -> InputFileError:
+        why = "a directory" if path.is_dir() else "not a file" if path.exists() else "no such file"
+        return InputFileError(f"{path}: {why}", str(path), board=self.target, key=key)
 
     def connect_client(self, timeout: float) -> paramiko.SSHClient:
         """An authenticated SSH client (also used by ``hwnas agent deploy``)."""
