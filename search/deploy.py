@@ -14,6 +14,13 @@ the card's:
   can reach twice its median, while the median of hundreds of runs moves far less; a model
   twice as slow as its card, or half as slow, is never "the same").
 
+Nothing on the card is trusted: :func:`search.model_card.load_target_folder` checks every
+field (a NaN or negative figure, a ``candidate_hash`` that is not 12 hex digits, bench
+settings the agent would refuse, a card nested too deep) and the model file's type and size
+against the card's ``model_bytes`` before it reads it; what it refuses is a ModelCardError
+(``hwnas deploy``: one line, exit 2). The bytes it read are the ones shipped. A comparison
+that cannot be made (a NaN fresh figure) fails.
+
 Over SSH the files go by SFTP into ``path`` (default ``~/hwnas-models/<candidate hash>/``),
 each written as ``.part`` then renamed, and the board hashes the model it now holds. Over
 serial (and ``local``) there is no file system access but the agent's: the model lands in
@@ -42,7 +49,7 @@ from .model_card import (
     MODEL_FILE,
     ModelCard,
     ModelCardError,
-    read_target_folder,
+    load_target_folder,
 )
 
 #: the smallest difference ever called a change: 10 % of the card's figure
@@ -124,12 +131,13 @@ def verdict(card: ModelCard, fresh: Measurement) -> tuple[float, float, str]:
     allowed = tolerance_ms(card.measured(), fresh, card_ms)
     budget = card.latency_budget_ms
     stat = card.latency_stat
-    if budget is not None and fresh_ms > budget:
+    # every test is "not within", so a NaN on either side fails rather than passes
+    if budget is not None and not fresh_ms <= budget:
         return fresh_ms, allowed, f"over budget: {stat} {fresh_ms:.4g} ms > {budget:g} ms"
     energy, energy_budget = fresh.power.energy_mj, card.budgets.get("energy_mj")
-    if energy is not None and energy_budget is not None and energy > energy_budget:
+    if energy is not None and energy_budget is not None and not energy <= energy_budget:
         return fresh_ms, allowed, f"over budget: energy {energy:.4g} mJ > {energy_budget:g} mJ"
-    if abs(fresh_ms - card_ms) > allowed:
+    if not abs(fresh_ms - card_ms) <= allowed:
         return (
             fresh_ms,
             allowed,
@@ -177,8 +185,8 @@ def _put_over_ssh(
     return _shown(model_remote), _shown(card_remote)
 
 
-def _put_through_agent(lease: Lease, model_path: Path, notes: list[str]) -> str:
-    info = lease.device.put_model(model_path)
+def _put_through_agent(lease: Lease, model: bytes, notes: list[str]) -> str:
+    info = lease.device.put_model(model)
     cache = (lease.device.facts or lease.facts or {}).get("cache") or {}
     notes.append(
         "the agent protocol cannot store an arbitrary file on the board: the model card "
@@ -212,9 +220,13 @@ def deploy_model(
     does not match is not raised: the result has ``ok`` False and says why; deploy.json is
     written either way.
     """
-    model_path, card = read_target_folder(run_dir, target)
-    model = model_path.read_bytes()
-    card_bytes = (model_path.parent / CARD_FILE).read_bytes()
+    folder = load_target_folder(run_dir, target)  # read once: these bytes ship
+    model_path, card, model, card_bytes = (
+        folder.model_path,
+        folder.card,
+        folder.model,
+        folder.card_bytes,
+    )
     farm = Farm(config or load_config(), purpose="deploy")
     notes: list[str] = []
     try:
@@ -234,7 +246,7 @@ def deploy_model(
                         f"--path is for SSH boards; {lease.name} is reached over "
                         f"{lease.spec.transport}, where the model goes into the agent's cache"
                     )
-                where, card_at = _put_through_agent(lease, model_path, notes), None
+                where, card_at = _put_through_agent(lease, model, notes), None
             fresh = remeasure(lease, model, card)
             board, kind = lease.name, lease.spec.transport
     finally:
@@ -261,6 +273,9 @@ def deploy_model(
         notes=notes,
     )
     record = model_path.parent / DEPLOY_FILE
-    record.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    try:
+        record.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise ModelCardError(f"cannot write {record}: {exc.strerror or exc}") from exc
     result.record = record
     return result

@@ -7,6 +7,7 @@ itself (:mod:`search.deploy`) loads only when the verb runs.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -23,7 +24,10 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
         "cache), re-measure the model there with the card's bench settings, and fail (exit "
         "1) when the fresh latency statistic is over the card's budget or differs from the "
         "card's by more than the measurements' spread (the larger p95 - p50 of the two, at "
-        "least 10% of the card's figure). Writes RUN_DIR/targets/<NAME>/deploy.json.",
+        "least 10% and at most half of the card's figure). Every field of the card is "
+        "checked, and the model's file type, size and sha256 against it, before anything is "
+        "read or sent: a card or model that fails is refused (exit 2). Writes "
+        "RUN_DIR/targets/<NAME>/deploy.json.",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a search's output directory")
     p.add_argument("--target", "-t", required=True, help="the target (board name) to deploy")
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from .model_card import ModelCardError
 
     try:
+        if not (math.isfinite(args.lease_timeout) and args.lease_timeout > 0):
+            raise ModelCardError(f"--lease-timeout must be > 0 seconds, not {args.lease_timeout}")
         config = load_config(args.config)
         result = deploy_model(
             args.run_dir,

@@ -5,7 +5,10 @@ candidate's encoding, hash and layers), how good it is (validation and test accu
 feed it (the input layout), what compression was applied, the budgets it was chosen under,
 and the measurement that proved it on the board: the full ``Measurement.to_dict()`` with its
 latency statistics and spread, power or the reason there is none, and the board's facts.
-``hwnas deploy`` checks the model's sha256 against the card before it ships it.
+``hwnas deploy`` trusts none of it: :func:`load_target_folder` checks every field of the card
+(finite numbers, a 12-hex-digit candidate hash, bench settings the agent would accept), and
+the model file's type and size against the card's ``model_bytes`` before it reads a byte,
+then its sha256 against the card's.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
+import os
 import re
+import stat as stat_mode
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
-from hwnas_bench import Measurement
+from hwnas_bench import BenchSettings, Measurement
+from hwnas_bench.errors import MeasurementFormatError
 
 from .errors import SearchError, SettingsError, SpaceError
 from .evaluate import STATS
@@ -32,6 +39,15 @@ MODEL_FILE, CARD_FILE, DEPLOY_FILE = "model.onnx", "model_card.json", "deploy.js
 
 #: the board facts a card keeps (the hello has many more; these say which board it was)
 FACT_KEYS = ("hostname", "arch", "cpu_model", "cores", "onnxruntime", "device_model")
+
+#: the largest card read (a card with every sample of a long loop is well under 1 MiB)
+MAX_CARD_BYTES = 16 * 1024 * 1024
+#: the largest model deployed: the agent's default model cache bound
+MAX_MODEL_BYTES = 2 * 1024 * 1024 * 1024
+#: the deepest JSON nesting a card may have (the wire protocol's limit)
+MAX_DEPTH = 32
+_HASH = re.compile(r"[0-9a-f]{12}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelCardError(SearchError):
@@ -80,15 +96,23 @@ class ModelCard:
         return {"schema": data.pop("schema"), **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+    def from_dict(cls, data: Any) -> ModelCard:
+        """The card, every field checked (:func:`check_card`); ModelCardError names the first
+        field that is wrong."""
+        if not isinstance(data, dict):
+            raise ModelCardError(f"a model card is a JSON object, not {type(data).__name__}")
         if data.get("schema") != SCHEMA:
             raise ModelCardError(f"not a model card of schema {SCHEMA}: {data.get('schema')!r}")
+        if _depth(data) > MAX_DEPTH:
+            raise ModelCardError(f"model card: nested deeper than {MAX_DEPTH} levels")
         names = {f.name for f in fields(cls)}
         optional = {f.name for f in fields(cls) if f.default is not MISSING}
         missing = sorted(n for n in names - optional if n not in data)
         if missing:
             raise ModelCardError(f"model card lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        card = cls(**{k: v for k, v in data.items() if k in names})
+        check_card(card)
+        return card
 
     def measured(self) -> Measurement:
         """The card's measurement as a ``Measurement``."""
@@ -98,6 +122,110 @@ class ModelCard:
     def latency_budget_ms(self) -> float | None:
         value = self.budgets.get("latency_ms")
         return float(value) if value is not None else None
+
+
+def _bad(field: str, want: str, value: object) -> ModelCardError:
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return ModelCardError(f"model card: {field} must be {want}, not {shown[:60]}")
+
+
+def _finite(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_number(field: str, value: object, *, strict: bool = True) -> None:
+    """A finite number > 0 (``strict``) or >= 0; bool, NaN and infinity are not numbers."""
+    if _finite(value) and (value > 0 or (not strict and value == 0)):
+        return
+    raise _bad(field, f"a finite number {'>' if strict else '>='} 0", value)
+
+
+def _depth(data: object) -> int:
+    """How deep ``data`` nests (iteratively: a deep card cannot exhaust the stack here)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_card(card: ModelCard) -> None:
+    """Every field of ``card`` of its type and in range, or ModelCardError naming it: the
+    card drives a board (the directory it is copied into, the bench settings) and a verdict."""
+    for name in ("target", "board", "candidate", "created", "hwnas_bench_version"):
+        value = getattr(card, name)
+        if not isinstance(value, str) or (name != "board" and not value):
+            raise _bad(name, "a non-empty string", value)
+    if not isinstance(card.candidate_hash, str) or not _HASH.fullmatch(card.candidate_hash):
+        raise _bad("candidate_hash", "12 hex digits", card.candidate_hash)
+    if not isinstance(card.model_sha256, str) or not _SHA256.fullmatch(card.model_sha256):
+        raise _bad("model_sha256", "64 hex digits", card.model_sha256)
+    size = card.model_bytes
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_MODEL_BYTES:
+        raise _bad("model_bytes", f"an integer in 1..{MAX_MODEL_BYTES}", size)
+    if not isinstance(card.architecture, list) or not all(
+        isinstance(line, str) for line in card.architecture
+    ):
+        raise _bad("architecture", "a list of strings", card.architecture)
+    for name in ("input", "output", "board_facts", "measurement"):
+        if not isinstance(getattr(card, name), dict):
+            raise _bad(name, "an object", getattr(card, name))
+    for name in ("compression", "provider"):
+        if getattr(card, name) is not None and not isinstance(getattr(card, name), dict):
+            raise _bad(name, "an object or null", getattr(card, name))
+    if not isinstance(card.accuracy, dict):
+        raise _bad("accuracy", "an object", card.accuracy)
+    for key in ("validation", "test"):
+        value = card.accuracy.get(key)
+        if value is not None and not (_finite(value) and 0.0 <= value <= 1.0):
+            raise _bad(f"accuracy.{key}", "null or a fraction in [0, 1]", value)
+    if not isinstance(card.budgets, dict):
+        raise _bad("budgets", "an object", card.budgets)
+    for key, value in card.budgets.items():
+        _check_number(f"budgets.{key}", value)
+    if not isinstance(card.latency_stat, str) or card.latency_stat not in STATS:
+        raise _bad("latency_stat", f"one of {', '.join(STATS)}", card.latency_stat)
+    _check_number("latency_ms", card.latency_ms)
+    if card.energy_mj is not None:
+        _check_number("energy_mj", card.energy_mj, strict=False)
+    _check_measurement(card)
+
+
+def _check_measurement(card: ModelCard) -> None:
+    """The card's measurement parses, is of the card's model, has finite statistics, and
+    holds bench settings the agent would take (deploy re-measures with them)."""
+    try:
+        m = card.measured()
+    except (MeasurementFormatError, TypeError, ValueError, AttributeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelCardError(f"model card: measurement is not a measurement: {first}") from exc
+    if m.model.sha256 != card.model_sha256:
+        raise ModelCardError(
+            f"model card: its measurement is of model {str(m.model.sha256)[:12]}, not of its "
+            f"model {card.model_sha256[:12]}"
+        )
+    for key in ("median_ms", "p95_ms", STATS[card.latency_stat]):
+        _check_number(f"measurement.latency.{key}", getattr(m.latency, key), strict=False)
+    try:
+        settings = BenchSettings.from_wire(m.settings)
+        settings.validate()
+    except (TypeError, ValueError) as exc:
+        raise ModelCardError(f"model card: measurement.settings: {exc}") from exc
+
+
+def card_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """The hello's facts a card keeps (FACT_KEYS). The hello says ``cores_physical`` and
+    ``cores_logical``; the card's ``cores`` is the physical count (as the board's profile
+    counts cores), the logical one where the board does not say."""
+    kept = {k: facts.get(k) for k in FACT_KEYS}
+    if kept["cores"] is None:
+        kept["cores"] = facts.get("cores_physical") or facts.get("cores_logical")
+    return kept
 
 
 def architecture(candidate: Candidate) -> list[str]:
@@ -198,7 +326,7 @@ def write_target_folder(
         latency_ms=float(getattr(m.latency, STATS[stat])),
         energy_mj=m.power.energy_mj,
         measurement=m.to_dict(),
-        board_facts={k: facts.get(k) for k in FACT_KEYS},
+        board_facts=card_facts(facts),
         created=_utc_now(),
         model_sha256=sha256,
         model_bytes=len(model),
@@ -229,33 +357,81 @@ def run_targets(run_dir: Path) -> list[str]:
     return names
 
 
-def read_target_folder(run_dir: Path, target: str) -> tuple[Path, ModelCard]:
-    """The model's path and its card, checked: the card parses and the model's sha256 is the
-    card's. Raises ModelCardError saying what is wrong (and which targets the run has)."""
+@dataclass(frozen=True)
+class TargetFolder:
+    """A target folder as read once, checked: deploy ships these very bytes."""
+
+    model_path: Path
+    card: ModelCard
+    model: bytes
+    card_bytes: bytes
+
+
+def _read_regular(path: Path, limit: int, size: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``, refused before a byte is read when it is
+    anything else (a FIFO would block, a link to /dev/zero never end), larger than
+    ``limit``, or not ``size`` bytes long where ``size`` is given."""
+    try:
+        # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ModelCardError(f"{path}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat_mode.S_ISREG(info.st_mode):
+            raise ModelCardError(f"{path} is not a regular file: refusing it")
+        if size is not None and info.st_size != size:
+            raise ModelCardError(
+                f"{path} is not the model its card describes ({info.st_size} bytes, card "
+                f"{size}): it was changed after the run; refusing it"
+            )
+        if info.st_size > limit:
+            raise ModelCardError(f"{path} is {info.st_size} bytes, more than {limit}: refusing it")
+        os.set_blocking(fd, True)
+        data = f.read(limit + 1)
+    if len(data) > limit or (size is not None and len(data) != size):
+        raise ModelCardError(f"{path} changed while it was read: refusing it")
+    return data
+
+
+def load_target_folder(run_dir: Path, target: str) -> TargetFolder:
+    """The target's model and card, each read once and checked: the card is a regular
+    file that parses and whose every field is valid (:func:`check_card`), the model a
+    regular file of the card's ``model_bytes`` whose sha256 is the card's. Raises
+    ModelCardError saying what is wrong (and which targets the run has)."""
     if not run_dir.is_dir():
         raise ModelCardError(f"{run_dir} is not a directory")
     if not (run_dir / "search.json").is_file() and not (run_dir / TARGETS).is_dir():
         raise ModelCardError(f"{run_dir} is not a search run (no search.json, no {TARGETS}/)")
     folder = run_dir / TARGETS / safe_name(target)
     card_path, model_path = folder / CARD_FILE, folder / MODEL_FILE
-    if not card_path.is_file():
+    if not card_path.exists():
         have = run_targets(run_dir)
         listed = ", ".join(have) if have else f"none: no {TARGETS}/*/{CARD_FILE}"
         raise ModelCardError(f"{run_dir} has no model for target '{target}' (targets: {listed})")
+    card_bytes = _read_regular(card_path, MAX_CARD_BYTES)
     try:
-        card = ModelCard.from_dict(json.loads(card_path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelCardError(f"{card_path} is not a readable model card: {exc}") from exc
+        data = json.loads(card_bytes)
+    except (ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ModelCardError(f"{card_path} is not a readable model card: {why}") from exc
+    try:
+        card = ModelCard.from_dict(data)
+    except ModelCardError as exc:
+        raise ModelCardError(f"{card_path}: {exc}") from exc
     if card.target != target:
         raise ModelCardError(f"{card_path} is the card of target '{card.target}', not '{target}'")
-    try:
-        data = model_path.read_bytes()
-    except OSError as exc:
-        raise ModelCardError(f"{model_path}: {exc.strerror or exc}") from exc
-    digest = hashlib.sha256(data).hexdigest()
+    model = _read_regular(model_path, MAX_MODEL_BYTES, size=card.model_bytes)
+    digest = hashlib.sha256(model).hexdigest()
     if digest != card.model_sha256:
         raise ModelCardError(
             f"{model_path} is not the model its card describes (sha256 {digest[:12]}, card "
             f"{card.model_sha256[:12]}): it was changed after the run; refusing it"
         )
-    return model_path, card
+    return TargetFolder(model_path, card, model, card_bytes)
+
+
+def read_target_folder(run_dir: Path, target: str) -> tuple[Path, ModelCard]:
+    """The model's path and its card, checked as :func:`load_target_folder` checks them."""
+    folder = load_target_folder(run_dir, target)
+    return folder.model_path, folder.card

@@ -1,7 +1,8 @@
 """Model cards and ``hwnas deploy`` on the SSH fixture's board (a real sshd; the "board" is
 this machine, so what landed there is checked on the file system) and the real local agent.
 
-One short real search on the SSH board makes the run; each test works on its own copy."""
+Short real searches on the SSH board make the run; each test works on its own copy of it,
+and a test that tampers with the card or the model does so on that copy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import argparse
 import datetime
 import hashlib
 import json
+import math
+import os
+import re
 import shutil
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,6 @@ from search.deploy import (
     verdict,
 )
 from search.errors import SettingsError
-from search.evaluate import Board, bench_settings
 from search.model_card import (
     ModelCardError,
     read_target_folder,
@@ -43,7 +47,7 @@ from .test_search import SMALL, digits_space
 pytestmark = pytest.mark.ssh
 
 BOARD = "ssh-board"
-#: the card's measurement: 3 rounds of 0.1 s (deploy repeats them): steadier than SMALL's
+#: the search's measurement: 3 rounds of 0.1 s (deploy repeats them): steadier than SMALL's
 QUIET = {**SMALL, "min_time_s": 0.3}
 
 
@@ -53,54 +57,36 @@ def made_run(
     small_digits: tuple[np.ndarray, np.ndarray],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
-    """A real run of 2 trials measured on the SSH board, with its target folder written."""
-    out = tmp_path_factory.mktemp("run")
-    with pytest.MonkeyPatch.context() as mp:  # the tests' own lock dir, for this search too
+    """A real search measured on the SSH board, its target folder as the search wrote it:
+    the tests deploy the search's own card, never one written for them.
+
+    One trial, so nothing trains while the search measures it (on a remote board candidate
+    k is measured while k+1 trains, and the fixture's board is this machine). One agent
+    start now and then lands in a spell 0.7x as fast as the rest, and a card records one
+    start: three searches are made, and the run whose card's figure is the median of the
+    three is the one deployed, as a board's usual figure."""
+    made: list[tuple[float, Path]] = []
+    with pytest.MonkeyPatch.context() as mp:  # the tests' own lock dir, for these searches
         mp.setenv("HWNAS_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
-        searcher = Searcher(
-            # three wide convolutions: a ~0.05 ms model (a 10 us one swings by 2x between
-            # agent starts here: docs/compress.md)
-            digits_space(
-                num_layers=(3, 3), layer_types=["conv"], conv_channels=[32], conv_strides=[1]
-            ),
-            target=sshd.target(BOARD),
-            strategy="random",
-            trials=2,
-            epochs=1,
-            out=out,
-            bench=SMALL,
-            progress=False,
-        )
-        searcher.search(*small_digits)
-        result = searcher.result
-        assert result is not None
-        assert result.best is not None
-        model = (out / "models" / f"{result.best.hash}.onnx").read_bytes()
-        # The fixture's board is this machine, where the search trains candidate k+1 while
-        # it measures k: its figure is that of a busy board. A real board trains nothing;
-        # the card gets the figure of the same measurement on the board left alone. One
-        # agent start now and then lands in a spell 0.7x as fast as the rest: the card
-        # keeps the median of three starts, as a board's usual figure.
-        starts = []
         for _ in range(3):
-            board = Board(sshd.target(BOARD), bench=bench_settings(QUIET))
-            try:
-                starts.append(board.measure(model))
-            finally:
-                board.close()
-        quiet = sorted(starts, key=lambda m: m.latency.median_ms)[1]
-    best = replace(result.best, measurement=quiet, latency_ms=quiet.latency.median_ms)
-    write_target_folder(
-        out,
-        BOARD,
-        model=model,
-        record=best,
-        settings=result.settings,
-        board_name=result.board,
-        facts=result.facts,
-        test_accuracy=0.5,
-    )
-    return out
+            out = tmp_path_factory.mktemp("run")
+            searcher = Searcher(
+                # three wide convolutions: a ~0.05 ms model (a 10 us one swings by 2x
+                # between agent starts here: docs/compress.md)
+                digits_space(
+                    num_layers=(3, 3), layer_types=["conv"], conv_channels=[32], conv_strides=[1]
+                ),
+                target=sshd.target(BOARD),
+                strategy="random",
+                trials=1,
+                epochs=1,
+                out=out,
+                bench=QUIET,
+                progress=False,
+            )
+            searcher.search(*small_digits)
+            made.append((read_target_folder(out, BOARD)[1].latency_ms, out))
+    return sorted(made)[1][1]
 
 
 @pytest.fixture
@@ -147,7 +133,7 @@ def test_the_target_folder_holds_the_model_and_a_card_that_describes_it(run: Pat
     assert "transpose" in card.input["note"]
     assert card.output["classes"] == 10
     assert 0.0 < (card.accuracy["validation"] or 0) <= 1.0
-    assert card.accuracy["test"] == 0.5
+    assert card.accuracy["test"] is None  # the search had no test set
     assert card.compression is None
     assert card.latency_stat == "p50"
     m = card.measured()
@@ -166,6 +152,9 @@ def test_the_target_folder_holds_the_model_and_a_card_that_describes_it(run: Pat
         "device_model",
     }
     assert card.board_facts["onnxruntime"]
+    # the hello says cores_physical / cores_logical; the card's cores is filled from them
+    assert isinstance(card.board_facts["cores"], int)
+    assert 1 <= card.board_facts["cores"] <= (os.cpu_count() or 1)
     assert card.board == BOARD
     created = datetime.datetime.fromisoformat(card.created)
     assert created.utcoffset() == datetime.timedelta(0)
@@ -248,7 +237,11 @@ def test_deploy_puts_the_ssh_boards_model_on_that_board_and_remeasures_it(
     run: Path, config: Config, tmp_path: Path
 ) -> None:
     where = tmp_path / "on-board"  # the board is this machine: its disk is ours to check
-    result = deploy_model(run, BOARD, path=str(where), config=config)
+    # The card is the usual figure of three agent starts (made_run); so is the fresh one:
+    # one start on this shared machine can land in a spell 0.7x or 1.3x as fast as the rest.
+    # The last deploy's files and record are checked, the median deploy's verdict.
+    deploys = [deploy_model(run, BOARD, path=str(where), config=config) for _ in range(3)]
+    result, usual = deploys[-1], sorted(deploys, key=lambda d: d.fresh_ms)[1]
     _, card = read_target_folder(run, BOARD)
     assert result.transport == "ssh"
     assert result.board == BOARD
@@ -266,9 +259,9 @@ def test_deploy_puts_the_ssh_boards_model_on_that_board_and_remeasures_it(
     assert record["fresh_ms"] == result.fresh_ms == result.fresh.latency.median_ms
     assert record["card_ms"] == card.latency_ms
     assert Measurement.from_dict(record["measurement"]).latency == result.fresh.latency
-    print("FIG", result.figures())
-    assert result.ok, result.figures()  # same board, minutes apart: within the spread
-    assert record["ok"] is True
+    assert record["ok"] is result.ok
+    # same board, minutes apart: within the spread
+    assert usual.ok, [d.figures() for d in deploys]
 
 
 def test_a_card_claiming_five_times_lower_latency_fails_with_the_figures(
@@ -338,6 +331,9 @@ def test_the_verdict_passes_within_the_spread_and_fails_beyond_it_or_over_budget
     watts = replace(fresh(1.0, 1.1), power=replace(real.power, energy_mj=2.5))
     assert verdict(frugal, watts)[2] == "over budget: energy 2.5 mJ > 2 mJ"
     assert verdict(frugal, fresh(1.0, 1.1))[2] == ""  # no meter: not checked (a note says so)
+    # a figure that is not a number is never "the same" nor "within budget"
+    assert verdict(card, fresh(math.nan, 1.3))[2].startswith("differs from the card")
+    assert verdict(tight, fresh(math.nan, 1.3))[2].startswith("over budget")
 
 
 def test_deploy_to_the_local_agent_puts_the_model_in_its_cache(run: Path, tmp_path: Path) -> None:
@@ -384,7 +380,13 @@ def test_hwnas_deploy_ships_and_proves_the_model(
 ) -> None:
     where = tmp_path / "models"
     argv = ["deploy", str(run), "--target", BOARD, "--path", str(where)]
-    assert hwnas([*argv, "--config", str(_toml(sshd, tmp_path))]) == 0, capsys.readouterr().err
+    argv += ["--config", str(_toml(sshd, tmp_path))]
+    failed: list[str] = []  # one agent start can land in a spell (see above): three tries
+    while hwnas(argv) != 0:
+        err = capsys.readouterr().err
+        assert err.startswith(f"hwnas: deploy FAILED on {BOARD}: differs from the card"), err
+        failed.append(err)
+        assert len(failed) < 3, failed
     out = capsys.readouterr().out
     assert f"model at {where / 'model.onnx'}" in out
     assert f"model card at {where / 'model_card.json'}" in out
@@ -432,3 +434,166 @@ def _dead_toml(tmp_path: Path) -> Path:
     path = tmp_path / "dead.toml"
     path.write_text(f'[boards.{BOARD}]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = 1\n')
     return path
+
+
+# --- the card is not trusted ---------------------------------------------------------------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def _deploy(hwnas: Any, run: Path, sshd: SSHServer, tmp_path: Path, capsys: Any) -> list[str]:
+    """``hwnas deploy`` of the run into tmp_path/shipped; asserts exit 2 with one line and
+    that nothing was shipped; returns the line."""
+    where = tmp_path / "shipped"
+    argv = ["deploy", str(run), "--target", BOARD, "--path", str(where)]
+    assert hwnas([*argv, "--config", str(_toml(sshd, tmp_path))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("hwnas: error: ")
+    assert not where.exists()
+    return err[0]
+
+
+BAD_CARDS: list[tuple[str, Any, str]] = [
+    ("nan-latency", lambda d: d.update(latency_ms=math.nan), "latency_ms must be a finite "
+     "number > 0, not nan"),
+    ("inf-latency", lambda d: d.update(latency_ms=math.inf), "latency_ms must be a finite"),
+    ("string-latency", lambda d: d.update(latency_ms="fast"), "latency_ms must be a finite"),
+    ("bool-latency", lambda d: d.update(latency_ms=True), "latency_ms must be a finite"),
+    ("nan-budget", lambda d: d.update(budgets={"latency_ms": math.nan}),
+     r"budgets\.latency_ms must be a finite number > 0"),
+    ("negative-energy", lambda d: d.update(energy_mj=-1.0), "energy_mj must be a finite "
+     "number >= 0"),
+    ("nan-measured-p95", lambda d: d["measurement"]["latency"].update(p95_ms=math.nan),
+     r"measurement\.latency\.p95_ms must be a finite"),
+    ("negative-threads", lambda d: d["measurement"]["settings"].update(threads=-1),
+     r"measurement\.settings: threads must be an integer >= 0"),
+    ("string-threads", lambda d: d["measurement"]["settings"].update(threads="4"),
+     r"measurement\.settings: threads must be an integer >= 0"),
+    ("list-budgets", lambda d: d.update(budgets=[1]), "budgets must be an object, not list"),
+    ("string-size", lambda d: d.update(model_bytes="50k"), "model_bytes must be an integer"),
+    ("percent-accuracy", lambda d: d["accuracy"].update(validation=97.5),
+     r"accuracy\.validation must be null or a fraction in \[0, 1\]"),
+    ("unknown-stat", lambda d: d.update(latency_stat="p42"), "latency_stat must be one of"),
+    ("list-architecture", lambda d: d.update(architecture="conv"), "architecture must be a list"),
+    ("no-latency-section", lambda d: d["measurement"].pop("latency"),
+     "measurement is not a measurement: measurement lacks the key 'latency'"),
+    ("other-models-measurement", lambda d: d["measurement"]["model"].update(sha256="0" * 64),
+     "its measurement is of model 000000000000, not of its model"),
+    ("short-sha", lambda d: d.update(model_sha256="abc"), "model_sha256 must be 64 hex digits"),
+    ("deep", lambda d: d.update(input=_nested(40)), "nested deeper than 32 levels"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"), [c[1:] for c in BAD_CARDS], ids=[c[0] for c in BAD_CARDS]
+)
+def test_every_field_of_the_card_is_checked_one_line_exit_2(
+    hwnas: Any, run: Path, sshd: SSHServer, tmp_path: Path, capsys: Any, edit: Any, message: str
+) -> None:
+    _edit_card(run, edit)
+    line = _deploy(hwnas, run, sshd, tmp_path, capsys)
+    assert "model_card.json: model card: " in line
+    assert re.search(message, line), line
+
+
+def test_a_candidate_hash_that_climbs_out_of_the_models_folder_is_refused(
+    hwnas: Any, run: Path, sshd: SSHServer, tmp_path: Path, capsys: Any
+) -> None:
+    """The default place is ~/hwnas-models/<candidate hash>: a hash of ``..`` parts would
+    write elsewhere on the board (here: this machine's home)."""
+    escaped = f"hwnas-escaped-{os.getpid()}"
+    _edit_card(run, lambda d: d.update(candidate_hash=f"../{escaped}"))
+    argv = ["deploy", str(run), "--target", BOARD, "--config", str(_toml(sshd, tmp_path))]
+    try:
+        assert hwnas(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"hwnas: error: {run / 'targets' / BOARD / 'model_card.json'}: model card: "
+            f"candidate_hash must be 12 hex digits, not '../{escaped}'"
+        ]
+        assert not (Path.home() / escaped).exists()
+    finally:
+        shutil.rmtree(Path.home() / escaped, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000 + "]" * 100_000, "[]", '"a card"', b"\xff\xfe{}"],
+    ids=["very-deep", "a-list", "a-string", "not-utf8"],
+)
+def test_a_card_that_is_no_json_object_is_refused(
+    hwnas: Any, run: Path, sshd: SSHServer, tmp_path: Path, capsys: Any, text: str | bytes
+) -> None:
+    card = run / "targets" / BOARD / "model_card.json"
+    card.write_bytes(text if isinstance(text, bytes) else text.encode())
+    line = _deploy(hwnas, run, sshd, tmp_path, capsys)
+    assert f"{card}" in line
+    assert re.search(r"is not a readable model card|a model card is a JSON object", line), line
+
+
+def test_a_fifo_for_a_model_is_refused_without_waiting_on_it(
+    hwnas: Any, run: Path, sshd: SSHServer, tmp_path: Path, capsys: Any
+) -> None:
+    model = run / "targets" / BOARD / "model.onnx"
+    model.unlink()
+    os.mkfifo(model)
+    codes: list[int] = []
+    worker = threading.Thread(
+        target=lambda: codes.append(
+            hwnas(["deploy", str(run), "-t", BOARD, "--config", str(_toml(sshd, tmp_path))])
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():  # blocked opening the FIFO: a writer lets it go, then fail
+        with open(model, "wb"):
+            pass
+        worker.join(timeout=60)
+        pytest.fail("deploy waited on the FIFO")
+    assert codes == [2]
+    assert capsys.readouterr().err.strip() == (
+        f"hwnas: error: {model} is not a regular file: refusing it"
+    )
+
+
+def test_a_link_to_dev_zero_and_a_model_larger_than_its_card_are_refused_unread(
+    hwnas: Any, run: Path, sshd: SSHServer, tmp_path: Path, capsys: Any
+) -> None:
+    """Both checked on the open file's type and size before a byte is read: /dev/zero
+    never ends, and a 4 GiB file (sparse here) would be read whole to be hashed."""
+    model = run / "targets" / BOARD / "model.onnx"
+    _, card = read_target_folder(run, BOARD)
+    model.unlink()
+    model.symlink_to("/dev/zero")
+    assert _deploy(hwnas, run, sshd, tmp_path, capsys) == (
+        f"hwnas: error: {model} is not a regular file: refusing it"
+    )
+    model.unlink()
+    with open(model, "wb") as f:
+        f.truncate(4 * 1024**3)
+    assert _deploy(hwnas, run, sshd, tmp_path, capsys) == (
+        f"hwnas: error: {model} is not the model its card describes ({4 * 1024**3} bytes, "
+        f"card {card.model_bytes}): it was changed after the run; refusing it"
+    )
+
+
+def test_a_missing_model_or_config_exits_2(
+    hwnas: Any, run: Path, sshd: SSHServer, tmp_path: Path, capsys: Any
+) -> None:
+    model = run / "targets" / BOARD / "model.onnx"
+    model.unlink()
+    assert _deploy(hwnas, run, sshd, tmp_path, capsys) == (
+        f"hwnas: error: {model}: No such file or directory"
+    )
+    argv = ["deploy", str(run), "-t", BOARD, "--config", str(tmp_path / "missing.toml")]
+    assert hwnas(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "missing.toml" in err[0]
