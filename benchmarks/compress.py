@@ -17,8 +17,9 @@ fine-tune, pruned + int8), every variant measured on the board in interleaved ro
 
 Before each model's measurements it waits (up to ``--quiet-wait`` s) for the host's 1-min
 load average to drop below ``--max-load``, and prints the load seen while measuring.
-Prints each model's table, then per model the latency ratios (median over rounds of the
-per-round p50 ratios) with the accuracy drop of each, and whether the larger model meets
+Prints each model's table, then per model the latency ratios (to fp32: the p50 over every
+sample of every round, as the choice takes it; pruned / int8: the median of the per-round
+p50 ratios) with the accuracy drop of each, and whether the larger model meets
 the target: the chosen variant <= 0.6 of fp32's p50 at <= 1 point of accuracy drop.
 """
 
@@ -148,7 +149,8 @@ def report(title: str, result: CompressionResult) -> dict[str, Any]:
     if loads:  # other work on the host shows in p95 first; the ratios are per round
         print(f"host load (1-min average) while measuring: {min(loads):.1f} to {max(loads):.1f}")
     print(result.table())
-    print("Latency ratios (median of per-round p50 ratios), accuracy drop vs fp32:")
+    print("Latency ratios (vs fp32: p50 of all rounds; vs int8: median of per-round p50 ratios),")
+    print("accuracy drop vs fp32:")
     rows = ratios(result)
     for what, ratio, drop in rows:
         r = "n/a" if ratio is None else f"x{ratio:.2f}"

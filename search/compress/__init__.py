@@ -1,6 +1,8 @@
 """Compression chosen by measurement: int8 quantization (onnxruntime, calibrated, sensitive
 layers kept in float) and physical channel pruning (Torch-Pruning), every variant measured
-on the board and evaluated for accuracy; the fastest within the accuracy tolerance wins.
+on the board and evaluated for accuracy; the fastest within the accuracy tolerance wins,
+and only when it is faster than fp32 beyond the spread of the interleaved rounds
+(:func:`search.compress.choose.faster_beyond_spread`); else fp32 stays.
 
 ::
 

@@ -186,6 +186,7 @@ def _compress(
         [f"{name} {v.name}" for v in variants],
         rounds=rounds,
         bench=settings.bench,
+        stat=settings.latency_stat,
     )
     for v, t in zip(variants, timings, strict=True):
         v.timing = t

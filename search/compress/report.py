@@ -29,20 +29,28 @@ def _row(v: Variant, fp32: Variant) -> list[str]:
         _kb(v.size_bytes),
         _ms(t.p50_ms),
         _ms(t.p95_ms),
+        "-" if not t.round_ms else f"{_ms(min(t.round_ms))}-{_ms(max(t.round_ms))}",
         "-" if t.ratio is None else f"x{t.ratio:.2f}",
         "n/a" if t.energy_mj is None else f"{t.energy_mj:.3g}",
         "CHOSEN" if v.chosen else v.reason,
     ]
 
 
-HEADER = ["variant", "accuracy", "drop pts", "size", "p50 ms", "p95 ms", "vs fp32", "mJ", "choice"]
+def header(stat: str) -> list[str]:
+    """The columns; "<stat> rounds" is the range of the per-round figures, "vs fp32" the
+    ratio of the statistic over all rounds."""
+    return [
+        "variant", "accuracy", "drop pts", "size", "p50 ms", "p95 ms", f"{stat} rounds",
+        "vs fp32", "mJ", "choice",
+    ]  # fmt: skip
 
 
 def render_table(variants: Sequence[Variant]) -> str:
     """One line per variant; the last column says chosen, or why not."""
     fp32 = variants[0]
-    rows = [HEADER, *(_row(v, fp32) for v in variants)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER) - 1)]
+    head = header(fp32.timing.stat)
+    rows = [head, *(_row(v, fp32) for v in variants)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     lines = []
     for r in rows:
         cells = [

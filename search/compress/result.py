@@ -10,7 +10,8 @@ from typing import Any
 from hwnas_bench import BenchSettings
 
 from ..errors import SettingsError
-from .choose import OBJECTIVES, Variant
+from ..evaluate import STATS
+from .choose import OBJECTIVES, Variant, kept_fp32_because
 from .errors import CompressionError
 from .prune import IMPORTANCES
 from .quantize import METHODS
@@ -28,7 +29,10 @@ class CompressSettings:
     """How to compress; every field has a default that suits a search's small CNNs."""
 
     tolerance: float = 1.0  #: accuracy drop allowed, in percentage points
-    objective: str = "latency"  #: "latency" (p50, median ratio to fp32) or "energy"
+    objective: str = "latency"  #: "latency" (on ``latency_stat``) or "energy"
+    #: the latency statistic the choice is made on: p50, p95, p99 or mean (a search's
+    #: compress step sets its own ``latency_stat``)
+    latency_stat: str = "p50"
     per_channel: bool = True  #: per-channel int8 weights (per-tensor if False)
     methods: tuple[str, ...] = ("minmax", "entropy", "percentile")  #: tried; best accuracy wins
     dynamic: str = "auto"  #: dynamic-int8 variant: "auto" (fc-heavy models), "on", "off"
@@ -37,14 +41,19 @@ class CompressSettings:
     fine_tune_epochs: int = 2
     fine_tune_lr: float = 1e-3
     calibration_samples: int = 256  #: drawn (seeded) from the calibration data
-    rounds: int = 3  #: interleaved measurement rounds on the board
-    margin: float = 0.03  #: faster than fp32 means a median ratio <= 1 - margin
+    rounds: int = 3  #: interleaved measurement rounds on the board (>= 2 to choose a variant)
+    #: the least gain counted, on top of the rounds' spread: ratio to fp32 <= 1 - margin
+    margin: float = 0.03
     bench: BenchSettings | None = None  #: None: the board's settings (SEARCH_BENCH)
     seed: int = 0
 
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:
             raise SettingsError(f"unknown objective '{self.objective}' (known: latency, energy)")
+        if self.latency_stat not in STATS:
+            raise SettingsError(
+                f"unknown latency_stat '{self.latency_stat}' (known: {', '.join(STATS)})"
+            )
         if not self.tolerance >= 0:
             raise SettingsError(f"tolerance must be >= 0 points, got {self.tolerance}")
         unknown = [m for m in self.methods if m not in METHODS]
@@ -114,7 +123,7 @@ class CompressionResult:
         s = self.settings
         head = [
             f"Compression of {self.model_name}, measured on {self.board} "
-            f"({s.rounds} interleaved rounds), objective {s.objective}, "
+            f"({s.rounds} interleaved rounds), objective {s.objective} on {s.latency_stat}, "
             f"tolerance {s.tolerance:g} accuracy points",
             f"Accuracy on {self.evaluation['source']} ({self.evaluation['samples']} samples); "
             f"calibration on {self.calibration['source']} ({self.calibration['samples']} "
@@ -125,11 +134,15 @@ class CompressionResult:
         head += [f"note: {n}" for n in self.notes]
         chosen = self.chosen
         tail = f"Chosen: {chosen.name}"
+        stat = chosen.timing.stat
         if chosen is not self.fp32 and chosen.timing.ratio is not None:
             drop = chosen.drop_points(self.fp32)
-            tail += f" (x{chosen.timing.ratio:.2f} of fp32 p50, accuracy drop {drop:+.1f} points)"
+            tail += (
+                f" (x{chosen.timing.ratio:.2f} of fp32 {stat}, faster in every round, accuracy "
+                f"drop {drop:+.1f} points)"
+            )
         elif chosen is self.fp32:
-            tail += " (no variant was faster within the tolerance)"
+            tail += f" (kept: {kept_fp32_because(self.variants)})"
         return "\n".join([*head, "", render_table(self.variants), "", tail])
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +152,10 @@ class CompressionResult:
             "target": self.target,
             "board": self.board,
             "objective": self.settings.objective,
+            "latency_stat": self.settings.latency_stat,
+            "kept_fp32_because": (
+                kept_fp32_because(self.variants) if self.chosen is self.fp32 else None
+            ),
             "tolerance_points": self.settings.tolerance,
             "chosen": self.chosen.name,
             "calibration": self.calibration,

@@ -4,6 +4,7 @@ measurement; a compression that fails leaves the search's folder as it was."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -222,3 +223,33 @@ def test_a_failing_compression_leaves_the_search_folder_as_it_was(
         _compress(search_run, run_dir, search_split, board_target="no-such-board", compress=QUICK)
     assert _snapshot(folder) == before
     read_target_folder(run_dir, "local")  # still the search's fp32 folder, still valid
+
+
+def test_the_variants_are_compared_on_the_searchs_statistic(
+    search_run: SearchRun, search_split: Split, tmp_path: Path
+) -> None:
+    """A search that chose by p95 compresses by p95, whatever the [compress] settings say."""
+    run_dir = _copy(search_run, tmp_path)
+    p95_search = dataclasses.replace(search_run.searcher.settings, latency_stat="p95")
+    assert dataclasses.replace(QUICK, prune_ratios=()).latency_stat == "p50"
+    result = search_run.searcher.result
+    assert result is not None
+    board = Board("local", bench=bench_settings(SMALL))
+    try:
+        _, compressed = compress_target(
+            run_dir, "local", search_run.best, search_split, board, settings=p95_search,
+            board_name=result.board, facts=result.facts,
+            compress=dataclasses.replace(QUICK, prune_ratios=()),
+        )  # fmt: skip
+    finally:
+        board.close()
+    assert compressed.settings.latency_stat == "p95"
+    fp32 = compressed.fp32
+    for v in compressed.variants:
+        assert v.timing.stat == "p95"
+        assert v.timing.round_ms == [m.latency.p95_ms for m in v.timing.measurements]
+        assert v.timing.ratio == pytest.approx(v.timing.stat_ms / fp32.timing.stat_ms)
+    assert "p95 rounds" in compressed.table()
+    report = json.loads((run_dir / "targets" / "local" / COMPRESSION_DIR / "compression.json")
+                        .read_text())  # fmt: skip
+    assert report["latency_stat"] == "p95"
