@@ -21,6 +21,9 @@ SCHEMES = ("postgresql", "postgres")
 
 #: A URL's scheme and the slashes after it (``postgresql://``; ``postgresql:/`` too, a typo).
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/+")
+#: A scheme where a new URL begins: at the start, or after a space, quote, bracket, ``=`` or
+#: ``,`` (``x:/`` inside a password follows none of these).
+_URL_START = re.compile(r"(?:^|(?<=[\s'\"(<\[=,]))[A-Za-z][A-Za-z0-9+.-]*:/+")
 #: Shorter passwords are not replaced word for word (that would garble the message); the
 #: user part of a URL and ``password=`` are masked whatever their length.
 MIN_LITERAL_PASSWORD = 4
@@ -37,9 +40,9 @@ def redact(text: str, password: str | None = None) -> str:
     more characters).
 
     A URL's password is everything from the first ``:`` after ``scheme://`` to the
-    **last** ``@`` on that line, whether or not the URL parses: a password may hold ``/``,
-    ``?``, ``#``, ``@`` or a space, and no parser agrees where it ends then. Hiding too much
-    of a garbled line beats showing a part of a password."""
+    **last** ``@`` before the next URL on that line, whether or not the URL parses: a
+    password may hold ``/``, ``?``, ``#``, ``@`` or a space, and no parser agrees where it
+    ends then. Hiding too much of a garbled line beats showing a piece of a password."""
     for form in {password, unquote(password)} if password else ():
         if len(form) >= MIN_LITERAL_PASSWORD:  # as written, and percent-decoded
             text = text.replace(form, "***")
@@ -48,17 +51,19 @@ def redact(text: str, password: str | None = None) -> str:
 
 
 def _mask_userinfo(line: str) -> str:
-    """``line`` with ``scheme://user:ANYTHING@`` as ``scheme://user:***@``: from the first
-    URL scheme on the line to the last ``@`` after it."""
-    scheme = _SCHEME.search(line)
-    if scheme is None:
-        return line
-    start = scheme.end()
-    at = line.rfind("@", start)
-    if at < 0:
-        return line
-    user, colon, _ = line[start:at].partition(":")
-    return f"{line[:start]}{user}:***{line[at:]}" if colon else line
+    """``line`` with each ``scheme://user:ANYTHING@`` as ``scheme://user:***@``."""
+    pos = 0
+    while (scheme := _SCHEME.search(line, pos)) is not None:
+        start = scheme.end()
+        after = _URL_START.search(line, start)
+        at = line.rfind("@", start, after.start() if after else len(line))
+        user, colon, _ = line[start:at].partition(":")
+        if at < 0 or not colon:
+            pos = start
+            continue
+        line = f"{line[:start]}{user}:***{line[at:]}"
+        pos = start + len(user) + 4
+    return line
 
 
 def _after_scheme(url: str) -> str:

@@ -441,6 +441,13 @@ def test_a_server_that_is_down_is_one_line_and_exit_1(
         ("got 'postgresql:/u:p/w@h'", "got 'postgresql:/u:***@h'"),  # one slash: a typo
         ("a: postgresql://u:Qz Kj@h\nb: x@y", "a: postgresql://u:***@h\nb: x@y"),
         ("https://sqlalche.me/e/20/e3q8 (no user)", "https://sqlalche.me/e/20/e3q8 (no user)"),
+        # several URLs on a line: each to the last @ before the next one
+        (
+            "use postgresql://user@host/db (or sqlite:///f.db), got 'mysql://a:pw@db/x'",
+            "use postgresql://user@host/db (or sqlite:///f.db), got 'mysql://a:***@db/x'",
+        ),
+        ("postgres://a:x@h1 and postgres://b:y@h2", "postgres://a:***@h1 and postgres://b:***@h2"),
+        ("postgresql://u:xx:/yy@h", "postgresql://u:***@h"),  # a scheme-like piece inside
     ],
 )
 def test_redact(text: str, shown: str) -> None:
