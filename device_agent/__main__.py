@@ -93,10 +93,21 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         metavar="HOST:PORT",
         type=_address,
         help="serve TCP connections (binds HOST; use 127.0.0.1 unless you mean it); "
-        "needs --token or HWNAS_AGENT_TOKEN",
+        "needs --token-file, HWNAS_AGENT_TOKEN or --token",
     )
     parser.add_argument("--baud", type=int, default=115200, help="serial baud rate")
-    parser.add_argument("--token", help="shared secret a TCP host must send in hello")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--token-file",
+        metavar="PATH",
+        type=Path,
+        help="file holding the shared secret a TCP host must send in hello (its first line)",
+    )
+    secret.add_argument(
+        "--token",
+        help="the shared secret itself; every local user can read it in ps and "
+        "/proc/PID/cmdline, so prefer --token-file or HWNAS_AGENT_TOKEN",
+    )
     tcp = parser.add_argument_group("TCP limits")
     tcp.add_argument(
         "--auth-timeout-s",
@@ -128,6 +139,14 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         help="wait before answering a failed hello, doubling per failure from the same "
         "address up to 8 s (default 0.5); 3 failures close the connection",
     )
+    tcp.add_argument(
+        "--auth-fail-budget",
+        metavar="N",
+        type=_count,
+        default=30,
+        help="failed hellos per minute from addresses that never sent the right token, all "
+        "of them together; beyond it, their tokens are not checked (default 30)",
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="where models are cached")
     parser.add_argument("--cache-max-mb", type=float, default=2048.0, help="model cache bound")
     parser.add_argument(
@@ -154,10 +173,19 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO", help="stderr log level")
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     args = parser.parse_args(argv)
+    args.token_on_command_line = args.token is not None
+    if args.token_file is not None:
+        try:
+            args.token = args.token_file.read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, UnicodeDecodeError, IndexError) as exc:
+            why = "it is empty" if isinstance(exc, IndexError) else str(exc)
+            parser.error(f"argument --token-file: cannot read a token from it: {why}")
+        if not args.token:
+            parser.error("argument --token-file: its first line is empty")
     if args.tcp:
         args.token = args.token or os.environ.get("HWNAS_AGENT_TOKEN")
         if not args.token:
-            parser.error("--tcp needs --token or HWNAS_AGENT_TOKEN")
+            parser.error("--tcp needs --token-file, HWNAS_AGENT_TOKEN or --token")
     if logging.getLevelName(args.log_level.upper()) not in range(0, 101):
         parser.error(f"argument --log-level: unknown level {args.log_level!r}")
     return args
@@ -197,7 +225,14 @@ def _serve_tcp(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout_s,
         max_connections=args.max_connections,
         auth_fail_delay_s=args.auth_fail_delay_s,
+        auth_fail_budget=args.auth_fail_budget,
     )
+    if args.token_on_command_line:
+        log.warning(
+            "--token on the command line can be read by every user of this board "
+            "(ps, /proc/%d/cmdline); use --token-file or HWNAS_AGENT_TOKEN",
+            os.getpid(),
+        )
     log.info("serving TCP on %s:%s", *listener.address)
     TcpServer(listener, handlers, args.token, heartbeat_s=args.heartbeat_s, limits=limits).serve()
     return 0

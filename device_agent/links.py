@@ -21,8 +21,12 @@ class Link:
     def read(self, timeout: float) -> Optional[bytes]:
         raise NotImplementedError
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, timeout: Optional[float] = None) -> None:
+        """Write all of ``data``; ``timeout`` bounds it where the stream can (a socket)."""
         raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """End the stream from another thread, where it can be (default: it cannot)."""
 
     def close(self) -> None:
         """Release the stream (default: nothing to release)."""
@@ -48,7 +52,7 @@ class StdioLink(Link):
         data = os.read(self._in, 1 << 16)
         return data if data else None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, timeout: Optional[float] = None) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self._out, view)
@@ -75,7 +79,7 @@ class SerialLink(Link):
         waiting = self._port.in_waiting
         return first + (self._port.read(waiting) if waiting else b"")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, timeout: Optional[float] = None) -> None:
         self._port.write(data)
         self._port.flush()
 
@@ -86,8 +90,9 @@ class SerialLink(Link):
 class SocketLink(Link):
     """One accepted TCP connection.
 
-    Writes have a deadline: a host that stops reading our replies ends its session instead
-    of holding a thread (and the board) for ever.
+    Writes have a deadline (``write_timeout_s``, or the one a write is given): a host that
+    stops reading our replies ends its session instead of holding a thread (and the board)
+    for ever.
     """
 
     def __init__(self, conn: socket.socket, name: str = "", write_timeout_s: float = 60.0) -> None:
@@ -105,8 +110,8 @@ class SocketLink(Link):
             return None
         return data if data else None
 
-    def write(self, data: bytes) -> None:
-        self._conn.settimeout(self.write_timeout_s)
+    def write(self, data: bytes, timeout: Optional[float] = None) -> None:
+        self._conn.settimeout(self.write_timeout_s if timeout is None else timeout)
         self._conn.sendall(data)  # socket.timeout is an OSError: the session ends
 
     def interrupt(self) -> None:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import threading
 import time
 import traceback
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NoReturn, Optional, Tuple
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
@@ -32,6 +33,7 @@ from .errors import AgentError
 from .handlers import Handlers, Reply
 from .links import Link
 from .protocol import (
+    MAX_HEADER,
     MAX_PAYLOAD,
     DamagedFrame,
     ErrorCode,
@@ -43,7 +45,7 @@ from .protocol import (
     Skipped,
     encode_frame,
 )
-from .tcp_limits import AuthThrottle, TcpLimits
+from .tcp_limits import AuthThrottle, TcpLimits, Turn
 
 log = logging.getLogger("device_agent")
 
@@ -147,7 +149,10 @@ class Agent:
         self.counters = Counters()
         self.authenticated = token is None
         self._stop = stop or threading.Event()
+        self._closing = threading.Event()  # evicted, or the server stops: end waits early
+        self._auth_lock = threading.Lock()  # authenticated vs. evicted: one of them wins
         self._decoder = FrameDecoder()
+        self._limit_frames()
         self._replies: OrderedDict[int, bytes] = OrderedDict()
         self._held: Optional[Tuple[int, bytes]] = None  # a reply payload too large to inline
         # This connection's upload in flight; lent to the handlers while they run for us.
@@ -204,6 +209,8 @@ class Agent:
         """Why the connection must close now (or None), and how long the next read may wait."""
         if self._stop.is_set():
             return "the agent is shutting down", 0.0
+        if self._closing.is_set():
+            return "the connection was evicted", 0.0
         lim = self.limits
         if lim is None:
             return None, self.gap_timeout_s
@@ -255,6 +262,17 @@ class Agent:
     def _on_damage(self, event: DamagedFrame) -> None:
         self.counters.damaged_frames += 1
         log.info("damaged frame seq=%d: %s %s", event.seq, event.reason, event.detail)
+        if event.reason == "too_large" and not self.authenticated:
+            # A stranger's large declared length: answered once, and the connection closed,
+            # so it cannot make the agent hunt through megabytes, frame after frame.
+            message = (
+                f"frame seq {event.seq}: {event.detail}; before a successful hello the agent "
+                "accepts only frames this small, and closes the connection"
+            )
+            self._send_error(event.seq, ErrorCode.FRAME_TOO_LARGE, message, cache=False)
+            log.info("closing the connection%s: a large frame before hello", self._from())
+            self._end = "closed"
+            return
         code = _DAMAGE_CODES.get(event.reason)
         if code is None:  # crc / truncated: the sender can simply send it again
             self._send(FrameType.NAK, event.seq, {"reason": event.reason})
@@ -385,8 +403,14 @@ class Agent:
 
     def _hello(self, frame: Frame) -> Reply:
         if self.token is not None:
-            self.authenticated = token_matches(frame.header.get("token"), self.token)
-            if not self.authenticated:
+            turn = self._turn()
+            right = token_matches(frame.header.get("token"), self.token)
+            with self._auth_lock:
+                self.authenticated = right and not self._closing.is_set()
+            self._limit_frames()
+            if self.throttle is not None and right:
+                self.throttle.succeeded(self.peer, turn)
+            if not right:
                 self._failed_hello()
                 raise AgentError(ErrorCode.UNAUTHORIZED, "wrong or missing token")
         facts = self.handlers.hello_facts()
@@ -394,11 +418,71 @@ class Agent:
         facts["heartbeat_s"] = self.heartbeat_s
         return FrameType.REPLY, facts, b""
 
+    def _turn(self) -> Turn:
+        """Wait until this connection's token may be compared (``AuthThrottle.turn``);
+        ``busy``, and the connection closed, when it may not be within the auth deadline."""
+        if self.throttle is None:
+            return Turn()
+        lim = self.throttle.limits
+        while True:
+            turn = self.throttle.turn(self.peer)
+            if turn.now:
+                return turn
+            left = self._started + lim.auth_timeout_s - time.monotonic()
+            if turn.budget_wait_s is not None:
+                why = (
+                    f"{lim.auth_fail_budget} hellos with a wrong token came from addresses "
+                    f"that never sent the right one in the last {lim.auth_fail_forget_s:g} s"
+                )
+                self._refuse_hello(why, turn.budget_wait_s)
+            wait = turn.wait_s or 0.0
+            if wait > left:
+                self._refuse_hello(f"{self.peer} sent a wrong token lately", wait)
+            if not self._pause(wait):
+                self._refuse_hello("the connection was closed by the agent", 0.0)
+
+    def _refuse_hello(self, why: str, retry_s: float) -> NoReturn:
+        self._end = "closed"
+        log.info("hello%s not checked: %s", self._from(), why)
+        again = f"; try again in {math.ceil(retry_s)} s" if retry_s > 0 else ""
+        raise AgentError(ErrorCode.BUSY, f"{why}, so this token was not checked{again}")
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; False when the connection is to close first."""
+        deadline = time.monotonic() + seconds
+        while not (self._closing.is_set() or self._stop.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            self._closing.wait(min(left, 0.25))
+        return False
+
+    def _limit_frames(self) -> None:
+        """Before a successful hello over TCP, only small frames (``TcpLimits.preauth_*``)."""
+        lim = self.limits
+        small = lim is not None and not self.authenticated
+        self._decoder.max_header = lim.preauth_max_header if small and lim else MAX_HEADER
+        self._decoder.max_payload = lim.preauth_max_payload if small and lim else MAX_PAYLOAD
+
+    def evict(self) -> bool:
+        """End this connection from another thread, unless it has authenticated."""
+        with self._auth_lock:
+            if self.authenticated:
+                return False
+            self._closing.set()
+        self.link.interrupt()
+        return True
+
+    def close_soon(self) -> None:
+        """The server stops: end the waits of this connection early."""
+        self._closing.set()
+
     def _failed_hello(self) -> None:
         """Make guessing slow (a growing wait per address) and short (a few per connection)."""
         self._auth_failures += 1
+        log.info("wrong token from %s (%d on this connection)", self.peer, self._auth_failures)
         if self.throttle is not None:
-            self._stop.wait(self.throttle.penalty(self.peer))
+            self._pause(self.throttle.failed(self.peer))
         if self.limits is not None and self._auth_failures >= self.limits.max_auth_failures:
             log.info(
                 "closing the connection%s: %d failed hellos", self._from(), self._auth_failures
@@ -443,8 +527,13 @@ class Agent:
         return data
 
     def _write(self, data: bytes) -> None:
+        timeout = None
+        if self.limits is not None and not self.authenticated:
+            # a stranger that does not read its replies is gone by the auth deadline
+            left = self._started + self.limits.auth_timeout_s - time.monotonic()
+            timeout = max(left, 0.001)
         with self._write_lock:
-            self.link.write(data)
+            self.link.write(data, timeout)
 
     @contextlib.contextmanager
     def _heartbeat(self, seq: int) -> Iterator[None]:

@@ -23,8 +23,13 @@ class TcpServer:
 
     Shared between them: the board (handlers, model store, runner) and the failed-hello
     throttle. Per connection: authentication, reply cache, held payload, upload in flight.
-    One address may have only a few connections waiting for hello, so it cannot hold every
-    slot until the auth deadline.
+
+    Slots are kept for authenticated clients: when a connection arrives and there is no
+    room, the oldest connection still waiting for a hello with the right token is closed to
+    make room (one from the address with most such connections; from the newcomer's own
+    address when that address has ``max_unauthenticated_per_address`` waiting already).
+    Only when every slot is authenticated is the newcomer refused with ``busy``. So silent
+    sockets, from however many addresses, cannot keep a real client out.
     """
 
     #: Connections over the limit being answered "busy" at once; beyond, simply closed.
@@ -52,6 +57,7 @@ class TcpServer:
         self._links: Dict[int, SocketLink] = {}
         self._peers: Dict[int, str] = {}  # by id(link), as _links
         self._agents: Dict[int, Agent] = {}  # once its thread has made it
+        self._since: Dict[int, float] = {}  # when each connection was admitted
         self._threads: List[threading.Thread] = []
         self._refusing = 0
 
@@ -72,31 +78,57 @@ class TcpServer:
             self.listener.close()
             self._end_all()
 
-    def _unauthenticated(self, peer: str) -> int:
-        """Connections from ``peer`` not (yet) authenticated; call holding the lock."""
-        return sum(
-            1
-            for key, address in self._peers.items()
-            if address == peer and not (key in self._agents and self._agents[key].authenticated)
-        )
+    def _waiting(self) -> List[int]:
+        """Connections not (yet) authenticated, oldest first; call holding the lock."""
+        keys = [k for k in self._links if not (k in self._agents and self._agents[k].authenticated)]
+        return sorted(keys, key=lambda k: self._since[k])
+
+    def _victim(self, peer: str) -> Optional[int]:
+        """The connection to close to make room for one from ``peer``, if any may go."""
+        waiting = self._waiting()
+        mine = [k for k in waiting if self._peers[k] == peer]
+        if len(mine) >= self.limits.max_unauthenticated_per_address:
+            return mine[0]
+        if len(self._links) < self.limits.max_connections or not waiting:
+            return None
+        per_address: Dict[str, int] = {}
+        for key in waiting:
+            per_address[self._peers[key]] = per_address.get(self._peers[key], 0) + 1
+        most = max(per_address.values())
+        return next(k for k in waiting if per_address[self._peers[k]] == most)
+
+    def _make_room(self, peer: str) -> None:
+        """Close waiting connections until ``peer``'s may come in; call holding the lock."""
+        while True:
+            key = self._victim(peer)
+            if key is None:
+                return
+            agent, link = self._agents.get(key), self._links[key]
+            if agent is not None and not agent.evict():
+                continue  # it authenticated meanwhile: it counts as such now
+            if agent is None:
+                link.interrupt()  # its thread will find the stream ended
+            log.info("connection from %s closed to make room for %s", link.name, peer)
+            for table in (self._links, self._peers, self._since):
+                table.pop(key, None)
 
     def _admit(self, link: SocketLink, peer: str) -> None:
         lim = self.limits
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
+            self._make_room(peer)
             why = None
             if len(self._links) >= lim.max_connections:
-                why = f"the agent serves at most {lim.max_connections} connections at a time"
-            elif self._unauthenticated(peer) >= lim.max_unauthenticated_per_address:
                 why = (
-                    f"at most {lim.max_unauthenticated_per_address} connections from one "
-                    "address may wait for a hello with the right token"
+                    f"the agent serves at most {lim.max_connections} connections at a time, "
+                    "all of them authenticated"
                 )
             refuse = why is not None and self._refusing < self._MAX_REFUSING
             if refuse:
                 self._refusing += 1
             elif why is None:
                 self._links[id(link)], self._peers[id(link)] = link, peer
+                self._since[id(link)] = time.monotonic()
         if why is not None and not refuse:
             log.info("connection from %s closed: %s", link.name, why)
             link.close()
@@ -125,6 +157,8 @@ class TcpServer:
                 stop=self._stop,
             )
             with self._lock:
+                if id(link) not in self._links:  # evicted before its agent was made
+                    return
                 self._agents[id(link)] = agent
             if agent.serve() == "shutdown":
                 log.info("shutdown requested by %s", link.name)
@@ -133,8 +167,10 @@ class TcpServer:
             log.error("connection from %s failed:\n%s", link.name, traceback.format_exc())
         finally:
             with self._lock:
-                for table in (self._links, self._peers, self._agents):
-                    table.pop(id(link), None)
+                if self._links.get(id(link)) is link:
+                    for table in (self._links, self._peers, self._since):
+                        table.pop(id(link), None)
+                self._agents.pop(id(link), None)
             link.close()
 
     def _refuse(self, link: SocketLink, why: str) -> None:
@@ -162,7 +198,10 @@ class TcpServer:
         """Stop serving: interrupt every connection, let its thread finish (bounded)."""
         with self._lock:
             links, threads = list(self._links.values()), list(self._threads)
+            agents = list(self._agents.values())
         self.board.handlers.abort()
+        for agent in agents:
+            agent.close_soon()
         for link in links:
             link.interrupt()
         deadline = time.monotonic() + 10.0

@@ -197,8 +197,15 @@ TOKEN = "s3cret"
 class TcpAgent:
     """A ``--tcp`` agent subprocess on a port it picks itself (``127.0.0.1:0``)."""
 
-    def __init__(self, cache: Path, *extra: str, token: str = TOKEN) -> None:
+    def __init__(
+        self, cache: Path, *extra: str, token: str = TOKEN, token_env: bool = True
+    ) -> None:
+        """``token``: what clients send; the agent is given it in ``HWNAS_AGENT_TOKEN``
+        unless ``token_env`` is False (then ``extra`` must give it)."""
         self.token = token
+        env = {k: v for k, v in os.environ.items() if k != "HWNAS_AGENT_TOKEN"}
+        if token_env:
+            env["HWNAS_AGENT_TOKEN"] = token
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -206,14 +213,13 @@ class TcpAgent:
                 "device_agent",
                 "--tcp",
                 "127.0.0.1:0",
-                "--token",
-                token,
                 "--cache-dir",
                 str(cache),
                 *extra,
             ],
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=env,  # the environment, not argv: every local user can read a process's argv
         )
         try:
             seen = wait_for_line(self.proc, b"serving TCP on", 60)
@@ -226,6 +232,7 @@ class TcpAgent:
         assert match is not None, seen
         self.port = int(match.group(1))
         self._stderr = bytearray(seen)
+        self._more = threading.Condition()  # notified as stderr grows
         self._reader = threading.Thread(target=self._keep_stderr, daemon=True)
         self._reader.start()
 
@@ -235,9 +242,19 @@ class TcpAgent:
         fd = self.proc.stderr.fileno()
         while True:
             data = os.read(fd, 4096)
+            with self._more:
+                if data:
+                    self._stderr += data
+                self._more.notify_all()
             if not data:
                 return
-            self._stderr += data
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        """Wait until the agent has logged ``text`` (at its default level, INFO)."""
+        want = text.encode()
+        with self._more:
+            if not self._more.wait_for(lambda: want in self._stderr, timeout):
+                raise TimeoutError(f"the agent did not log {text!r}")
 
     def stderr(self) -> str:
         """Everything the agent wrote to stderr; call after ``close``."""

@@ -81,13 +81,14 @@ def test_nested_header_over_tcp_before_auth_does_not_stop_the_server(
 
 
 def test_header_of_huge_numbers_is_refused_quickly(tcp_agent: TcpAgent) -> None:
+    """After hello (before it, a 200 KB header is too large: test_agent_preauth.py)."""
     head = b'{"op":"hello","n":' + b"7" * 200_000 + b"}"
-    with tcp_agent.connect() as client:
+    with tcp_agent.authed() as client:
         client.send_bytes(raw_frame(302, head))
         reply = client.receive()
         assert isinstance(reply, Frame)
         assert error_code(reply) == "bad_frame"
-        client.hello_ok(token=tcp_agent.token)
+        client.hello_ok()
 
 
 # -- one client must not hold the others -----------------------------------------------------
@@ -148,9 +149,10 @@ def test_idle_authenticated_client_is_closed(tmp_path: Path) -> None:
 
 
 def test_connections_beyond_the_limit_are_refused_with_busy(tmp_path: Path) -> None:
+    """When every slot is authenticated; a waiting one makes room (test_agent_preauth.py)."""
     agent = TcpAgent(tmp_path / "cache", "--max-connections", "2")
     try:
-        with agent.authed(), agent.connect(), agent.connect() as third:
+        with agent.authed(), agent.authed(), agent.connect() as third:
             seq = third.send(FrameType.REQUEST, {"op": "hello", "token": agent.token})
             got = third.wait_closed(10)
             assert len(got) == 1
