@@ -156,6 +156,13 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         help="cap on the inputs of one benchmark, sent or synthesised (default: a quarter of "
         "the memory available at start, at most 1024)",
     )
+    parser.add_argument(
+        "--max-output-mb",
+        type=_megabytes,
+        default=None,
+        help="cap on what one run of a model may allocate, its outputs and the tensors on the "
+        "way to them (default: as --max-input-mb)",
+    )
     parser.add_argument("--heartbeat-s", type=_positive, default=1.0, help="PROGRESS interval")
     parser.add_argument(
         "--power-plugin",
@@ -206,7 +213,14 @@ def _handlers(args: argparse.Namespace) -> Handlers:
     except OSError as exc:
         raise _StartError(f"cannot use the model cache {cache}: {exc}") from exc
     max_input = None if args.max_input_mb is None else int(args.max_input_mb * 1024 * 1024)
-    return Handlers(store, max_input, power_root=args.power_root, power_plugins=args.power_plugin)
+    max_output = None if args.max_output_mb is None else int(args.max_output_mb * 1024 * 1024)
+    return Handlers(
+        store,
+        max_input,
+        max_output_bytes=max_output,
+        power_root=args.power_root,
+        power_plugins=args.power_plugin,
+    )
 
 
 def _serve_tcp(args: argparse.Namespace) -> int:

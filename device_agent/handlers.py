@@ -76,21 +76,27 @@ class Handlers:
         store: ModelStore,
         max_input_bytes: Optional[int] = None,
         *,
+        max_output_bytes: Optional[int] = None,
         power_root: Path = Path("/"),
         power_plugins: Sequence[str] = (),
         sysfs_root: Path = Path("/"),
     ) -> None:
         """``max_input_bytes`` caps the inputs of one benchmark, sent or synthesised (None: a
-        quarter of the board's available memory, at most 1 GiB); ``sysfs_root`` is where
-        ``sys/devices/system/cpu`` is read and, for ``governor``, written."""
+        quarter of the board's available memory, at most 1 GiB); ``max_output_bytes`` caps
+        what one run of a model allocates, its outputs and the tensors on the way to them
+        (None: the same default); ``sysfs_root`` is where ``sys/devices/system/cpu`` is
+        read and, for ``governor``, written."""
         from . import inputs, power, sysinfo  # sysinfo reads onnxruntime's version lazily
         from .sysinfo._files import read_text
 
-        if max_input_bytes is None:
-            max_input_bytes = inputs.default_cap(read_text(Path("/proc/meminfo")))
+        if max_input_bytes is None or max_output_bytes is None:
+            default = inputs.default_cap(read_text(Path("/proc/meminfo")))
+            max_input_bytes = default if max_input_bytes is None else max_input_bytes
+            max_output_bytes = default if max_output_bytes is None else max_output_bytes
         self.store = store
         self.inputs = InputStore(max_input_bytes)
         self.max_input_bytes = max_input_bytes
+        self.max_output_bytes = max_output_bytes
         self.sysfs_root = sysfs_root
         self.upload: Optional[Upload] = None
         self.abandoned: Dict[str, str] = {}  # sha256 -> why its upload never finished
@@ -124,6 +130,7 @@ class Handlers:
         }
         facts["agent_rss_mb"] = self.baseline_rss_mb
         facts["max_input_bytes"] = self.max_input_bytes
+        facts["max_output_bytes"] = self.max_output_bytes
         return facts
 
     def progress(self) -> Dict[str, Any]:
@@ -256,6 +263,7 @@ class Handlers:
             self.feeds,
             self.baseline_rss_mb,
             self.sysfs_root,
+            self.max_output_bytes,
         )
 
     @_memory_errors
@@ -299,7 +307,13 @@ class Handlers:
                 session = runner.create_session(path, control.settings, options, model_label(sha))
                 feeds = self.feeds(session, control.settings)
                 try:
-                    run = run_loop(session, feeds, control, self._progress)
+                    run = run_loop(
+                        session,
+                        feeds,
+                        control,
+                        self._progress,
+                        max_output_bytes=self.max_output_bytes,
+                    )
                 finally:
                     trace_path = session.end_profiling()
                 with open(trace_path, "rb") as fh:

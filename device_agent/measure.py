@@ -18,6 +18,7 @@ from . import power, stats, sysinfo
 from .cpu_control import GovernorControl, cap_threads, governor_set, pinned
 from .errors import AgentError
 from .inputs import Feeds, explain_failure
+from .outputs import OutputGuard
 from .protocol import BenchSettings, ErrorCode
 from .runner import LoopProgress, SessionCache, TimedRun, timed_loop
 
@@ -35,6 +36,7 @@ class BenchParts:
     feeds: FeedsFor
     baseline_rss_mb: Optional[float]
     sysfs_root: Path = Path("/")
+    max_output_bytes: Optional[int] = None  #: None: what one run allocates is not bounded
 
 
 @dataclass
@@ -74,12 +76,19 @@ def run_loop(
     control: Controlled,
     progress: LoopProgress,
     on_window: Callable[[bool], None] = lambda started: None,
+    max_output_bytes: Optional[int] = None,
 ) -> TimedRun:
-    """The timed loop under the governor asked for; a failure says what was made up."""
+    """The timed loop under the governor asked for; a failure says what was made up.
+
+    With ``max_output_bytes``, what one run may allocate is bounded (``outputs``)."""
     settings = control.settings
+    guard = None
+    if max_output_bytes is not None:
+        guard = OutputGuard(max_output_bytes)
+        guard.check_session(session, feeds.described)
     try:
         with governor_set(control.governor):
-            run = timed_loop(session, feeds.arrays, settings, progress, on_window)
+            run = timed_loop(session, feeds.arrays, settings, progress, on_window, guard)
     except AgentError as exc:
         raise explain_failure(exc, feeds) from exc
     if run.warmup_cut:
@@ -178,7 +187,7 @@ def bench_once(
                 on_window(started)
                 holder["env_end"] = sysinfo.dynamic_state(parts.sysfs_root)
 
-        run = run_loop(session, feeds, control, progress, snapshot)
+        run = run_loop(session, feeds, control, progress, snapshot, parts.max_output_bytes)
         load_end = sysinfo.load_average()
     environment = _environment(
         control, holder["env_start"], holder["env_end"], load_start, load_end, run.samples_ns

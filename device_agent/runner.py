@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import AgentError, out_of_memory
+from .outputs import OutputGuard
 from .protocol import BenchSettings, ErrorCode
 from .sysinfo import release_memory
 
@@ -177,6 +178,7 @@ def timed_loop(
     settings: BenchSettings,
     progress: LoopProgress,
     on_window: Callable[[bool], None] = lambda started: None,
+    guard: Optional[OutputGuard] = None,
 ) -> TimedRun:
     """Warm up, then time ``session.run`` until the stop rule holds.
 
@@ -185,13 +187,20 @@ def timed_loop(
 
     ``on_window(True)`` is called just before the timed window and ``on_window(False)``
     just after it (the power sampler starts and stops there).
+
+    The first run, warm-up or timed, runs under ``guard`` (see ``outputs``): armed before
+    it, disarmed after it, both outside the timed region. Only a first warm-up run's
+    outputs are added up (keeping a timed run's would change what the loop times).
     """
     run = session.run
     clock = time.perf_counter_ns
     feeds = dict(feeds)
     window_open = False
+    first = guard  # the guard of the first run, until it has run
     try:
         progress.stage = "warmup"
+        if first is not None:
+            first.arm()
         start = clock()
         warm = 0
         min_warm_ns = int(settings.warmup_min_s * 1e9)
@@ -201,7 +210,11 @@ def timed_loop(
             if clock() - start >= max_warm_ns:
                 warmup_cut = True
                 break
-            run(None, feeds)
+            if first is not None:
+                first.disarm(run(None, feeds))
+                first = None
+            else:
+                run(None, feeds)
             warm += 1
             if progress.abort:
                 raise _aborted()
@@ -219,6 +232,9 @@ def timed_loop(
             a = clock()
             run(None, feeds)
             b = clock()
+            if first is not None:
+                first.disarm()
+                first = None
             append(b - a)
             n = len(samples)
             progress.iterations = n
@@ -238,8 +254,11 @@ def timed_loop(
     except AgentError:
         raise
     except Exception as exc:
-        raise _run_error(exc) from exc
+        refused = guard.error_for(exc) if guard is not None else None
+        raise (refused or _run_error(exc)) from exc
     finally:
+        if guard is not None:
+            guard.lift()  # whatever happened, the limit does not outlive the first run
         if window_open:  # the power sampler stops on every path: done, aborted or failed
             on_window(False)
     progress.stage = "done"

@@ -633,3 +633,125 @@ def test_timed_loop_warmup_is_cut_at_max_time(mlp_model: Path) -> None:
     run = timed_loop(session, {"x": np.zeros((1, 64), np.float32)}, settings, LoopProgress())
     assert run.warmup_runs < 10**9
     assert run.warmup_cut is True
+
+
+# -- a cap on what one run allocates (its outputs) -------------------------------------------
+
+
+def expand_model(shape: list[int]) -> bytes:
+    """95 bytes: y = Expand(x, shape), a static output shape onnxruntime infers at load."""
+    shape_init = helper.make_tensor("shape", TensorProto.INT64, [len(shape)], shape)
+    return model_bytes(
+        [helper.make_node("Expand", ["x", "shape"], ["y"])],
+        [vi("x", TensorProto.FLOAT, [1])],
+        [vi("y", TensorProto.FLOAT, None)],  # type: ignore[arg-type]
+        [shape_init],
+    )
+
+
+def constant_of_shape_model(shape: list[int]) -> bytes:
+    """y = ConstantOfShape(n * 0 + shape): a shape onnxruntime cannot know before it runs."""
+    inits = [
+        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("shape", TensorProto.INT64, [len(shape)], shape),
+    ]
+    return model_bytes(
+        [
+            helper.make_node("Mul", ["n", "zero"], ["z"]),
+            helper.make_node("Add", ["z", "shape"], ["s"]),
+            helper.make_node("ConstantOfShape", ["s"], ["y"]),
+        ],
+        [vi("n", TensorProto.INT64, [len(shape)])],
+        [vi("y", TensorProto.FLOAT, None)],  # type: ignore[arg-type]
+        inits,
+    )
+
+
+def status_kib(pid: int, key: str) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    (line,) = [x for x in status.splitlines() if x.startswith(f"{key}:")]
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize("op", ["bench", "profile"])
+def test_model_whose_output_shape_is_huge_is_refused_before_running(
+    tmp_path: Path, op: str
+) -> None:
+    """An 89-byte model reached 1.6 GB RSS: its output shape is known at load, and refused."""
+    data = expand_model([20000, 20000])
+    assert len(data) < 120
+    agent = RawAgent(tmp_path / "cache", "--max-output-mb", "64")
+    try:
+        assert agent.hello_ok()["max_output_bytes"] == 64 * 1024 * 1024
+        agent.upload(data)
+        sha = hashlib.sha256(data).hexdigest()
+        rss = status_kib(agent.proc.pid, "VmRSS")
+        reply = agent.request({"op": op, "model": sha, "iterations": 3, **FAST})
+        assert error_code(reply) == "output_too_large"
+        message = reply.header["error"]["message"]
+        assert "'y'" in message
+        assert "[20000, 20000]" in message
+        assert "--max-output-mb" in message
+        grown_mib = (status_kib(agent.proc.pid, "VmHWM") - rss) / 1024
+        assert grown_mib < 200, f"the agent's peak RSS grew by {grown_mib:.0f} MiB"
+        agent.hello_ok()  # and it serves on
+    finally:
+        agent.close()
+
+
+@pytest.mark.parametrize("op", ["bench", "profile"])
+def test_model_whose_output_is_huge_only_once_it_runs_is_stopped_by_the_guard(
+    tmp_path: Path, op: str
+) -> None:
+    """No shape to check at load: the first run's allocations are bounded by the cap."""
+    data = constant_of_shape_model([20000, 20000])  # 1.6 GB of float32 zeros
+    agent = RawAgent(tmp_path / "cache", "--max-output-mb", "64")
+    try:
+        agent.hello_ok()
+        agent.upload(data)
+        sha = hashlib.sha256(data).hexdigest()
+        rss = status_kib(agent.proc.pid, "VmRSS")
+        reply = agent.request({"op": op, "model": sha, "iterations": 3, **FAST})
+        assert error_code(reply) == "output_too_large"
+        assert "--max-output-mb" in reply.header["error"]["message"]
+        grown_mib = (status_kib(agent.proc.pid, "VmHWM") - rss) / 1024
+        assert grown_mib < 200, f"the agent's peak RSS grew by {grown_mib:.0f} MiB"
+        agent.hello_ok()
+        # the guard is lifted: a model within the cap runs, more than once
+        small = constant_of_shape_model([1024, 1024])  # 4 MiB
+        agent.upload(small)
+        ok = agent.request({"op": op, "model": hashlib.sha256(small).hexdigest(), **FAST})
+        assert ok.header["ok"] is True, ok.header
+    finally:
+        agent.close()
+
+
+def test_outputs_near_the_cap_still_run_and_without_warm_up(tmp_path: Path) -> None:
+    """The guard allows what the cap allows: 24 MiB of output under a 32 MiB cap, both with
+    the first run a warm-up run and with the first run a timed one."""
+    h = handlers_in(tmp_path, max_output_bytes=32 * 1024 * 1024)
+    sha = upload(h, constant_of_shape_model([6 * 1024, 1024]))
+    assert bench(h, sha)["latency"]["n"] == 3
+    assert bench(h, sha, warmup_runs=0)["latency"]["n"] == 3
+    # 48 MiB: within the guard's slack, so counted after the first (warm-up) run
+    error = refused(h, upload(h, constant_of_shape_model([12 * 1024, 1024])))
+    assert error.code is ErrorCode.OUTPUT_TOO_LARGE
+    assert "the outputs of one run took" in error.message
+    # 128 MiB with the first run a timed one: the guard refuses the allocation
+    error = refused(h, upload(h, constant_of_shape_model([32 * 1024, 1024])), warmup_runs=0)
+    assert error.code is ErrorCode.OUTPUT_TOO_LARGE
+    assert "asked for more memory" in error.message
+    assert bench(h, sha)["latency"]["n"] == 3
+    assert resource.getrlimit(resource.RLIMIT_DATA)[0] == resource.RLIM_INFINITY  # lifted
+
+
+def test_outputs_are_added_up_after_the_first_run(tmp_path: Path) -> None:
+    """Where the guard cannot be set, the outputs the first run returned are counted."""
+    from device_agent.outputs import OutputGuard
+
+    guard = OutputGuard(1024)
+    with pytest.raises(AgentError) as info:
+        guard.disarm([np.zeros(256, np.float32), {"k": np.zeros(1, np.float32)}])
+    assert info.value.code is ErrorCode.OUTPUT_TOO_LARGE
+    assert "1028 bytes" in info.value.message
+    guard.disarm([np.zeros(256, np.float32)])  # 1024 bytes: within the cap

@@ -45,6 +45,8 @@ class ErrorCode(str, enum.Enum):
     ABORTED = "aborted"  #: the host went away mid-benchmark; the agent stopped it
     DISK_FULL = "disk_full"  #: the board's disk refused a write; the upload was abandoned
     INPUT_TOO_LARGE = "input_too_large"  #: inputs (sent or synthesised) above the agent's cap
+    #: what one run of the model allocates (outputs, tensors on the way) above the agent's cap
+    OUTPUT_TOO_LARGE = "output_too_large"
     OUT_OF_MEMORY = "out_of_memory"  #: an allocation failed on the board
     BUSY = "busy"  #: TCP mode: another client holds the board's benchmark; try again later
     NOT_PERMITTED = "not_permitted"  #: the agent may not do what was asked (e.g. set a governor)
