@@ -13,7 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .run_dir import owned_dir, write_file
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 JSON_NAME = "lambda_trace.json"
 PNG_NAME = "lambda_trace.png"
@@ -38,26 +43,34 @@ class LambdaTrace:
         return {**self.settings, "steps": self.steps, "rounds": self.rounds}
 
     def write(self) -> None:
-        """Both files, the JSON first (the plot is drawn from the same rows)."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(self.json_path)
+        """Both files, the JSON first (the plot is drawn from the same rows), each written
+        safely (run_dir.write_file: never through a planted link)."""
+        owned_dir(self.out)
+        write_file(self.json_path, json.dumps(self.to_dict(), indent=1))
         plot(self.to_dict(), self.png_path)
 
 
 def plot(trace: dict[str, Any], path: Path) -> None:
-    """E[latency] (corrected, ms) over λ against the architecture step; the target and the
-    budget as lines, round boundaries dashed, each round's measured latency as a dot."""
+    """lambda_trace.png: :func:`figure` of ``trace``."""
+    from .report import png
+
+    write_file(path, png(figure(trace)))
+
+
+def figure(trace: dict[str, Any]) -> Figure:
+    """E[latency] (predicted from the table, corrected, ms) over λ against the architecture
+    step; the target and the budget as lines, round boundaries dashed, each round's measured
+    latency as a dot. The legends sit right of the panels, clear of every point."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on a board host or CI runner
     import matplotlib.pyplot as plt
 
     steps = trace["steps"]
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 5.5))
+    fig: Figure
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8.5, 5.5))
     x = [s["step"] for s in steps]
-    top.plot(x, [s["expected_ms"] for s in steps], label="E[latency] (corrected)")
+    top.plot(x, [s["expected_ms"] for s in steps], label="E[latency], predicted (corrected)")
     if any(s.get("target_ms") for s in steps):
         top.step(
             x,
@@ -80,8 +93,9 @@ def plot(trace: dict[str, Any], path: Path) -> None:
             color="black",
             label="derived, measured",
         )
-    top.set_ylabel(f"latency {trace.get('latency_stat', '')} (ms)")
-    top.legend(fontsize="small")
+    stat = trace.get("latency_stat", "")
+    top.set_ylabel(f"predicted {stat} latency (ms)\n(dots: measured)")
+    top.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     bottom.plot(x, [s["lambda"] for s in steps], color="tab:purple", label="λ (latency)")
     if any(s.get("lambda_energy") is not None for s in steps):
         bottom.plot(
@@ -89,12 +103,12 @@ def plot(trace: dict[str, Any], path: Path) -> None:
         )
     bottom.set_ylabel("λ")
     bottom.set_xlabel("architecture step")
-    bottom.legend(fontsize="small")
+    bottom.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for r in trace["rounds"][1:]:
         for ax in (top, bottom):
             ax.axvline(r["start_step"], color="grey", linestyle="--", linewidth=0.8)
     mode = trace.get("lambda_mode", "")
-    top.set_title(f"differentiable search: λ {mode}, {len(trace['rounds'])} round(s)")
+    rounds = len(trace["rounds"])
+    top.set_title(f"differentiable search: λ {mode}, {rounds} round{'' if rounds == 1 else 's'}")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig

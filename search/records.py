@@ -8,13 +8,18 @@ Counts are derived from the study every time, so they survive a resume.
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hwnas_bench import Measurement
+from hwnas_bench import Measurement, MeasurementFormatError
+
+from .errors import SettingsError
+from .run_dir import open_append, open_checked
 
 #: Trial outcomes, as stored in the study (``user_attrs["outcome"]``).
 MEASURED = "measured"
@@ -33,6 +38,33 @@ LIMITS = ("profile_memory", "memory", "flops", "params")
 PRUNED_PROFILE_MEMORY = "pruned_profile_memory"
 #: a several-target trial's outcomes after training, when the targets' own may differ
 TARGET_OUTCOMES = (MEASURED, FAILED, PRUNED_PROFILE_MEMORY)
+
+
+def finite(value: Any) -> float | None:
+    """A figure read back from a study: a finite number, else None (a study written by
+    another version, or by hand, must not crash a report)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _mapping(value: Any) -> dict[str, Any] | None:
+    """A flat mapping (cost, prediction): its text and finite-number values only."""
+    if not isinstance(value, dict):
+        return None
+    return {
+        str(k): v
+        for k, v in value.items()
+        if isinstance(v, str) or v is None or finite(v) is not None
+    }
 
 
 @dataclass
@@ -62,15 +94,14 @@ class BoardFigures:
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], measurement: Measurement | None) -> BoardFigures:
-        predicted = attrs.get("predicted")
         return cls(
-            latency_ms=attrs.get("latency_ms"),
-            energy_mj=attrs.get("energy_mj"),
-            feasible=attrs.get("feasible"),
-            predicted=predicted if isinstance(predicted, dict) else None,
+            latency_ms=finite(attrs.get("latency_ms")),
+            energy_mj=finite(attrs.get("energy_mj")),
+            feasible=_flag(attrs.get("feasible")),
+            predicted=_mapping(attrs.get("predicted")),
             measurement=measurement,
-            outcome=attrs.get("outcome"),
-            reason=attrs.get("reason"),
+            outcome=_text(attrs.get("outcome")),
+            reason=_text(attrs.get("reason")),
         )
 
 
@@ -170,17 +201,17 @@ class TrialRecord:
             number=number,
             candidate=str(attrs.get("candidate", "")),
             hash=str(attrs.get("hash", "")),
-            outcome=str(attrs.get("outcome", INTERRUPTED)),
-            reason=attrs.get("reason"),
-            cost=dict(attrs.get("cost") or {}),
-            accuracy=attrs.get("accuracy"),
-            val_loss=attrs.get("val_loss"),
-            latency_ms=attrs.get("latency_ms"),
-            energy_mj=attrs.get("energy_mj"),
-            feasible=attrs.get("feasible"),
-            train_s=attrs.get("train_s"),
-            export_s=attrs.get("export_s"),
-            predicted=attrs.get("predicted") if isinstance(attrs.get("predicted"), dict) else None,
+            outcome=_text(attrs.get("outcome")) or INTERRUPTED,
+            reason=_text(attrs.get("reason")),
+            cost=_mapping(attrs.get("cost")) or {},
+            accuracy=finite(attrs.get("accuracy")),
+            val_loss=finite(attrs.get("val_loss")),
+            latency_ms=finite(attrs.get("latency_ms")),
+            energy_mj=finite(attrs.get("energy_mj")),
+            feasible=_flag(attrs.get("feasible")),
+            train_s=finite(attrs.get("train_s")),
+            export_s=finite(attrs.get("export_s")),
+            predicted=_mapping(attrs.get("predicted")),
             measurement=measurement if measured else None,
             boards=boards,
         )
@@ -263,18 +294,38 @@ def best(records: Iterable[TrialRecord]) -> TrialRecord | None:
 class MeasurementLog:
     """``measurements.jsonl``: one line per device measurement, appended and flushed at once
     (a killed search loses no measurement it made). A search over several targets writes
-    one line per target, with its ``target``; a one-target search's lines have none."""
+    one line per target, with its ``target``; a one-target search's lines have none.
+
+    A line that is not JSON (cut short by a kill) is skipped: that measurement is redone.
+    A JSON line that is not a measurement record is a SettingsError naming the line: the
+    file is not this search's, and a resume must not trust it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._entries: dict[tuple[str, str | None], dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                    self._entries[(str(entry["hash"]), entry.get("target"))] = entry
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a kill: that measurement is redone
+        #: the file ends mid-line (a kill): the next append starts a new line first
+        self._cut = False
+        try:
+            fd = open_checked(path, os.O_RDONLY, single=True)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read()
+        self._cut = bool(raw) and not raw.endswith(b"\n")
+        for number, line in enumerate(raw.splitlines(), 1):
+            try:
+                entry = json.loads(line)
+            except (ValueError, RecursionError):
+                continue  # a line cut short by a kill: that measurement is redone
+            key = _entry_key(entry)
+            if key is None:
+                raise SettingsError(
+                    f"{path} line {number} is not a measurement record of a search; "
+                    "remove the line (or the file) and resume again"
+                )
+            self._entries[key] = entry
 
     def entries(self, target: str | None = None) -> list[dict[str, Any]]:
         """The latest entry of each candidate measured on ``target`` (None: one target)."""
@@ -290,6 +341,36 @@ class MeasurementLog:
 
     def append(self, entry: dict[str, Any]) -> None:
         self._entries[(str(entry["hash"]), entry.get("target"))] = entry
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(entry) + "\n")
+        with open_append(self.path) as fh:
+            fh.write((b"\n" if self._cut else b"") + (json.dumps(entry) + "\n").encode())
             fh.flush()
+        self._cut = False
+
+
+def _number(value: Any) -> bool:
+    return value is None or finite(value) is not None
+
+
+def _entry_key(entry: Any) -> tuple[str, str | None] | None:
+    """(hash, target) of a well-formed log entry, else None."""
+    if not isinstance(entry, dict):
+        return None
+    digest, target = entry.get("hash"), entry.get("target")
+    if not isinstance(digest, str) or not (target is None or isinstance(target, str)):
+        return None
+    if not isinstance(entry.get("candidate"), str):
+        return None
+    if not all(_number(entry.get(k)) for k in ("accuracy", "val_loss", "train_s")):
+        return None
+    if not isinstance(entry.get("cost") or {}, dict):
+        return None
+    predicted = entry.get("predicted")
+    if not (predicted is None or isinstance(predicted, dict)):
+        return None
+    try:
+        m = Measurement.from_dict(entry["measurement"])
+    except (KeyError, MeasurementFormatError, AttributeError, TypeError, ValueError):
+        return None  # another version's record, or garbage
+    if not all(_number(v) for v in asdict(m.latency).values()):
+        return None
+    return digest, target

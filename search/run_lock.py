@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import SettingsError
+from .run_dir import open_checked, owned_dir
 
 LOCK_NAME = ".search.lock"
 
@@ -20,14 +21,18 @@ def run_dir_lock(out: Path) -> Iterator[None]:
     Two searches writing one study and one measurement log would fail each other's trials
     (and a resume could not tell whose they were), so the second one stops before it starts.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    owned_dir(out)  # this user's directory (an OSError is one line too)
     path = out / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:  # never through a planted link, never a FIFO; one name only (truncated below)
+        fd = open_checked(path, os.O_RDWR | os.O_CREAT, single=True)
+    except OSError as exc:
+        raise SettingsError(f"cannot lock {out}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            text = os.pread(fd, 64, 0).decode(errors="replace")
+            holder = "".join(c for c in text if c.isdigit())[:12] or "another process"
             raise SettingsError(
                 f"another search is running in {out} (pid {holder}); wait for it, or choose "
                 "another output directory"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -18,6 +19,8 @@ from typing import Any
 
 from hwnas_bench import BenchSettings
 from hwnas_bench.targets import BOARD_BENCH_KEYS
+
+from ..run_dir import UnsafeRunDirError, open_checked, read_file
 
 SCHEMA = "hwnas.latency_table/1"
 TABLE_FILE = "latency_table.json"
@@ -139,17 +142,17 @@ def read_entries(path: Path, fp: str, stat: str) -> dict[str, TableEntry]:
     """The file's entries for fingerprint ``fp``; {} for no file, and {} with a
     TableCacheWarning for a file that is not a sane table of that fingerprint. Malformed
     entries are skipped (one warning)."""
-    try:
-        size = path.stat().st_size
+    try:  # never through a link, a regular file only (a FIFO hangs, /dev/zero never ends)
+        text = read_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         return {}
+    except UnsafeRunDirError as exc:
+        return _ignored(path, str(exc))
     except OSError as exc:
         return _ignored(path, f"cannot read it: {exc.strerror or exc}")
-    if size > MAX_FILE_BYTES:
-        return _ignored(path, f"{size} bytes is above the limit of {MAX_FILE_BYTES}")
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as exc:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         return _ignored(path, f"not a readable JSON table ({type(exc).__name__})")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         return _ignored(path, f"not a {SCHEMA} file")
@@ -175,7 +178,8 @@ def write_entries(
 ) -> dict[str, TableEntry]:
     """Write ``entries`` to ``path`` atomically, with the entries another process wrote
     there meanwhile merged in (``entries`` win on a key both hold), under an exclusive lock
-    on ``<path>.lock``. Returns the merged entries. Raises OSError."""
+    on ``<path>.lock``. Returns the merged entries. Raises OSError (UnsafeRunDirError, an
+    OSError too, for a lock file that is a link or not a regular file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path.with_name(path.name + ".lock")):
         with warnings.catch_warnings():  # a bad file is replaced now: said when loading
@@ -202,7 +206,10 @@ def write_entries(
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # a dangling link there must not create its target
+        fd = open_checked(path, os.O_RDWR | os.O_CREAT)
+    except UnsafeRunDirError as exc:
+        raise OSError(errno.ELOOP, str(exc)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
