@@ -1,17 +1,53 @@
-"""What a finished search writes: pareto.json, pareto.png, summary.md, best.onnx,
-predictor.png, and the one-line summary. Every latency and energy figure here is a measured
-one, except those labelled predicted (the predictor's, made before the measurement)."""
+"""What a finished search writes: pareto.json, pareto.csv, pareto.png, summary.md,
+best.onnx, predictor.png, and the one-line summary. Every latency and energy figure here is
+a measured one, except those labelled predicted (the predictor's, made before the
+measurement). Each file goes through :func:`run_dir.write_file`: never through a planted
+link, and left as it is (with its date) when its content is unchanged."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import records
 from .records import TrialRecord
 from .result import SearchResult
+from .run_dir import read_file, write_file
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: the columns of pareto.csv, one row per member of the front (a several-target search's
+#: run directory adds ``target`` in front)
+CSV_COLUMNS = (
+    "trial",
+    "hash",
+    "accuracy",
+    "latency_ms",
+    "latency_stat",
+    "energy_mj",
+    "predicted_latency_ms",
+    "params",
+    "flops",
+    "peak_activation_bytes",
+    "memory_mb",
+    "board",
+    "candidate",
+)
+#: the largest model copied to best.onnx
+MAX_MODEL_BYTES = 2 << 30
+#: a budget further right than this many times the slowest point is marked at the edge,
+#: not drawn (the axis stays on the data)
+BUDGET_ZOOM = 2.0
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 trial``, ``2 trials`` (``words``: an irregular plural)."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
 
 
 def _energy(rec: TrialRecord | None) -> str:
@@ -41,8 +77,8 @@ def final_line(result: SearchResult) -> str:
     parts = [measured, pruned]
     if c["failed"]:
         parts.append(f"{c['failed']} failed")
-    repeats = f"; {c['duplicates']} repeats not measured again" if c["duplicates"] else ""
-    head = f"Search finished after {c['generated']} trials ({', '.join(parts)}{repeats})."
+    repeats = f"; {plural(c['duplicates'], 'repeat')} not measured again" if c["duplicates"] else ""
+    head = f"Search finished after {plural(c['generated'], 'trial')} ({', '.join(parts)}{repeats})."
     best = result.best
     if best is None:
         smallest = result.smallest_latency()
@@ -58,6 +94,20 @@ def final_line(result: SearchResult) -> str:
         f"{head} Best: accuracy {100 * (best.accuracy or 0):.1f}%, {stat} latency "
         f"{best.latency_ms:.3f} ms, energy {_energy(best)}"
     )
+
+
+def resumed_line(result: SearchResult, to_go: int) -> str:
+    """``resumed runs/x: kept 12 measured trials, 3 pruned; 25 to go``: what a resumed run
+    kept of the study (``to_go``: the trials it still runs)."""
+    c = result.counts
+    kept = [plural(c["measured"], "measured trial")]
+    kept += [f"{c[k]} {k}" for k in ("pruned", "failed") if c[k]]
+    if c["duplicates"]:
+        kept.append(plural(c["duplicates"], "repeat"))
+    if c["interrupted"]:
+        kept.append(f"{c['interrupted']} interrupted (redone first)")
+    tail = f"{to_go} to go" if to_go > 0 else "none to go (the run is finished)"
+    return f"resumed {result.out}: kept {', '.join(kept)}; {tail}"
 
 
 def trial_line(rec: TrialRecord, stat: str) -> str:
@@ -114,27 +164,46 @@ def front_rows(result: SearchResult) -> list[dict[str, Any]]:
     ]
 
 
+def front_csv(rows: list[dict[str, Any]], targets: list[str] | None = None) -> str:
+    """pareto.csv: a header row, then one row per front member (:data:`CSV_COLUMNS`; with
+    ``targets``, each row's target first: ``rows`` then hold a ``target`` key)."""
+    columns = (["target"] if targets else []) + list(CSV_COLUMNS)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        predicted = row.get("predicted") or {}
+        writer.writerow({**row, "predicted_latency_ms": predicted.get("latency_ms")})
+    return text.getvalue()
+
+
 def write_reports(result: SearchResult, folder: Path | None = None) -> None:
     """The reports of a one-target result in ``folder`` (default: the run directory, with
-    best.onnx; a several-target search gives each target's view its ``targets/<name>/``)."""
+    best.onnx; a several-target search gives each target's view its ``targets/<name>/``).
+    A finished run that was resumed keeps the reports it has (nothing in them is new)."""
     out = folder or result.out
+    if result.finished_before and (out / "summary.md").exists():
+        return
     best = result.best
-    (out / "pareto.json").write_text(
+    rows = front_rows(result)
+    write_file(
+        out / "pareto.json",
         json.dumps(
             {
                 "latency_stat": result.settings.latency_stat,
                 "constraints": result.settings.constraints,
                 "board": result.board,
                 "best": best.hash if best else None,
-                "front": front_rows(result),
+                "front": rows,
             },
             indent=2,
-        )
+        ),
     )
+    write_file(out / "pareto.csv", front_csv([{**r, "board": result.board} for r in rows]))
     model = result.out / "models" / f"{best.hash}.onnx" if best is not None else None
     if folder is None and model is not None and model.exists():  # a shared study's report
-        shutil.copyfile(model, out / "best.onnx")  # has no models
-    plot(result, out / "pareto.png")
+        write_file(out / "best.onnx", read_file(model, MAX_MODEL_BYTES))  # has no models
+    write_file(out / "pareto.png", png(pareto_figure(result)))
     if result.forecast is not None:
         from .predict.plot import plot_predictions
 
@@ -144,19 +213,61 @@ def write_reports(result: SearchResult, folder: Path | None = None) -> None:
             stat=result.settings.latency_stat,
             board=result.board,
         )
-    (out / "summary.md").write_text(summary(result))
+    write_file(out / "summary.md", summary(result))
 
 
 def _xy(recs: list[TrialRecord]) -> tuple[list[float], list[float]]:
     return [r.latency_ms or 0.0 for r in recs], [r.accuracy or 0.0 for r in recs]
 
 
-def plot(result: SearchResult, path: Path) -> None:
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (closed after), for :func:`run_dir.write_file`."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def mark_budget(ax: Axes, latencies: list[float], budget: float | None) -> None:
+    """The budget as a dashed line when it is near the points; far right of them (every
+    point far left of it), an arrow at the right edge instead, so the axis stays on the
+    data."""
+    if budget is None:
+        return
+    label = f"budget {budget:g} ms"
+    if not latencies or budget <= BUDGET_ZOOM * max(latencies):
+        ax.axvline(budget, ls="--", c="gray", label=label)
+        return
+    ax.annotate(
+        f"{label} \u2192",
+        xy=(1.0, 0.5),
+        xycoords="axes fraction",
+        xytext=(-4, 0),
+        textcoords="offset points",
+        ha="right",
+        va="center",
+        fontsize=8,
+        color="gray",
+    )
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on a board host or CI runner
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def pareto_figure(result: SearchResult) -> Figure:
+    """pareto.png: the measured candidates (feasible, over budget), the front, the budget;
+    the x-axis on the points (see :func:`mark_budget`)."""
+    plt = _pyplot()
     measured = [
         r for r in result.trials if r.outcome == records.MEASURED and r.latency_ms is not None
     ]
@@ -164,39 +275,25 @@ def plot(result: SearchResult, path: Path) -> None:
     infeasible = [r for r in measured if r.feasible is False]
     front = result.pareto
     stat = result.settings.latency_stat
+    fig: Figure
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
-    ax.scatter(
-        *_xy(feasible),
-        c="tab:blue",
-        label="feasible",
-        s=22,
-    )
+    ax.scatter(*_xy(feasible), c="tab:blue", label="feasible", s=22)
     if infeasible:
-        ax.scatter(
-            *_xy(infeasible),
-            c="tab:red",
-            marker="x",
-            label="over budget",
-            s=22,
-        )
+        ax.scatter(*_xy(infeasible), c="tab:red", marker="x", label="over budget", s=22)
     if front:
-        ax.step(
-            *_xy(front),
-            where="post",
-            c="tab:green",
-            label="Pareto front",
-        )
-    budget = result.settings.latency_budget
-    if budget is not None:
-        ax.axvline(budget, ls="--", c="gray", label=f"budget {budget:g} ms")
+        ax.step(*_xy(front), where="post", c="tab:green", label="Pareto front")
+    mark_budget(ax, _xy(measured)[0], result.settings.latency_budget)
     ax.set_xlabel(f"measured {stat} latency on {result.board} (ms)")
     ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{len(measured)} candidates measured")
+    ax.set_title(f"{plural(len(measured), 'candidate')} measured")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
+
+
+def plot(result: SearchResult, path: Path) -> None:
+    write_file(path, png(pareto_figure(result)))
 
 
 def summary(result: SearchResult) -> str:
@@ -243,7 +340,7 @@ def summary(result: SearchResult) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in result.pareto:
-        act = r.cost.get("peak_activation_bytes", 0) / 1024
+        act = (records.finite(r.cost.get("peak_activation_bytes")) or 0) / 1024
         lines.append(
             f"| {r.number} | {100 * (r.accuracy or 0):.1f}% | {r.latency_ms:.3f} | "
             f"{_energy(r).split(' (')[0]} | {r.cost.get('params')} | {r.cost.get('flops')} | "
@@ -264,6 +361,8 @@ def write_overview(result: SearchResult) -> None:
     from .model_card import TARGETS, safe_name
 
     out, s = result.out, result.settings
+    if result.finished_before and (out / "summary.md").exists():
+        return  # a finished run, resumed: its reports are kept
     views = {name: result.for_target(name) for name in result.targets}
     fronts = {
         name: {
@@ -274,17 +373,24 @@ def write_overview(result: SearchResult) -> None:
         }
         for name, view in views.items()
     }
-    (out / "pareto.json").write_text(
+    write_file(
+        out / "pareto.json",
         json.dumps(
             {"latency_stat": s.latency_stat, "constraints": s.constraints, "targets": fronts},
             indent=2,
-        )
+        ),
     )
+    rows = [
+        {**row, "target": name, "board": view.board}
+        for name, view in views.items()
+        for row in front_rows(view)
+    ]
+    write_file(out / "pareto.csv", front_csv(rows, list(views)))
     plot_fronts(views, out / "pareto.png", s.latency_stat, s.latency_budget)
     lines = [
         "# Search summary",
         "",
-        f"{len(views)} targets; each candidate trained once and measured on every one.",
+        f"{plural(len(views), 'target')}; each candidate trained once and measured on every one.",
         "",
         "| target | board | provider | best accuracy | "
         f"{s.latency_stat} ms | candidate | front | folder |",
@@ -311,7 +417,7 @@ def write_overview(result: SearchResult) -> None:
         "least one target; each target's front and best use only its own measurements.",
         "",
     ]
-    (out / "summary.md").write_text("\n".join(lines))
+    write_file(out / "summary.md", "\n".join(lines))
 
 
 def _provider(view: SearchResult, name: str) -> str | None:
@@ -323,11 +429,12 @@ def plot_fronts(
     views: dict[str, SearchResult], path: Path, stat: str, budget: float | None
 ) -> None:
     """One panel per target: its measured candidates and its front."""
-    import matplotlib
+    write_file(path, png(fronts_figure(views, stat, budget)))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def fronts_figure(views: dict[str, SearchResult], stat: str, budget: float | None) -> Figure:
+    plt = _pyplot()
+    fig: Figure
     fig, axes = plt.subplots(
         1, len(views), figsize=(4.2 * len(views), 4.0), dpi=100, sharey=True, squeeze=False
     )
@@ -338,16 +445,14 @@ def plot_fronts(
         ax.scatter(*_xy(measured), c="tab:blue", s=18, label="measured")
         if view.pareto:
             ax.step(*_xy(view.pareto), where="post", c="tab:green", label="Pareto front")
-        if budget is not None:
-            ax.axvline(budget, ls="--", c="gray", label=f"budget {budget:g} ms")
+        mark_budget(ax, _xy(measured)[0], budget)
         ax.set_title(f"{name} ({view.board})", fontsize=9)
         ax.set_xlabel(f"measured {stat} latency (ms)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation accuracy")
     axes[0][0].legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
 def _provider_lines(result: SearchResult) -> list[str]:
@@ -379,7 +484,8 @@ def predictor_section(result: SearchResult) -> list[str]:
     return [
         "## Latency predictor (predicted, not measured)",
         "",
-        f"- lookup table: {len(table.entries)} one-layer entries measured on {result.board} "
+        f"- lookup table: {plural(len(table.entries), 'one-layer entry', 'one-layer entries')} "
+        f"measured on {result.board} "
         f"({table.measured} in this run, the rest from the cache; fingerprint "
         f"{table.fingerprint[:12]})",
         "- error of the prediction made before each measurement, against that measurement: "
@@ -401,9 +507,9 @@ def predictor_section(result: SearchResult) -> list[str]:
 
 def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
     """A shared study's result from its trials alone (each measured trial holds its
-    Measurement, its board's name and facts), as any host sees it."""
-    import dataclasses
-
+    Measurement, its board's name and facts), as any host sees it. A study whose records are
+    not a search's (written by hand, by another version, nested past the parser's limit) is
+    a SettingsError naming it."""
     import optuna
 
     from .errors import SearchError, SettingsError
@@ -416,13 +522,24 @@ def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     except KeyError:
         raise SettingsError(f"no study {study_name} in that storage") from None
-    record = study.user_attrs.get(RECORD_KEY)
-    if not isinstance(record, dict):
-        raise SearchError(f"study {study_name} holds no {RECORD_KEY} record: not a search's")
-    key = dict(record["settings"])
-    trials = study_records(study.get_trials(deepcopy=False), None)
-    settings = SearchSettings(**{**key, "train": TrainSettings(**key["train"]), "trials": 0})
-    result = SearchResult(out, dataclasses.replace(settings, trials=max(1, len(trials))))
+    try:
+        record = study.user_attrs.get(RECORD_KEY)
+        if not isinstance(record, dict):
+            raise SearchError(f"study {study_name} holds no {RECORD_KEY} record: not a search's")
+        json.dumps(record)  # the summary shows its settings: nested past the limit fails
+        key = dict(record["settings"])
+        trials = study_records(study.get_trials(deepcopy=False), None)
+        settings = SearchSettings(
+            **{**key, "train": TrainSettings(**key["train"]), "trials": max(1, len(trials))}
+        )
+        settings.validate()
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise SettingsError(
+            f"study {study_name}'s {RECORD_KEY} record or trial attributes are not a "
+            f"search's ({what[:200]})"
+        ) from None
+    result = SearchResult(out, settings)
     result.trials = trials
     boards = sorted({r.measurement.target for r in result.trials if r.measurement})
     result.board = ", ".join(boards)
@@ -432,8 +549,11 @@ def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
 
 
 def report_study(storage: str, study_name: str, out: Path) -> SearchResult:
-    """``hwnas report``: pareto.json, pareto.png and summary.md of a shared study in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    """``hwnas report``: pareto.json, pareto.csv, pareto.png and summary.md of a shared
+    study in ``out`` (a directory of this user, with no planted link: see run_dir.py)."""
+    from .run_dir import owned_dir, scan
+
+    scan(owned_dir(out))
     result = study_result(storage, study_name, out)
     write_reports(result)
     return result

@@ -56,6 +56,8 @@ class SearchResult:
     forecast: Forecast | None = None
     #: target name -> its state, in the order given (one entry for a one-target search)
     targets: dict[str, TargetState] = field(default_factory=dict)
+    #: a resume found the run finished (no trial to go): its reports are kept as they are
+    finished_before: bool = False
 
     @property
     def several(self) -> bool:

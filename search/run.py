@@ -15,6 +15,7 @@ study gets one latency objective per board.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from hwnas_bench import HwnasError, Measurement
 
@@ -35,8 +37,9 @@ from .evaluate import Board
 from .onnx_export import to_onnx
 from .predict.table import TableError
 from .records import BoardFigures, TrialRecord
+from .report import MAX_MODEL_BYTES, resumed_line
 from .result import SearchResult, TargetState, data_fingerprint
-from .run_dir import RunDir
+from .run_dir import RunDir, read_file, write_file
 from .settings import SearchSettings
 from .space import Candidate, InvalidCandidate, SearchSpace
 from .strategies import SearchContext, Strategy
@@ -46,10 +49,16 @@ if TYPE_CHECKING:
     from .forecast import Forecast
 
 OnTrial = Callable[[TrialRecord, "SearchResult"], None]
+#: told once, before the first trial, what a resumed run kept (``resumed runs/x: kept ...``)
+OnResume = Callable[[str], None]
 #: target name -> its measurement of one candidate, or the board's error
 Measured = dict[str, "Measurement | HwnasError"]
 
-__all__ = ["OnTrial", "Search", "SearchResult", "data_fingerprint"]
+__all__ = ["OnResume", "OnTrial", "Search", "SearchResult", "data_fingerprint"]
+
+
+def _say(line: str) -> None:
+    print(f"hwnas: {line}", file=sys.stderr, flush=True)
 
 
 class Search:
@@ -84,6 +93,8 @@ class Search:
         #: several targets: each one's figures are kept and logged under its name
         self.several = len(boards) > 1
         self.on_trial = on_trial
+        #: a resumed run's line (default: to stderr); None says nothing
+        self.on_resume: OnResume | None = _say
         chance = 1.0 / float(space.num_classes or 2)
         # Hopeless = still no better than 1.5x chance after a quarter of the epochs.
         self.pruner = pruner or optuna.pruners.ThresholdPruner(
@@ -120,17 +131,28 @@ class Search:
             profile=largest.name,
         )
 
+    def metric_names(self) -> list[str]:
+        """The study's objective names, as optuna-dashboard shows them: ``accuracy`` and
+        ``latency_ms`` (several targets: ``latency_ms[<target>]`` each)."""
+        if not self.several:
+            return ["accuracy", "latency_ms"]
+        return ["accuracy", *(f"latency_ms[{n}]" for n in self.names)]
+
     def _studies(self) -> tuple[optuna.Study, optuna.Study]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = self.strategy.sampler(self.settings.trials, self.space)
         storage: str | optuna.storages.RDBStorage = self.run.storage
         directions = objectives.directions(len(self.names))
+        names = self.metric_names()
         if self.run.shared:
             storage = shared.open_storage(self.run.storage)
             record = {**self.study_record, "board": shared.speed_facts(self.board.facts)}
-            study = shared.create_or_load(storage, self.run.study_name, sampler, directions, record)
+            study = shared.create_or_load(
+                storage, self.run.study_name, sampler, directions, record, metric_names=names
+            )
             self.heartbeat = shared.Heartbeat(storage)
-        else:
+            return study, self._curves(storage)
+        try:
             study = optuna.create_study(
                 storage=storage,
                 sampler=sampler,
@@ -138,14 +160,25 @@ class Search:
                 directions=directions,
                 load_if_exists=True,
             )
-        curves = optuna.create_study(
+            if study.metric_names is None and len(study.directions) == len(names):
+                with shared.quiet():  # set on a study made before they were
+                    study.set_metric_names(names)
+            return study, self._curves(storage)
+        except SQLAlchemyError as exc:  # a study.db that SQLite cannot read
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SettingsError(
+                f"cannot open {self.run.out / 'study.db'}: {first[:200]}; remove it or "
+                "choose another output directory"
+            ) from None
+
+    def _curves(self, storage: str | optuna.storages.RDBStorage) -> optuna.Study:
+        return optuna.create_study(
             storage=storage,
             pruner=self.pruner,
             study_name=f"{self.run.study_name}.training",
             direction="maximize",
             load_if_exists=True,
         )
-        return study, curves
 
     def _recover(self, study: optuna.Study, curves: optuna.Study) -> None:
         """Trials a killed process left running: failed, and their candidates redone first
@@ -211,6 +244,11 @@ class Search:
         else:
             self._recover(study, curves)
         self.result.trials = self._records(study)
+        if self.result.trials:
+            used = shared.budget_used(study.get_trials(deepcopy=False), self.settings.trials)
+            self.result.finished_before = used >= self.settings.trials and not self.run.shared
+            if self.on_resume is not None:
+                self.on_resume(resumed_line(self.result, self.settings.trials - used))
         self.strategy.setup(
             SearchContext(
                 space=self.space,
@@ -351,7 +389,7 @@ class Search:
                 figures.predicted = forecast.predict(candidate).to_dict()
             except (HwnasError, TableError):
                 pass  # no prediction for this one: it is measured all the same
-        return rec, model_file.read_bytes(), todo
+        return rec, read_file(model_file, MAX_MODEL_BYTES), todo
 
     def _train(self, candidate: Candidate, rec: TrialRecord, curves: optuna.Study) -> bytes | None:
         with shared.quiet():
@@ -379,7 +417,7 @@ class Search:
         start = time.perf_counter()
         model = to_onnx(net)
         rec.export_s = round(time.perf_counter() - start, 5)
-        self.run.model_path(candidate.hash).write_bytes(model)
+        write_file(self.run.model_path(candidate.hash), model)
         return model
 
     def _measure(self, rec: TrialRecord, model: bytes, todo: list[str]) -> Measured:

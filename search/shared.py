@@ -137,10 +137,14 @@ def create_or_load(
     sampler: optuna.samplers.BaseSampler,
     directions: list[optuna.study.StudyDirection],
     record: dict[str, Any],
+    *,
+    metric_names: list[str] | None = None,
 ) -> optuna.Study:
     """The shared study ``name``, created with ``record`` if new; a study created by another
     worker is joined only if its record is ``record``: else SettingsError naming each key
-    that differs (``bench.threads: the study has 1, this worker 2``)."""
+    that differs (``bench.threads: the study has 1, this worker 2``). ``metric_names``:
+    the objectives' names (default ``accuracy``, ``latency_ms``), set on a new study so
+    optuna-dashboard shows them."""
     sampler.reseed_rng()  # workers with one seed would all propose the same candidates
     try:
         study = optuna.create_study(
@@ -151,7 +155,7 @@ def create_or_load(
     else:
         study.set_user_attr(RECORD_KEY, record)
         with quiet():
-            study.set_metric_names(["accuracy", "latency_ms"])
+            study.set_metric_names(metric_names or ["accuracy", "latency_ms"])
         return study
     if len(study.directions) != len(directions):
         raise SettingsError(f"study {name} exists and is not a search study (its objectives)")
