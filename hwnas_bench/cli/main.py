@@ -8,8 +8,10 @@ else, 130 interrupted. :func:`exit_code_for` is the mapping.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
-from typing import NoReturn, cast
+from collections.abc import Sequence
+from typing import Any, NoReturn, cast
 
 from device_agent.protocol import ErrorCode
 from hw_targets import HwTargetsError
@@ -36,12 +38,75 @@ USAGE_CODES = frozenset(
 )
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, where it has one worth saying (not None,
+    False, an empty list, or one its help already names)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default in ([], ())
+            or "default" in text.lower()
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a mistake is one line (with where to read more) and exit 2."""
+    """argparse, but a mistake is one line (with where to read more) and exit 2; an unknown
+    option is answered with the closest option of its verb; ``--help`` shows the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+        self._argv: list[str] = []
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._argv = list(sys.argv[1:] if args is None else args)  # for error()'s hint
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        print(f"hwnas: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        verb = self._verb()
+        print(
+            f"hwnas: error: {message}{_did_you_mean(message, verb)} (see {verb.prog} --help)",
+            file=sys.stderr,
+        )
         sys.exit(USAGE_EXIT)
+
+    def _verb(self) -> argparse.ArgumentParser:
+        """The (sub)command the arguments name: ``hwnas search ...`` -> search's parser."""
+        parser: argparse.ArgumentParser = self
+        for token in self._argv:
+            verbs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if verbs and token in verbs[0].choices:
+                parser = verbs[0].choices[token]
+        return parser
+
+
+def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
+    """`` (did you mean --trials?)`` for each unknown option close to one of the verb's."""
+    prefix = "unrecognized arguments: "
+    if not message.startswith(prefix):
+        return ""
+    known = [s for s in parser._option_string_actions if s.startswith("--")]
+    pairs: list[tuple[str, str]] = []  # (typed, closest known)
+    for token in message[len(prefix) :].split():
+        name = token.split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if name.startswith("-") and close:
+            pairs.append((name, close[0]))
+    if len(pairs) == 1:
+        return f" (did you mean {pairs[0][1]}?)"
+    if pairs:
+        return f" (did you mean {', '.join(f'{b} for {a}' for a, b in pairs)}?)"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,10 +4,12 @@ in-process through ``main`` (the same code, without paying torch's import again)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +22,10 @@ import pytest
 HWNAS = [sys.executable, "-m", "hwnas_bench.cli.main"]
 QUICK = ["--dataset", "digits", "--epochs", "1", "--min-time", "0.05"]
 FINAL = re.compile(
-    r"^Search finished after (\d+) trials \((\d+) measured on local"
+    r"^Search finished after (\d+) trials? \((\d+) measured on local"
     r"(?: \(\d+ over budget\))?, (\d+) pruned.*\)\. "
-    r"Best: accuracy [\d.]+%, p50 latency [\d.]+ ms, energy n/a \(no power meter\)$"
+    r"Best: (?:validation )?accuracy [\d.]+%, p50 latency [\d.]+ ms, "
+    r"energy n/a \(no power meter\)$"
 )
 
 
@@ -59,20 +62,28 @@ def test_search_verb_runs_and_ends_with_the_one_line_summary(tmp_path: Path, cap
         capsys, "bench", str(out / "best.onnx"), "--threads", "1", "--json", str(out / "m.json")
     )
     assert again.returncode == 0, again.stderr
-    assert json.loads((out / "m.json").read_text())["latency"]["median_ms"] <= 50.0
+    m = json.loads((out / "m.json").read_text())
+    # the model measured is the file the search wrote, and the figure is its samples' median
+    assert m["model"]["sha256"] == hashlib.sha256((out / "best.onnx").read_bytes()).hexdigest()
+    samples = m["samples_ms"]
+    assert m["latency"]["n"] == len(samples) >= m["settings"]["min_iterations"] > 0
+    assert m["latency"]["median_ms"] == pytest.approx(statistics.median(samples), rel=1e-6)
+    assert min(samples) <= m["latency"]["median_ms"] <= max(samples)
 
 
 def test_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path, capsys: Any) -> None:
     proc = hwnas_here(capsys, "search", "--dataset", "digits")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "hwnas: error: give --out runs/NAME (the run directory)"
+    assert proc.stderr.strip() == (
+        "hwnas: error: the following arguments are required: --out (see hwnas search --help)"
+    )
     config = tmp_path / "search.toml"
     config.write_text("trials = 3\nbudget = 2\n[space]\nnum_layers = [1, 2]\n")
     proc = hwnas_here(
         capsys, "search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path)
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().endswith("unknown settings budget")
+    assert "unknown settings budget (known: batch_size, " in proc.stderr
     config.write_text('[space]\nlayer_types = ["conv", "lstm"]\n')
     proc = hwnas_here(
         capsys, "search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path)
@@ -201,7 +212,7 @@ def test_a_differentiable_search_with_a_fixed_lambda_from_the_command_line(
     )
     proc = hwnas_here(capsys, *args, "--lambda", "0.7", "--out", str(out), "--resume")
     assert proc.returncode == 2
-    assert "strategy_options.lambda" in proc.stderr
+    assert "--lambda 0.7 contradicts the run's 0.5" in proc.stderr
 
 
 @pytest.mark.slow  # 16 s; the step itself runs by default in test_search_compress.py and
@@ -262,3 +273,220 @@ def test_compress_settings_mistakes_are_one_line_and_exit_2(tmp_path: Path, caps
     )
     assert compress_option(True, None) is True
     assert compress_option(False, None) is False
+
+
+# --- what a new user meets: search.toml, input files, resume, Ctrl-C, help (issue 16) ---
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("hwnas: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("[space]\nnum_layers = [[1, 2]]\n", "[space] num_layers must be a value or an array"),
+        ("[space]\nconv_kernels = [[3], [5]]\n", "[space] conv_kernels must be a value or an"),
+        ("[space]\nfc_sizes = {a = 1}\n", "[space] fc_sizes must be a value or an array"),
+        ("[space.extra]\na = 1\n", "unknown [space] settings extra (known: conv_channels, "),
+        ("[space]\nconv_kernel = [3]\n", "unknown [space] settings conv_kernel (did you mean "),
+        ("[compress]\nprune_ratios = [[0.5]]\n", "[compress] prune_ratios must be a value or"),
+        ("trials = [[1]]\n", "trials must be an integer, not [[1]]"),
+        ("[trials]\nn = 1\n", "trials must be an integer, not {'n': 1}"),
+        ("latency_budget = 0.05\n", "unknown settings latency_budget (did you mean latency_bu"),
+        ("out = 'runs/x'\n", "out is not a search.toml setting: the run directory is --out DIR"),
+        ("trials = \n", "not valid TOML"),
+    ],
+)
+def test_search_toml_nesting_and_unknown_keys_are_one_line(
+    tmp_path: Path, capsys: Any, text: str, said: str
+) -> None:
+    config = tmp_path / "search.toml"
+    config.write_text(text)
+    argv = ["search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path / "r")]
+    line = _one_error_line(hwnas_here(capsys, *argv))
+    assert said in line, line
+    assert not (tmp_path / "r").exists()  # refused before anything was made
+
+
+def _limited_memory() -> None:  # a config read without a cap would take all of it
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused_unread(tmp_path: Path) -> None:
+    """/dev/zero never ends, a FIFO blocks the open, a directory is no file, a huge file
+    is no search.toml: each is one line, at once (a subprocess: the old code read /dev/zero
+    until memory ran out)."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (2 << 20) + "\n")
+    for config, said in (
+        ("/dev/zero", "--config /dev/zero: not a regular file"),
+        (str(fifo), f"--config {fifo}: not a regular file"),
+        (str(tmp_path), f"--config {tmp_path}: is a directory, not a file"),
+        (str(big), f"--config {big}: larger than 1024 KiB, not a search.toml"),
+    ):
+        proc = subprocess.run(
+            [*HWNAS, "search", "--config", config, "--dataset", "digits", "--out", "r"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            preexec_fn=_limited_memory,
+            check=False,
+        )
+        assert _one_error_line(proc) == f"hwnas: error: {said}"
+
+
+def test_missing_input_files_exit_2_naming_the_flag(tmp_path: Path, capsys: Any) -> None:
+    out = str(tmp_path / "r")
+    for argv, said in (
+        (["--data", str(tmp_path / "none.npz")], f"--data {tmp_path / 'none.npz'}: no such file"),
+        (["--data", str(tmp_path)], f"--data {tmp_path}: is a directory, not a file"),
+        (
+            ["--dataset", "digits", "--config", str(tmp_path / "none.toml")],
+            f"--config {tmp_path / 'none.toml'}: no such file",
+        ),
+    ):
+        line = _one_error_line(hwnas_here(capsys, "search", *argv, "--out", out))
+        assert line == f"hwnas: error: {said}"
+
+
+def test_resume_takes_every_setting_from_the_run(tmp_path: Path, capsys: Any) -> None:
+    """`--resume --out DIR` alone continues the run with its own settings (search.json) and
+    data (command.json); `--trials` may grow; a flag that contradicts the run is refused,
+    naming the flag."""
+    from search.data import load_dataset
+
+    d = load_dataset("digits")
+    data = tmp_path / "train.npz"
+    np.savez(data, x=d.x[:300], y=d.y[:300])
+    out = tmp_path / "run"
+    first = [
+        "search", "--data", str(data), "--strategy", "random", "--seed", "3", "--epochs", "1",
+        "--batch-size", "16", "--min-time", "0.05", "--latency-budget-ms", "50",
+        "--optimizer", "sgd", "--trials", "2", "--out", str(out), "-q",
+    ]  # fmt: skip
+    proc = hwnas_here(capsys, *first)
+    assert proc.returncode == 0, proc.stderr
+    before = json.loads((out / "search.json").read_text())
+    assert before["settings"]["train"]["batch_size"] == 16  # not a default: it must be kept
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.MonkeyPatch.context() as mp:  # the data path was recorded absolute
+        mp.chdir(elsewhere)
+        proc = hwnas_here(capsys, "search", "--resume", "--out", str(out), "--trials", "3", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert FINAL.match(proc.stdout.strip().splitlines()[-1]), proc.stdout
+    after = json.loads((out / "search.json").read_text())
+    assert after == {**before, "trials": 3}
+    assert len([t for t in _trials(out) if t.state.is_finished()]) >= 3
+    for flag, value, theirs in (("--seed", "4", "3"), ("--optimizer", "adam", "'sgd'")):
+        proc = hwnas_here(capsys, "search", "--resume", "--out", str(out), flag, value)
+        line = _one_error_line(proc)
+        assert f"{flag} " in line, line
+        assert f"contradicts the run's {theirs}" in line, line
+    assert json.loads((out / "search.json").read_text()) == after  # refused: nothing changed
+
+
+def test_ctrl_c_says_how_to_continue_and_exits_130(tmp_path: Path) -> None:
+    out = tmp_path / "run dir"
+    args = ["search", *QUICK, "--strategy", "random", "--trials", "30", "--out", str(out)]
+    proc = subprocess.Popen(
+        [*HWNAS, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait on the pipe until a trial has finished
+        if line.startswith("trial "):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"hwnas: interrupted; continue the search with: hwnas search --resume --out '{out}'"
+    )
+
+
+def test_help_shows_every_default_and_that_out_is_required(capsys: Any) -> None:
+    from search.cli import DEFAULTS
+
+    proc = hwnas_here(capsys, "search", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())  # argparse wraps lines
+    usage = text.split(" Train candidates")[0]
+    assert " --out DIR " in usage
+    assert "[--out" not in usage  # required: no brackets
+    assert "--out DIR required: the run directory" in text
+    for key, value in DEFAULTS.items():
+        flag = "--" + key.replace("_", "-")
+        block = text.split(f" {flag} ", 1)[1].split(" --", 1)[0]
+        if value not in (None, False) and not isinstance(value, bool):
+            assert f"default: {value}" in block, (flag, block)
+        elif key not in ("dataset", "data", "out"):  # one of the two data flags is needed
+            assert "default" in block, (flag, block)
+
+
+def _leaf_commands() -> list[tuple[list[str], Any]]:
+    """(argv to reach it, parser) of every hwnas verb, nested ones included."""
+    import argparse
+
+    from hwnas_bench.cli.main import build_parser
+
+    found: list[tuple[list[str], Any]] = []
+
+    def walk(path: list[str], parser: argparse.ArgumentParser) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            found.append((path, parser))
+        for sub in subs:
+            for name, child in sub.choices.items():
+                walk([*path, name], child)
+
+    walk([], build_parser())
+    return found
+
+
+def test_every_verb_answers_an_unknown_option_with_the_closest_one(capsys: Any) -> None:
+    verbs = _leaf_commands()
+    assert {"search", "bench", "compress", "deploy", "report"} <= {p[0] for p, _ in verbs}
+    for path, parser in verbs:
+        argv = list(path)
+        option = None
+        for action in parser._actions:
+            longs = [s for s in action.option_strings if s.startswith("--") and s != "--help"]
+            if not action.option_strings:  # a positional: any value of it
+                argv.append(str(next(iter(action.choices))) if action.choices else "1")
+            elif action.required:
+                argv += [longs[0], "1"]
+            elif option is None and longs and len(longs[0]) > 6:
+                option = longs[0]
+        option = option or "--help"  # a verb with no option of its own (agent build)
+        typo = option[:-2] + option[-1] + option[-2]  # the last two letters swapped
+        proc = hwnas_here(capsys, *argv, typo)
+        line = _one_error_line(proc)
+        assert f"unrecognized arguments: {typo}" in line, (path, line)
+        assert f"(did you mean {option}?)" in line, (path, line)
+        assert line.endswith(f"(see hwnas {' '.join(path)} --help)"), line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs search/report.py's final_line to say 'validation accuracy' (issue 16, "
+    "item 12; the lead applies it): drop this mark then",
+)
+def test_the_final_line_says_validation_accuracy(tmp_path: Path, capsys: Any) -> None:
+    proc = hwnas_here(
+        capsys, "search", *QUICK, "--strategy", "random", "--trials", "1", "--out",
+        str(tmp_path / "r"), "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert " Best: validation accuracy " in proc.stdout.strip().splitlines()[-1]
