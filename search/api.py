@@ -29,12 +29,12 @@ from .build import CandidateNet
 from .data import Split, class_count, labels, split, to_nchw
 from .errors import DataError, InfeasibleBudgetError, SearchError, SettingsError
 from .evaluate import ROUNDS, Board, bench_settings
-from .model_card import safe_name, write_target_folder
+from .model_card import CARD_FILE, MAX_MODEL_BYTES, TARGETS, safe_name, write_target_folder
 from .onnx_export import from_onnx
 from .records import TrialRecord
 from .report import final_line, write_overview, write_reports
 from .run import OnTrial, Search, SearchResult, data_fingerprint
-from .run_dir import RunDir
+from .run_dir import RunDir, read_file, write_file
 from .run_lock import run_dir_lock
 from .settings import SearchSettings, check_constraints
 from .space import Candidate, SearchSpace
@@ -306,7 +306,8 @@ class Searcher:
                 # worker's run directory; this one answers with the best it has here
                 best = records.best(r for r in view.trials if run_dir.model_path(r.hash).exists())
                 if best is not None and not several:
-                    shutil.copyfile(run_dir.model_path(best.hash), run_dir.out / "best.onnx")
+                    model_bytes = read_file(run_dir.model_path(best.hash), MAX_MODEL_BYTES)
+                    write_file(run_dir.out / "best.onnx", model_bytes)
             if best is None or best.measurement is None:
                 models[name] = None
                 continue
@@ -314,6 +315,9 @@ class Searcher:
             models[name] = model
             test_accuracy = model.evaluate(*test)[1] if test is not None else None
             state = result.targets[name]
+            card_path = run_dir.out / TARGETS / safe_name(name) / CARD_FILE
+            if result.finished_before and card_path.exists():
+                continue  # a finished run resumed: its card keeps its date (and compression)
             folder = write_target_folder(
                 run_dir.out,
                 name,

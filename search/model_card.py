@@ -30,6 +30,7 @@ from hwnas_bench.errors import MeasurementFormatError
 from .errors import SearchError, SettingsError, SpaceError
 from .evaluate import STATS
 from .records import TrialRecord
+from .run_dir import owned_dir, write_file
 from .settings import SearchSettings
 from .space import Candidate
 
@@ -333,17 +334,11 @@ def write_target_folder(
         hwnas_bench_version=__version__,
         provider=provider,
     )
-    folder = run_dir / TARGETS / safe_name(target)
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / MODEL_FILE, model)
-    _write_atomic(folder / CARD_FILE, (json.dumps(card.to_dict(), indent=2) + "\n").encode())
+    folder = owned_dir(run_dir / TARGETS / safe_name(target))
+    # by rename (a reader sees the old file or the new one), never through a planted link
+    write_file(folder / MODEL_FILE, model)
+    write_file(folder / CARD_FILE, json.dumps(card.to_dict(), indent=2) + "\n")
     return folder
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(data)
-    partial.replace(path)  # a reader sees the old file or the new one
 
 
 def run_targets(run_dir: Path) -> list[str]:

@@ -25,6 +25,7 @@ from .build import build
 from .errors import SearchError, SettingsError, SpaceError
 from .evaluate import Board
 from .onnx_export import to_onnx
+from .run_dir import write_file
 from .space import Candidate, SearchSpace
 
 CPU = "CPUExecutionProvider"
@@ -311,4 +312,4 @@ def load_choices(run_dir: Path) -> dict[str, ProviderChoice]:
 
 def save_choices(run_dir: Path, choices: Mapping[str, ProviderChoice | None]) -> None:
     data = {name: c.to_dict() for name, c in choices.items() if c is not None}
-    (run_dir / CHOICES_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    write_file(run_dir / CHOICES_FILE, json.dumps(data, indent=2) + "\n")  # never via a link

@@ -56,6 +56,7 @@ _MODEL_CODES = {
     "out_of_memory",
     "model_too_large",
     "input_too_large",
+    "output_too_large",
 }
 
 
