@@ -26,7 +26,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hwnas_bench import Measurement
-from hwnas_bench.lock_url import redact, url_password
+from hwnas_bench.lock_url import redact, url_password, userinfo_problem
 
 from . import records
 from .errors import SearchError, SettingsError
@@ -75,6 +75,11 @@ def check_storage_url(url: str, source: str = "--storage") -> str:
             f"{source}: must be a postgresql://user@host:5432/database (or sqlite:///file.db) "
             f"URL, got '{shown(value)[:200]}'"
         )
+    if scheme.lower() != "sqlite":
+        # the driver would end the password elsewhere than at the last '@' and quote the rest
+        problem = userinfo_problem(value)
+        if problem:
+            raise SettingsError(f"{source}: {problem}: '{shown(value)[:200]}'")
     return value
 
 
