@@ -362,10 +362,11 @@ def _recorded(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]
     """(options, space, Searcher keywords) of the run in ``out``: search.json's settings,
     and the inputs command.json adds (data, compression, the shared study)."""
     from .errors import SettingsError
+    from .run_dir import MAX_RECORD_BYTES, read_file, read_record
 
     path = out / "search.json"
+    record = read_record(path)  # never through a link, at most its cap, one line if damaged
     try:
-        record = json.loads(path.read_text())
         settings, train = record["settings"], record["settings"]["train"]
         constraints = dict(settings["constraints"])
         opts: dict[str, Any] = {
@@ -398,11 +399,11 @@ def _recorded(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]
     command = out / COMMAND_FILE
     if command.is_file():
         try:
-            inputs = json.loads(command.read_text())
+            inputs = json.loads(read_file(command, MAX_RECORD_BYTES))
             opts.update({k: inputs[k] for k in ("dataset", "data", "compress")})
             keywords.update({k: inputs.get(k) for k in ("storage", "study")})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SettingsError(f"cannot resume {out}: {command} is damaged ({exc})") from exc
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise SettingsError(f"cannot resume {out}: {command} is damaged ({exc})") from None
     return opts, space, keywords
 
 
@@ -431,10 +432,13 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], 
     """(settings, space, extra Searcher keywords) from search.toml then the flags; on
     ``--resume`` the run's own settings come first."""
     from .errors import SettingsError
+    from .run_dir import owned_dir
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SettingsError(f"--out {out} is a file; give a directory for the run")
+    if out.exists():  # another user's, or a link of theirs: one line, exit 2 (nothing made)
+        owned_dir(out)
     file: dict[str, Any] = {}
     if args.config is not None:
         file = _read_config(args.config)
@@ -522,8 +526,10 @@ def _write_command(args: argparse.Namespace, opts: dict[str, Any]) -> None:
         "storage": shown(args.storage) if args.storage else None,
         "study": args.study,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / COMMAND_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    from .run_dir import owned_dir, scan, write_file
+
+    scan(owned_dir(out))  # before the first file is written: nothing planted is followed
+    write_file(out / COMMAND_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def compress_option(value: bool | dict[str, Any], config: Path | None) -> Any:

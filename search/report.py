@@ -63,7 +63,7 @@ def _energy(rec: TrialRecord | None) -> str:
 
 def final_line(result: SearchResult) -> str:
     """``Search finished after 40 trials (34 measured on local (3 over budget), 6 pruned).
-    Best: accuracy 97.1%, p50 latency 0.21 ms, energy n/a (no power meter)``"""
+    Best: validation accuracy 97.1%, p50 latency 0.21 ms, energy n/a (no power meter)``"""
     c = result.counts
     stat = result.settings.latency_stat
     boards = sorted({r.measurement.target for r in result.trials if r.measurement})
@@ -91,7 +91,7 @@ def final_line(result: SearchResult) -> str:
             + (f", over the budget of {budget:g} ms." if budget is not None else ".")
         )
     return (
-        f"{head} Best: accuracy {100 * (best.accuracy or 0):.1f}%, {stat} latency "
+        f"{head} Best: validation accuracy {100 * (best.accuracy or 0):.1f}%, {stat} latency "
         f"{best.latency_ms:.3f} ms, energy {_energy(best)}"
     )
 

@@ -20,7 +20,7 @@ FINAL = re.compile(
     r"^Search finished after \d+ trials? \(\d+ measured on [\w.-]+(?: \(\d+ over budget\))?, "
     r"\d+ pruned(?: \(\d+ predicted over budget\))?(?:, \d+ failed)?"
     r"(?:; \d+ repeats? not measured again)?\)\. "
-    r"Best: (?:validation )?accuracy [\d.]+%, p50 latency [\d.]+ ms, "
+    r"Best: validation accuracy [\d.]+%, p50 latency [\d.]+ ms, "
     r"energy (?:n/a \(no power meter\)|[\d.]+ mJ.*)$"
 )
 

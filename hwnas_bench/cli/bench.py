@@ -85,10 +85,32 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
         choices=[g.value for g in GraphOptimization],
         help=f"default: the board's, else {_DEFAULTS.graph_optimization}",
     )
-    group.add_argument("--warmup-runs", type=int, default=_DEFAULTS.warmup_runs)
-    group.add_argument("--warmup-time", type=float, default=_DEFAULTS.warmup_min_s, metavar="S")
-    group.add_argument("--min-iterations", type=int, default=_DEFAULTS.min_iterations)
-    group.add_argument("--min-time", type=float, default=_DEFAULTS.min_time_s, metavar="S")
+    group.add_argument(
+        "--warmup-runs",
+        type=int,
+        default=_DEFAULTS.warmup_runs,
+        help=f"untimed runs before timing (default {_DEFAULTS.warmup_runs})",
+    )
+    group.add_argument(
+        "--warmup-time",
+        type=float,
+        default=_DEFAULTS.warmup_min_s,
+        metavar="S",
+        help=f"warm up for at least this long (default {_DEFAULTS.warmup_min_s:g} s)",
+    )
+    group.add_argument(
+        "--min-iterations",
+        type=int,
+        default=_DEFAULTS.min_iterations,
+        help=f"time at least this many runs (default {_DEFAULTS.min_iterations})",
+    )
+    group.add_argument(
+        "--min-time",
+        type=float,
+        default=_DEFAULTS.min_time_s,
+        metavar="S",
+        help=f"and for at least this long (default {_DEFAULTS.min_time_s:g} s)",
+    )
     group.add_argument(
         "--max-time",
         type=float,
@@ -104,9 +126,15 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
         help="value of a dynamic input dimension, e.g. --dim batch=8 (repeatable)",
     )
     group.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of synthetic inputs")
-    group.add_argument("--power-meter", default=None, help="power meter source to use")
     group.add_argument(
-        "--power-interval", type=float, default=_DEFAULTS.power_interval_s, metavar="S"
+        "--power-meter", default=None, help="power meter source to use (default: the board's)"
+    )
+    group.add_argument(
+        "--power-interval",
+        type=float,
+        default=_DEFAULTS.power_interval_s,
+        metavar="S",
+        help=f"power sampling period (default {_DEFAULTS.power_interval_s:g} s)",
     )
     group.add_argument(
         "--cpus",

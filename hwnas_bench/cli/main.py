@@ -23,8 +23,9 @@ from . import agent, bench, targets
 
 USAGE_EXIT = 2
 #: Agent replies that mean the command was asked wrongly, so the user can change a setting: an
-#: option the board refused (a --dim the model lacks, inputs of the wrong shape, inputs too
-#: large for its cap, a provider it does not have, a bad token, a --governor it may not set)
+#: option the board refused (a --dim the model lacks, inputs of the wrong shape, inputs or
+#: outputs too large for its caps, a provider it does not have, a bad token, a --governor it
+#: may not set)
 USAGE_CODES = frozenset(
     code.value
     for code in (
@@ -33,6 +34,7 @@ USAGE_CODES = frozenset(
         ErrorCode.PROVIDER_UNAVAILABLE,
         ErrorCode.UNAUTHORIZED,
         ErrorCode.INPUT_TOO_LARGE,
+        ErrorCode.OUTPUT_TOO_LARGE,
         ErrorCode.NOT_PERMITTED,
     )
 )

@@ -24,7 +24,7 @@ QUICK = ["--dataset", "digits", "--epochs", "1", "--min-time", "0.05"]
 FINAL = re.compile(
     r"^Search finished after (\d+) trials? \((\d+) measured on local"
     r"(?: \(\d+ over budget\))?, (\d+) pruned.*\)\. "
-    r"Best: (?:validation )?accuracy [\d.]+%, p50 latency [\d.]+ ms, "
+    r"Best: validation accuracy [\d.]+%, p50 latency [\d.]+ ms, "
     r"energy n/a \(no power meter\)$"
 )
 
@@ -478,11 +478,6 @@ def test_every_verb_answers_an_unknown_option_with_the_closest_one(capsys: Any) 
         assert line.endswith(f"(see hwnas {' '.join(path)} --help)"), line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs search/report.py's final_line to say 'validation accuracy' (issue 16, "
-    "item 12; the lead applies it): drop this mark then",
-)
 def test_the_final_line_says_validation_accuracy(tmp_path: Path, capsys: Any) -> None:
     proc = hwnas_here(
         capsys, "search", *QUICK, "--strategy", "random", "--trials", "1", "--out",

@@ -172,7 +172,8 @@ def test_an_out_directory_of_another_user_is_refused(
     os.chown(out, OTHER_UID, OTHER_UID)
     assert main(_search_args(tmp_path, out)) == 2
     _one_error_line(capsys.readouterr().err, "belongs to another user", f"uid {OTHER_UID}")
-    assert not {".search.lock", "search.json", "study.db", "models"} & set(os.listdir(out))
+    written = {".search.lock", "search.json", "study.db", "models", "command.json"}
+    assert not written & set(os.listdir(out))
 
 
 @pytest.mark.skipif(
@@ -291,6 +292,25 @@ def test_resume_with_a_malformed_search_json_is_a_settings_error(tmp_path: Path,
     x, y = _data()
     with pytest.raises(SettingsError, match=r"search.json is not a search's record"):
         _searcher(out, resume=True).search(x, y)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1]", "[" * 100_000 + "]" * 100_000])
+def test_resume_with_a_malformed_search_json_is_one_line_from_the_cli(
+    tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "search.json").write_text(text)
+    (out / "measurements.jsonl").write_text("")
+    assert main(["search", "--resume", "--out", str(out)]) == 2
+    _one_error_line(capsys.readouterr().err, "search.json is not a search's record")
+
+
+def test_out_under_proc_is_one_line_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_search_args(tmp_path, Path("/proc/hwnas-x"))) == 2
+    _one_error_line(capsys.readouterr().err, "cannot use /proc/hwnas-x as a run directory")
 
 
 # -- the latency-table cache ----------------------------------------------------------------
