@@ -145,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
 
         raise SettingsError(f"--out {out} is a file; give a directory for the variants")
     board = Board(args.target, bench=bench, purpose="compress")
+    board.farm.candidates(args.target)  # an unknown target: refused before the calibration
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         result = compress_onnx(

@@ -504,3 +504,17 @@ def test_hwnas_compress_refuses_bad_input_with_one_line_and_exit_2(
     assert len(err) == 1
     assert err[0].startswith("hwnas: error: ")
     assert re.search(message, err[0]), err[0]
+
+
+def test_hwnas_compress_refuses_an_unknown_target_before_calibrating(
+    hwnas: Any, trained: CandidateNet, tmp_path: Path, capsys: Any
+) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(to_onnx(trained))
+    calib = _save(tmp_path / "c.npz", x=np.zeros((8, 8, 8, 1), np.float32), y=np.zeros(8, int))
+    out = tmp_path / "o"
+    argv = ["compress", str(model), "--calibration", str(calib), "--out", str(out)]
+    assert hwnas([*argv, "--target", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and "no board named 'nosuch'" in err[0], err
+    assert not out.exists()  # nothing was calibrated or written before the refusal
