@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "predictor": None,  #: "on" / "off"; None: the strategy's default (on for evolution)
     "lambda": None,  #: differentiable: a fixed latency weight instead of the calibrated one
     "compress": False,  #: compress each target's model as the last step
+    "channels_first_ok": False,  #: take an x that looks channels-first as it is
 }
 #: rounds of a differentiable search (derive, train, measure, correct) unless --trials says
 DIFFERENTIABLE_TRIALS = 5
@@ -66,6 +67,7 @@ DIFFERENTIABLE_TRIALS = 5
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "target": (str, list),  #: a name, or a list of names (several targets)
     "compress": (bool, dict),  #: true, or a [compress] table of CompressSettings fields
+    "channels_first_ok": (bool,),
     **dict.fromkeys(("dataset", "data", "latency_stat", "strategy"), (str,)),
     **dict.fromkeys(("optimizer", "predictor"), (str,)),
     **dict.fromkeys(("trials", "epochs", "batch_size", "seed", "threads"), (int,)),
@@ -248,6 +250,12 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     data.add_argument(
         "--data", type=Path, metavar="FILE", help=".npz holding x, y (and x_test, y_test)"
     )
+    p.add_argument(
+        "--channels-first-ok",
+        action="store_true",
+        help="take --data's x as it is although it looks channels-first (N, 1|3, H, W): its "
+        "axes really are (N, H, W, C) (default: refused, with the transpose to apply)",
+    )
     p.add_argument("--latency-budget-ms", type=float, metavar="X", help="default: no budget")
     p.add_argument(
         "--energy-budget-mj", type=float, metavar="Y", help="needs a power meter (default: none)"
@@ -401,6 +409,7 @@ def _recorded(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]
         try:
             inputs = json.loads(read_file(command, MAX_RECORD_BYTES))
             opts.update({k: inputs[k] for k in ("dataset", "data", "compress")})
+            opts["channels_first_ok"] = bool(inputs.get("channels_first_ok", False))
             keywords.update({k: inputs.get(k) for k in ("storage", "study")})
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise SettingsError(f"cannot resume {out}: {command} is damaged ({exc})") from None
@@ -414,7 +423,9 @@ def _refuse_contradictions(
     from .errors import SettingsError
 
     for key, (where, value) in given.items():
-        if key in ("trials", "compress", "dataset", "data") or key not in recorded:
+        if key in ("trials", "compress", "dataset", "data", "channels_first_ok"):
+            continue  # the run's inputs: command.json's, or given again on purpose
+        if key not in recorded:
             continue
         mine, theirs = value, recorded[key]
         if key == "target":
@@ -523,6 +534,7 @@ def _write_command(args: argparse.Namespace, opts: dict[str, Any]) -> None:
         "dataset": opts["dataset"],
         "data": str(Path(opts["data"]).resolve()) if opts["data"] is not None else None,
         "compress": opts["compress"],
+        "channels_first_ok": bool(opts["channels_first_ok"]),
         "storage": shown(args.storage) if args.storage else None,
         "study": args.study,
     }
@@ -641,7 +653,11 @@ def _run(args: argparse.Namespace) -> int:
     from .report import final_line, trial_line
     from .space import SearchSpace
 
-    data = load_npz(opts["data"]) if opts["data"] else load_dataset(opts["dataset"])
+    data = (
+        load_npz(opts["data"], allow_channels_first=bool(opts["channels_first_ok"]))
+        if opts["data"]
+        else load_dataset(opts["dataset"])
+    )
     space = SearchSpace.from_dict({"input_shape": data.input_shape, **space_opts})
     constraints = {
         **keywords.pop("constraints", {}),

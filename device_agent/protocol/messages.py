@@ -60,6 +60,17 @@ class GraphOptimization(str, enum.Enum):
     ALL = "all"
 
 
+#: (name, lowest, highest) of each integer setting
+_INT_RANGES = (
+    ("threads", 0, 1024),
+    ("inter_op_threads", 0, 1024),
+    ("warmup_runs", 0, 10**9),  # max_time_s ends a long warm-up
+    ("seed", 0, 2**32 - 1),  # numpy's seed range
+    ("min_iterations", 1, 10**9),
+    ("max_iterations", 1, 10**9),
+)
+
+
 @dataclass
 class BenchSettings:
     """How to run one benchmark. Defaults follow TFLite's benchmark_model and onnxruntime_perf_test.
@@ -102,12 +113,13 @@ class BenchSettings:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field of the wrong type or out of range."""
-        for name in ("threads", "inter_op_threads", "warmup_runs", "seed"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be an integer >= 0")
-        for name in ("min_iterations", "max_iterations"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1")
+        # upper bounds too: a mistyped 2**70 is refused, never handed to onnxruntime or numpy
+        for name, low, high in _INT_RANGES:
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}")
+            if value > high:
+                raise ValueError(f"{name} must be <= {high}")
         if self.min_iterations > self.max_iterations:
             raise ValueError("min_iterations must not exceed max_iterations")
         for name in ("warmup_min_s", "min_time_s"):

@@ -11,6 +11,7 @@ from hwnas_bench import BenchSettings
 
 from ..errors import SettingsError
 from ..evaluate import STATS
+from ..train import MAX_EPOCHS, check_int, check_number
 from .choose import OBJECTIVES, Variant, kept_fp32_because
 from .errors import CompressionError
 from .prune import IMPORTANCES
@@ -19,6 +20,8 @@ from .report import SCHEMA, render_table, variant_dict
 from .sensitivity import Precision
 
 DYNAMIC = ("auto", "on", "off")
+#: the most interleaved measuring rounds a compression may ask for
+MAX_ROUNDS = 100
 #: the share of multiply-accumulates in fully-connected layers from which ``dynamic="auto"``
 #: adds a dynamic-int8 variant (it quantizes only those layers)
 FC_HEAVY = 0.5
@@ -54,8 +57,7 @@ class CompressSettings:
             raise SettingsError(
                 f"unknown latency_stat '{self.latency_stat}' (known: {', '.join(STATS)})"
             )
-        if not self.tolerance >= 0:
-            raise SettingsError(f"tolerance must be >= 0 points, got {self.tolerance}")
+        check_number("tolerance", self.tolerance, 0.0, 100.0)  # accuracy points
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise SettingsError(
@@ -73,13 +75,16 @@ class CompressSettings:
         bad = [r for r in self.prune_ratios if not 0.0 < r < 1.0]
         if bad:
             raise SettingsError(f"pruning ratios must be in (0, 1), got {bad}")
-        for name in ("fine_tune_epochs", "calibration_samples", "rounds"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.margin < 1.0:
+        # bounded, so a mistyped 2**70 is refused rather than run without end
+        for name, high in (
+            ("fine_tune_epochs", MAX_EPOCHS),
+            ("calibration_samples", 10**6),
+            ("rounds", MAX_ROUNDS),
+        ):
+            check_int(name, getattr(self, name), 1, high)
+        if not (isinstance(self.margin, (int, float)) and 0.0 <= self.margin < 1.0):
             raise SettingsError(f"margin must be in [0, 1), got {self.margin}")
-        if self.fine_tune_lr <= 0:
-            raise SettingsError(f"fine_tune_lr must be > 0, got {self.fine_tune_lr}")
+        check_number("fine_tune_lr", self.fine_tune_lr, 0.0, 10.0, low_open=True)
         if self.bench is not None:
             try:
                 self.bench.validate()

@@ -222,6 +222,7 @@ def test_calibration_x_that_is_not_numbers_is_refused(tmp_path: Path) -> None:
         (["--epochs", str(2**70)], "epochs must be <= 100000"),
         (["--batch-size", str(2**70)], "batch_size must be <= 1048576"),
         (["--trials", str(2**70)], "trials must be <= 1000000"),
+        (["--threads", str(2**70)], "threads must be <= 1024"),
     ],
 )
 def test_out_of_range_settings_are_one_line_and_exit_2(
@@ -370,6 +371,9 @@ def test_a_channels_first_data_file_is_refused_with_the_transpose(
     assert not (out / "measurements.jsonl").exists()
     # the rare space that really is 1 x 8 with 8 channels: asked for, it is taken as it is
     assert load_npz(path, allow_channels_first=True).input_shape == (1, 8, 8)
+    assert main([*argv, "--min-time", "0.02", "-q", "--channels-first-ok"]) == 0, capsys
+    said = (out / "measurements.jsonl").read_text()
+    assert '"candidate": "in1x8x8-' in said, said[:300]
 
 
 @pytest.mark.parametrize(
@@ -391,3 +395,23 @@ def test_what_looks_channels_first(tmp_path: Path, shape: tuple[int, ...], refus
             load_npz(tmp_path / "d.npz")
     else:
         assert load_npz(tmp_path / "d.npz").x.shape == shape
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rounds": 2**70}, "rounds must be <= 100"),
+        ({"fine_tune_epochs": 2**70}, "fine_tune_epochs must be <= 100000"),
+        ({"calibration_samples": 0}, "calibration_samples must be >= 1"),
+        ({"tolerance": float("inf")}, "tolerance must be a finite number"),
+        ({"tolerance": -1.0}, "tolerance must be >= 0"),
+        ({"fine_tune_lr": float("nan")}, "fine_tune_lr must be a finite number"),
+    ],
+)
+def test_compress_settings_out_of_range(kwargs: dict[str, object], message: str) -> None:
+    """``--rounds 2**70`` measured without end; ``tolerance = inf`` passed."""
+    from search.compress import CompressSettings
+
+    with pytest.raises(SettingsError, match=message):
+        CompressSettings(**kwargs).validate()  # type: ignore[arg-type]
+    CompressSettings(rounds=100, tolerance=100.0).validate()  # the edges are fine
