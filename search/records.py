@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +18,7 @@ from typing import Any
 from hwnas_bench import Measurement, MeasurementFormatError
 
 from .errors import SettingsError
-from .run_dir import open_append, open_checked
+from .run_dir import open_append, read_present
 
 #: Trial outcomes, as stored in the study (``user_attrs["outcome"]``).
 MEASURED = "measured"
@@ -305,14 +304,9 @@ class MeasurementLog:
         self._entries: dict[tuple[str, str | None], dict[str, Any]] = {}
         #: the file ends mid-line (a kill): the next append starts a new line first
         self._cut = False
-        try:
-            fd = open_checked(path, os.O_RDONLY, single=True)
-        except FileNotFoundError:
+        raw = read_present(path)
+        if raw is None:
             return
-        except OSError as exc:
-            raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
-        with os.fdopen(fd, "rb") as fh:
-            raw = fh.read()
         self._cut = bool(raw) and not raw.endswith(b"\n")
         for number, line in enumerate(raw.splitlines(), 1):
             try:

@@ -99,6 +99,20 @@ def read_file(path: Path, limit: int) -> bytes:
     return data
 
 
+def read_present(path: Path, limit: int | None = None) -> bytes | None:
+    """The bytes of the run's file ``path`` (a regular file of one name, never through a
+    link; at most ``limit`` bytes read), or None when there is none yet; a file that cannot be
+    read is a SettingsError."""
+    try:
+        fd = open_checked(path, os.O_RDONLY, single=True)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read() if limit is None else fh.read(limit)
+
+
 def write_file(path: Path, data: bytes | str) -> bool:
     """Write ``data`` to ``path`` safely: into a new file of our own beside it (``O_EXCL``:
     never a planted one), then renamed over ``path`` (a link there is replaced, never
@@ -254,14 +268,7 @@ def read_record(path: Path) -> dict[str, Any]:
 def check_study_file(path: Path) -> None:
     """A study.db that is not an SQLite database (or not a file of one name) is refused
     before Optuna opens it."""
-    try:
-        fd = open_checked(path, os.O_RDONLY, single=True)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        head = fh.read(len(SQLITE_MAGIC))
+    head = read_present(path, len(SQLITE_MAGIC))
     if head and head != SQLITE_MAGIC:
         raise SettingsError(
             f"{path} is not an SQLite study database; remove it or choose another output directory"

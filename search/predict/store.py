@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -20,7 +19,7 @@ from typing import Any
 from hwnas_bench import BenchSettings
 from hwnas_bench.targets import BOARD_BENCH_KEYS
 
-from ..run_dir import UnsafeRunDirError, open_checked, read_file
+from ..run_dir import UnsafeRunDirError, open_checked, read_file, write_file
 
 SCHEMA = "hwnas.latency_table/1"
 TABLE_FILE = "latency_table.json"
@@ -191,16 +190,7 @@ def write_entries(
             **header,
             "entries": {k: e.to_dict() for k, e in sorted(merged.items())},
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(data, out, indent=1)
-                out.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_file(path, json.dumps(data, indent=1) + "\n")  # by rename, never via a link
     return merged
 
 
