@@ -253,7 +253,7 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     p.add_argument(
         "--channels-first-ok",
         action="store_true",
-        help="take --data's x as it is although it looks channels-first (N, 1|3, H, W): its "
+        help="take the data file's x as it is although it looks channels-first (N, 1|3, H, W): its "
         "axes really are (N, H, W, C) (default: refused, with the transpose to apply)",
     )
     p.add_argument("--latency-budget-ms", type=float, metavar="X", help="default: no budget")
