@@ -38,10 +38,10 @@ import numpy as np
 
 from search import Searcher, SearchSpace
 from search.build import build
-from search.cli import DEFAULT_SPACE
+from search.cli.search import DEFAULT_SPACE
 from search.compress import CompressionResult, CompressSettings, Variant, compress_searched
 from search.data import Split, load_dataset, split, to_nchw
-from search.evaluate import Board, bench_settings
+from search.measure import Board, bench_settings
 from search.onnx_export import from_onnx
 from search.space import Candidate
 from search.train import TrainSettings, train

@@ -5,7 +5,7 @@
 
 (also run by ``benchmarks/search_quality.py``, whose default runs both parts.)
 
-The space is the CLI's default (search/cli.py). Its smallest and largest architectures
+The space is the CLI's default (search/cli/search.py). Its smallest and largest architectures
 that the supernet can derive (the bare classifier, and three 5x5 convolutions of 32
 channels with an fc layer of 64) are measured first, as the search measures a candidate;
 the budgets lie ``--at`` of the way from one to the other, geometrically. For each budget:
@@ -32,9 +32,9 @@ from pathlib import Path
 
 from search import InfeasibleBudgetError, Searcher, SearchSpace
 from search.build import build
-from search.cli import DEFAULT_SPACE
+from search.cli.search import DEFAULT_SPACE
 from search.data import load_dataset
-from search.evaluate import SEARCH_BENCH, Board, latency_of
+from search.measure import SEARCH_BENCH, Board, latency_of
 from search.onnx_export import to_onnx
 from search.records import MEASURED, TrialRecord
 from search.space import Candidate

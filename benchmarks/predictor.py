@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from search.build import build
-from search.cli import DEFAULT_SPACE
-from search.evaluate import ROUNDS as MEASURE_ROUNDS
-from search.evaluate import SEARCH_BENCH, Board, latency_of
+from search.cli.search import DEFAULT_SPACE
+from search.measure import ROUNDS as MEASURE_ROUNDS
+from search.measure import SEARCH_BENCH, Board, latency_of
 from search.onnx_export import to_onnx
 from search.predict import LatencyTable, Predictor, PredictorError, candidate_ops
 from search.predict.fit import MIN_FIT, choose

@@ -44,11 +44,11 @@ from pathlib import Path
 import differentiable_quality  # benchmarks/ is on the path when run as a script
 
 from search import InfeasibleBudgetError, Searcher, SearchSpace
-from search.cli import DEFAULT_SPACE
+from search.cli.search import DEFAULT_SPACE
 from search.data import load_dataset
 from search.records import MEASURED, TrialRecord
 
-#: the CLI's default space (search/cli.py), and a larger one where random sampling lands
+#: the CLI's default space (search/cli/search.py), and a larger one where random sampling lands
 #: on slow or poor candidates more often
 SPACES: dict[str, dict[str, object]] = {}
 SPACES["default"] = dict(DEFAULT_SPACE)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from hwnas_bench import TargetSpec
 from search import Searcher, SearchSpace
-from search.cli import DEFAULT_SPACE
+from search.cli.search import DEFAULT_SPACE
 from search.data import load_dataset
-from search.result import SearchResult
+from search.loop.result import SearchResult
 
 BOARDS = [
     TargetSpec("one-thread", "local", profile="local", bench={"threads": 1}),

@@ -19,10 +19,10 @@ from .errors import (
 from .space import Candidate, InvalidCandidate, Layer, SearchSpace
 
 if TYPE_CHECKING:
-    from .api import SearchedModel, Searcher
-    from .run import SearchResult
+    from .api import Searcher
+    from .loop.result import SearchedModel, SearchResult
 
-_LAZY = {"Searcher": "api", "SearchedModel": "api", "SearchResult": "run"}
+_LAZY = {"Searcher": "api", "SearchedModel": "loop.result", "SearchResult": "loop.result"}
 
 
 def __getattr__(name: str) -> Any:

@@ -20,71 +20,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-import torch
 
-from hwnas_bench import BenchSettings, HwnasError, Measurement, TargetSpec
+from hwnas_bench import BenchSettings, HwnasError, TargetSpec
 
 from . import records
-from .build import CandidateNet
 from .data import Split, class_count, labels, split, to_nchw
 from .errors import DataError, InfeasibleBudgetError, SearchError, SettingsError
-from .evaluate import ROUNDS, Board, bench_settings
+from .loop.report import final_line, write_overview, write_reports
+from .loop.result import SearchedModel
+from .loop.run import OnTrial, Search, SearchResult, data_fingerprint
+from .loop.run_dir import RunDir, read_file, write_file
+from .loop.run_lock import run_dir_lock
+from .measure import ROUNDS, Board, bench_settings
 from .model_card import CARD_FILE, MAX_MODEL_BYTES, TARGETS, safe_name, write_target_folder
-from .onnx_export import from_onnx
 from .records import TrialRecord
-from .report import final_line, write_overview, write_reports
-from .run import OnTrial, Search, SearchResult, data_fingerprint
-from .run_dir import RunDir, read_file, write_file
-from .run_lock import run_dir_lock
 from .settings import SearchSettings, check_constraints
-from .space import Candidate, SearchSpace
+from .space import SearchSpace
 from .strategies import Strategy, get_strategy
 from .train import TrainSettings
-from .train import evaluate as evaluate_net
 
 if TYPE_CHECKING:
     from .compress import CompressSettings
-
-
-class SearchedModel:
-    """A trained, measured candidate: the search's answer."""
-
-    def __init__(self, onnx: bytes, record: TrialRecord) -> None:
-        self.onnx = onnx  #: the ONNX bytes that were measured (NCHW float32 input, batch 1)
-        self.record = record
-        self.module: CandidateNet = from_onnx(onnx)  #: the torch module, trained weights
-        self.candidate: Candidate = self.module.candidate
-        self.measurement: Measurement | None = record.measurement  #: measured on the target
-        self.accuracy = record.accuracy  #: validation accuracy during the search
-
-    def _x(self, x: Any) -> np.ndarray:
-        return to_nchw(x, self.candidate.input_shape)
-
-    def evaluate(self, x: Any, y: Any) -> tuple[float, float]:
-        """(mean cross-entropy loss, accuracy in [0, 1]) on data in the search's layout."""
-        return evaluate_net(self.module, self._x(x), labels(y))
-
-    def predict(self, x: Any) -> np.ndarray:
-        """Class indices for the samples of ``x``."""
-        self.module.eval()
-        with torch.no_grad():
-            logits = self.module(torch.from_numpy(self._x(x)))
-        return np.asarray(logits.argmax(1).numpy())
-
-    def save(self, path: str | Path) -> Path:
-        """Write the ONNX model (the one measured) to ``path``; a directory gets
-        ``<candidate hash>.onnx`` inside it."""
-        out = Path(path)
-        if out.is_dir():
-            out = out / f"{self.candidate.hash}.onnx"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(self.onnx)
-        return out
-
-    def __repr__(self) -> str:
-        lat = self.record.latency_ms
-        enc = self.candidate.encode()
-        return f"SearchedModel({enc!r}, accuracy={self.accuracy}, latency_ms={lat})"
 
 
 class Searcher:
@@ -171,7 +127,7 @@ class Searcher:
         self.provider = given_provider(bench)
         self.out = Path(out) if out is not None else None
         if storage is not None:
-            from .shared import check_storage_url
+            from .loop.shared import check_storage_url
 
             storage = check_storage_url(storage, "storage")
         self.storage, self.study_name = storage, study if study is not None else study_name
@@ -348,7 +304,7 @@ class Searcher:
         """Each target's model compressed on its board; one that fails leaves that target's
         fp32 folder as it was, the others are still compressed, and the failures are
         raised together at the end (the search's results are all written by then)."""
-        from .compress_step import compress_target
+        from .compress.step import compress_target
 
         assert self.compress is not None
         failed: list[str] = []
@@ -387,7 +343,7 @@ class Searcher:
         if not show:
             yield self.on_trial
             return
-        from .progress import progress_bar
+        from .loop.progress import progress_bar
 
         with progress_bar(self.settings.trials, self.settings.latency_stat) as bar:
             if self.on_trial is None:

@@ -1,6 +1,6 @@
 """Candidate -> torch module (for training). NCHW inside; data.py converts channels-last.
 
-Nothing is built whose analytic memory is over ``cost.MAX_CANDIDATE_MB`` (SpaceError)."""
+Nothing is built whose analytic memory is over ``space.MAX_CANDIDATE_MB`` (SpaceError)."""
 
 from __future__ import annotations
 

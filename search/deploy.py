@@ -42,7 +42,7 @@ from hwnas_bench.errors import DeployError
 from hwnas_bench.farm import Farm, Lease
 from hwnas_bench.transports.ssh import SSHTransport
 
-from .evaluate import ROUNDS, latency_of
+from .measure import ROUNDS, latency_of
 from .model_card import (
     CARD_FILE,
     DEPLOY_FILE,

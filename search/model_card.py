@@ -28,10 +28,9 @@ from hwnas_bench import BenchSettings, Measurement
 from hwnas_bench.errors import MeasurementFormatError
 
 from .errors import SearchError, SettingsError, SpaceError
-from .evaluate import STATS
+from .loop.run_dir import owned_dir, write_file
 from .records import TrialRecord
-from .run_dir import owned_dir, write_file
-from .settings import SearchSettings
+from .settings import STATS, SearchSettings
 from .space import Candidate
 
 SCHEMA = "hwnas.model_card/1"

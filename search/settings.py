@@ -7,8 +7,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import SettingsError
-from .evaluate import check_stat
 from .train import MAX_SEED, TrainSettings, check_int, check_number, is_number
+
+#: latency statistic name -> Latency field
+STATS = {"p50": "median_ms", "p95": "p95_ms", "p99": "p99_ms", "mean": "mean_ms"}
+
+
+def check_stat(stat: str) -> str:
+    if stat not in STATS:
+        raise SettingsError(f"unknown latency_stat '{stat}' (known: {', '.join(STATS)})")
+    return stat
+
 
 #: constraint name -> what it limits. latency_ms / energy_mj are checked on the measurement
 #: (over budget = infeasible, never discarded); the others analytically, before training.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -278,8 +278,6 @@ class SearchSpace:
             if "fc" in types:
                 genes[f"l{i}_units"] = tuple(self.fc_sizes)
         object.__setattr__(self, "_genes", genes)
-        from .cost import check_space  # cost.py imports this module
-
         check_space(self)  # before anything is built: no value may need more than the cap
 
     @property
@@ -368,3 +366,56 @@ class SearchSpace:
             )
         except TypeError as exc:
             raise SpaceError(f"bad search space settings: {exc}") from exc
+
+
+FLOAT_BYTES = 4
+MB = 1024 * 1024
+
+#: The most one candidate may need (weights + peak activations, float32, batch 1) for the
+#: search to build it. A space holding a value that alone needs more (``conv_channels =
+#: [1000000000]``, ``num_classes = 10**9``) is refused when the space is made, and a candidate
+#: over it is never built: torch would try to allocate tens of GB before any budget is
+#: checked. 4 GiB of float32 is a billion weights, far past what a board here runs.
+MAX_CANDIDATE_MB = 4096.0
+
+
+def _mb(elements: int) -> float:
+    return elements * FLOAT_BYTES / MB
+
+
+def value_floors(space: SearchSpace) -> Iterator[tuple[str, Any, float]]:
+    """(gene, value, MB) for each choice of ``space``: the least any candidate holding that
+    value needs (weights + activations), counting only what such a candidate cannot do
+    without, so a value is never judged by a layout the search would not pick."""
+    h, w, c = space.hwc
+    yield "input_shape", space.hwc, _mb(h * w * c + 1)  # the input and a first output live
+    classes = space.num_classes if space.num_classes is not None else 2
+    if space.num_classes is not None:  # a classifier of at least 1 input feature
+        yield "num_classes", classes, _mb(2 * classes + classes + 1)
+    types = set(space.layer_types)
+    if types & {"conv", "dwconv"}:
+        cin = min(c, *space.conv_channels)  # the fewest channels a conv layer can take in
+        k2 = min(space.conv_kernels) ** 2
+        for kernel in space.conv_kernels:
+            yield "conv_kernels", kernel, _mb(cin * kernel * kernel)
+        for width in space.conv_channels:
+            weights = [width * (cin * k2 + 1)] if "conv" in types else []
+            if "dwconv" in types:
+                weights.append(cin * k2 + cin + cin * width + width)
+            yield "conv_channels", width, _mb(min(weights) + 2 * width)  # out + ReLU
+    if "fc" in types:
+        after = min(min(space.fc_sizes), classes)  # the layer that takes this one's output
+        for units in space.fc_sizes:
+            yield "fc_sizes", units, _mb(2 * units + units * after + after + 2 * units)
+
+
+def check_space(space: SearchSpace, cap_mb: float = MAX_CANDIDATE_MB) -> None:
+    """Raise SpaceError naming the first gene value no candidate could hold within
+    ``cap_mb``. Analytic: nothing is built or allocated."""
+    for gene, value, mb in value_floors(space):
+        if mb > cap_mb:
+            raise SpaceError(
+                f"{gene} {value}: a candidate holding it needs at least {mb:,.0f} MB "
+                f"(weights + activations), over the {cap_mb:,.0f} MB a candidate may need "
+                "(search.space.MAX_CANDIDATE_MB)"
+            )

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-#: the real format of the search's last line (search/report.py's final_line)
+#: the real format of the search's last line (search/loop/report.py's final_line)
 FINAL = re.compile(
     r"^Search finished after \d+ trials? \(\d+ measured on [\w.-]+(?: \(\d+ over budget\))?, "
     r"\d+ pruned(?: \(\d+ predicted over budget\))?(?:, \d+ failed)?"

@@ -19,7 +19,8 @@ import numpy as np
 
 from hwnas_bench import BenchFailure, BenchSettings, Measurement
 
-from ..evaluate import STATS, Board, latency_of
+from ..measure import Board, latency_of
+from ..settings import STATS
 from .errors import CompressionError
 
 

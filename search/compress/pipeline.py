@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..build import CandidateNet
 from ..data import Split
 from ..errors import SearchError
-from ..evaluate import Board
+from ..measure import Board
 from ..onnx_export import from_onnx, to_onnx
 from .choose import Variant, choose
 from .data import Labelled, load_npz
@@ -28,7 +28,7 @@ from .result import FC_HEAVY, CompressionResult, CompressSettings
 from .sensitivity import Precision, calibrate_precision, keep_in_float, points
 
 if TYPE_CHECKING:
-    from ..api import SearchedModel
+    from ..loop.result import SearchedModel
 
 Log = Callable[[str], None]
 

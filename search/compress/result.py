@@ -10,7 +10,7 @@ from typing import Any
 from hwnas_bench import BenchSettings
 
 from ..errors import SettingsError
-from ..evaluate import STATS
+from ..settings import STATS
 from ..train import MAX_EPOCHS, check_int, check_number
 from .choose import OBJECTIVES, Variant, kept_fp32_because
 from .errors import CompressionError

@@ -28,7 +28,8 @@ from typing import Any
 from hwnas_bench import BenchFailure, BenchSettings, Measurement
 
 from ..errors import SearchError
-from ..evaluate import Board, check_stat, latency_of
+from ..measure import Board, latency_of
+from ..settings import check_stat
 from .ops import OVERHEAD, LayerOp, layer_model
 from .store import (
     ROUNDS,

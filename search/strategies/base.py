@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from ..cost import Limits
     from ..data import Split
-    from ..evaluate import Board
+    from ..measure import Board
     from ..predict.predictor import Predictor
     from ..predict.table import LatencyTable
     from ..records import TrialRecord

@@ -132,7 +132,7 @@ def test_a_second_search_in_a_running_directory_is_refused(tmp_path: Path) -> No
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from search.run_lock import run_dir_lock\n"
+            "import sys; from pathlib import Path; from search.loop.run_lock import run_dir_lock\n"
             "with run_dir_lock(Path(sys.argv[1])):\n"
             "    print('held', flush=True); sys.stdin.read()\n",
             str(out),

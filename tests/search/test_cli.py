@@ -264,7 +264,7 @@ def test_compress_settings_mistakes_are_one_line_and_exit_2(tmp_path: Path, caps
         err = capsys.readouterr().err
         assert said in err
         assert len(err.strip().splitlines()) == 1
-    from search.cli import compress_option
+    from search.cli.search import compress_option
     from search.compress import CompressSettings
 
     table = {"tolerance": 0.5, "prune_ratios": [0.5], "methods": ["minmax"]}
@@ -417,7 +417,7 @@ def test_ctrl_c_says_how_to_continue_and_exits_130(tmp_path: Path) -> None:
 
 
 def test_help_shows_every_default_and_that_out_is_required(capsys: Any) -> None:
-    from search.cli import DEFAULTS
+    from search.cli.search import DEFAULTS
 
     proc = hwnas_here(capsys, "search", "--help")
     assert proc.returncode == 0

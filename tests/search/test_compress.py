@@ -40,7 +40,7 @@ from search.compress.quantize import (
 )
 from search.data import Arrays, Split, split, to_nchw
 from search.errors import SettingsError
-from search.evaluate import Board, bench_settings
+from search.measure import Board, bench_settings
 from search.onnx_export import from_onnx, to_onnx
 from search.space import Candidate
 from search.train import TrainSettings, train

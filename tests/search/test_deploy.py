@@ -420,7 +420,7 @@ def test_hwnas_deploy_exit_codes(
     args = argparse.Namespace(
         run_dir=run, target=BOARD, path=None, config=_dead_toml(tmp_path), lease_timeout=5.0
     )
-    from search.deploy_cli import run as deploy_verb
+    from search.cli.deploy import run as deploy_verb
 
     assert deploy_verb(args) == 1
     err = capsys.readouterr().err

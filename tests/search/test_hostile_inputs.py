@@ -311,7 +311,8 @@ def test_the_space_check_is_a_true_floor() -> None:
     most the cost of the cheapest candidate holding the value, checked by brute force."""
     import itertools
 
-    from search.cost import check_space, cost, value_floors
+    from search.cost import cost
+    from search.space import check_space, value_floors
 
     space = SearchSpace(
         input_shape=(8, 8, 2),

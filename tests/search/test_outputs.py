@@ -19,8 +19,8 @@ import pytest
 
 from hwnas_bench.cli.main import main
 from search import Searcher, SearchSpace, lambda_trace, records, report
+from search.loop.result import SearchResult
 from search.records import TrialRecord
-from search.result import SearchResult
 from search.settings import SearchSettings
 
 matplotlib.use("Agg")

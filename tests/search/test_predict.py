@@ -14,7 +14,7 @@ import pytest
 
 from hwnas_bench import Measurement
 from search.build import build
-from search.evaluate import SEARCH_BENCH, Board, latency_of
+from search.measure import SEARCH_BENCH, Board, latency_of
 from search.onnx_export import to_onnx
 from search.predict import (
     OVERHEAD,

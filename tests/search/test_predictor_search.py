@@ -13,9 +13,9 @@ import optuna
 import pytest
 
 from search import InfeasibleBudgetError, Searcher, SearchSpace
+from search.loop.report import trial_line
 from search.predict import candidate_ops
 from search.records import MEASURED, PREDICTED_OVER
-from search.report import trial_line
 from search.space import Candidate
 from search.strategies import Strategy
 

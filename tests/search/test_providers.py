@@ -13,8 +13,7 @@ import pytest
 
 from hwnas_bench import BenchFailure, BenchSettings, Measurement, TargetSpec
 from search.errors import SearchError, SettingsError
-from search.evaluate import Board, bench_settings
-from search.providers import (
+from search.loop.providers import (
     CPU,
     ProviderChoice,
     ProviderTrial,
@@ -24,6 +23,7 @@ from search.providers import (
     probe_candidate,
     probe_model,
 )
+from search.measure import Board, bench_settings
 from search.space import Candidate, SearchSpace
 
 SHORT = {"min_time_s": 0.05, "min_iterations": 10, "warmup_min_s": 0.0}

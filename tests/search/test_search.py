@@ -102,7 +102,7 @@ def binding_budget_ms() -> float:
     from dataclasses import replace
 
     from search.build import build
-    from search.evaluate import SEARCH_BENCH, Board, latency_of
+    from search.measure import SEARCH_BENCH, Board, latency_of
     from search.onnx_export import to_onnx
 
     board = Board("local", bench=replace(SEARCH_BENCH, **SMALL))

@@ -17,10 +17,10 @@ import pytest
 from hwnas_bench.errors import UnknownTargetError
 from search import SearchedModel, Searcher
 from search.compress import CalibrationDataError, CompressionResult, CompressSettings
-from search.compress_step import COMPRESSION_DIR, applied_steps, compress_target, ship_variant
+from search.compress.step import COMPRESSION_DIR, applied_steps, compress_target, ship_variant
 from search.data import Arrays, Split, split, to_nchw
 from search.errors import SettingsError
-from search.evaluate import Board, bench_settings
+from search.measure import Board, bench_settings
 from search.model_card import CARD_FILE, MODEL_FILE, architecture, read_target_folder
 from search.space import Candidate
 
@@ -124,7 +124,7 @@ def test_the_chosen_variant_ships_with_its_own_measurement_and_card(
     # the search had no budget: nothing to be within; with one, the shipped figure is judged
     assert card.compression is not None
     assert card.compression["within_budget"] is None
-    from search.compress_step import within_budget
+    from search.compress.step import within_budget
     from search.settings import SearchSettings
 
     figure = card.latency_ms

@@ -254,7 +254,7 @@ def test_a_tag_whose_boards_measure_differently_is_refused_before_anything_runs(
     """A ``tag:X`` target has one latency table and one provider choice for all its
     boards: boards of the tag with different [bench] tables are refused, named."""
     from hwnas_bench import load_config
-    from search.evaluate import Board
+    from search.measure import Board
 
     def two_boards(b_table: str) -> Path:
         config = tmp_path / "hwnas.toml"

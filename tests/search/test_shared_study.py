@@ -20,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hwnas_bench.testing import SSHServer
-from search.shared import RECORD_KEY, SURPLUS, sqlalchemy_url
+from search.loop.shared import RECORD_KEY, SURPLUS, sqlalchemy_url
 
 pytestmark = pytest.mark.ssh
 

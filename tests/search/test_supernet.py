@@ -25,10 +25,16 @@ from search.records import FAILED, MEASURED, TrialRecord
 from search.settings import SearchSettings
 from search.space import SearchSpace
 from search.strategies.base import SearchContext
-from search.strategies.derive import derive
-from search.strategies.differentiable import DerivedGenesSampler, DifferentiableStrategy
-from search.strategies.supernet_training import DualSettings, SupernetTrainer
-from search.supernet import SKIP, CostModel, Macro, Supernet, gumbel_softmax
+from search.strategies.differentiable.derive import derive
+from search.strategies.differentiable.strategy import DerivedGenesSampler, DifferentiableStrategy
+from search.strategies.differentiable.supernet import (
+    SKIP,
+    CostModel,
+    Macro,
+    Supernet,
+    gumbel_softmax,
+)
+from search.strategies.differentiable.training import DualSettings, SupernetTrainer
 from search.train import TrainSettings
 
 
@@ -396,7 +402,7 @@ def test_skip_choices_keep_the_space_depth() -> None:
 
 
 def test_table_ops_for_the_cli_default_space_stay_few() -> None:
-    from search.cli import DEFAULT_SPACE
+    from search.cli.search import DEFAULT_SPACE
 
     sp = SearchSpace(input_shape=(8, 8, 1), num_classes=10, **DEFAULT_SPACE)
     macro = Macro(sp)

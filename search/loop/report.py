@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import records
-from .records import TrialRecord
+from .. import records
+from ..records import TrialRecord
 from .result import SearchResult
 from .run_dir import read_file, write_file
 
@@ -205,7 +205,7 @@ def write_reports(result: SearchResult, folder: Path | None = None) -> None:
         write_file(out / "best.onnx", read_file(model, MAX_MODEL_BYTES))  # has no models
     write_file(out / "pareto.png", png(pareto_figure(result)))
     if result.forecast is not None:
-        from .predict.plot import plot_predictions
+        from ..predict.plot import plot_predictions
 
         plot_predictions(
             result.forecast.predictor,
@@ -358,7 +358,7 @@ def write_overview(result: SearchResult) -> None:
     """A several-target search's run directory: summary.md (each target's outcome and
     best, with its execution provider), pareto.json (each target's front) and pareto.png
     (the fronts side by side). Each target's own reports are in ``targets/<name>/``."""
-    from .model_card import TARGETS, safe_name
+    from ..model_card import TARGETS, safe_name
 
     out, s = result.out, result.settings
     if result.finished_before and (out / "summary.md").exists():
@@ -512,10 +512,10 @@ def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
     a SettingsError naming it."""
     import optuna
 
-    from .errors import SearchError, SettingsError
-    from .settings import SearchSettings
+    from ..errors import SearchError, SettingsError
+    from ..settings import SearchSettings
+    from ..train import TrainSettings
     from .shared import RECORD_KEY, open_storage, study_records
-    from .train import TrainSettings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

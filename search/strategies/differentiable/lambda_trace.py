@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .run_dir import owned_dir, write_file
+from ...loop.run_dir import owned_dir, write_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,7 +52,7 @@ class LambdaTrace:
 
 def plot(trace: dict[str, Any], path: Path) -> None:
     """lambda_trace.png: :func:`figure` of ``trace``."""
-    from .report import png
+    from ...loop.report import png
 
     write_file(path, png(figure(trace)))
 

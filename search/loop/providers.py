@@ -21,12 +21,12 @@ from typing import Any
 
 from hwnas_bench import BenchFailure
 
-from .build import build
-from .errors import SearchError, SettingsError, SpaceError
-from .evaluate import Board
-from .onnx_export import to_onnx
+from ..build import build
+from ..errors import SearchError, SettingsError, SpaceError
+from ..measure import Board
+from ..onnx_export import to_onnx
+from ..space import Candidate, SearchSpace
 from .run_dir import write_file
-from .space import Candidate, SearchSpace
 
 CPU = "CPUExecutionProvider"
 

@@ -13,14 +13,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import records
-from .evaluate import STATS, Board
-from .predict import candidate_ops
-from .predict.predictor import Prediction, Predictor
-from .predict.table import LatencyTable
-from .records import TrialRecord
-from .settings import SearchSettings
-from .space import Candidate
+from .. import records
+from ..measure import Board
+from ..predict import candidate_ops
+from ..predict.predictor import Prediction, Predictor
+from ..predict.table import LatencyTable
+from ..records import TrialRecord
+from ..settings import STATS, SearchSettings
+from ..space import Candidate
 
 
 class Forecast:

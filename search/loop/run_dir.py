@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import SettingsError
+from ..errors import SettingsError
 
 STUDY = "search"
 #: the most of search.json that is read (ours are a few KB)
@@ -212,7 +212,7 @@ class RunDir:
         self.storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
         if not self.shared:
             check_study_file(out / "study.db")
-        from .records import MeasurementLog
+        from ..records import MeasurementLog
 
         self.log = MeasurementLog(out / "measurements.jsonl")
 
@@ -221,7 +221,7 @@ class RunDir:
 
     def target_dir(self, target: str) -> Path:
         """``targets/<target>/``: a target's model, card, and (several targets) reports."""
-        from .model_card import TARGETS, safe_name
+        from ..model_card import TARGETS, safe_name
 
         owned_dir(self.out / TARGETS)
         return owned_dir(self.out / TARGETS / safe_name(target))

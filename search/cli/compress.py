@@ -97,7 +97,7 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
 
 def run(args: argparse.Namespace) -> int:
     """The verb: 0 done, 2 a mistake in the command or the files, 1 anything else."""
-    from .errors import DataError, SearchError, SettingsError, SpaceError
+    from ..errors import DataError, SearchError, SettingsError, SpaceError
 
     try:
         return _run(args)
@@ -111,10 +111,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        from .compress import CompressSettings, compress_onnx
-        from .evaluate import Board, bench_settings
+        from ..compress import CompressSettings, compress_onnx
+        from ..measure import Board, bench_settings
     except ImportError as exc:  # torch / onnx missing
-        from .errors import SearchError
+        from ..errors import SearchError
 
         raise SearchError(
             f"compress needs the search extra: pip install 'hwnas-bench[search]' ({exc})"
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     settings.validate()  # before the board is leased or any file is read
     out = args.out or args.model.parent / f"{args.model.stem}-compressed"
     if out.exists() and not out.is_dir():
-        from .errors import SettingsError
+        from ..errors import SettingsError
 
         raise SettingsError(f"--out {out} is a file; give a directory for the variants")
     board = Board(args.target, bench=bench, purpose="compress")

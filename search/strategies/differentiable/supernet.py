@@ -32,9 +32,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - the usual torch spelling
 
-from .errors import SettingsError
-from .predict.ops import LayerOp
-from .space import Candidate, Layer, SearchSpace, Shape, conv_out
+from ...errors import SettingsError
+from ...predict.ops import LayerOp
+from ...space import Candidate, Layer, SearchSpace, Shape, conv_out
 
 SKIP = "skip"
 

@@ -20,9 +20,7 @@ from hwnas_bench import BenchFailure, BenchSettings, Config, Measurement, Target
 from hwnas_bench.farm import Farm
 
 from .errors import SettingsError
-
-#: latency statistic name -> Latency field
-STATS = {"p50": "median_ms", "p95": "p95_ms", "p99": "p99_ms", "mean": "mean_ms"}
+from .settings import STATS
 
 #: A search measurement: short but still real timed loops (>= 30 runs and 0.25 s in all),
 #: one thread so candidates compare on the same footing. Override with ``bench=``.
@@ -36,12 +34,6 @@ SEARCH_BENCH = BenchSettings(
 
 def latency_of(m: Measurement, stat: str) -> float:
     return float(getattr(m.latency, STATS[stat]))
-
-
-def check_stat(stat: str) -> str:
-    if stat not in STATS:
-        raise SettingsError(f"unknown latency_stat '{stat}' (known: {', '.join(STATS)})")
-    return stat
 
 
 class Board:

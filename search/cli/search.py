@@ -107,7 +107,7 @@ def _unknown(what: str, unknown: list[str], known: list[str]) -> str:
 def read_regular_file(path: Path, flag: str, cap: int | None) -> bytes | None:
     """The bytes of ``path`` (None: only checked), refused with one line naming ``flag`` when
     it is missing, not a regular file (``/dev/zero``, a FIFO, a directory) or over ``cap``."""
-    from .errors import SettingsError
+    from ..errors import SettingsError
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
@@ -134,7 +134,7 @@ def read_regular_file(path: Path, flag: str, cap: int | None) -> bytes | None:
 
 
 def _read_config(config: Path) -> dict[str, Any]:
-    from .errors import SettingsError
+    from ..errors import SettingsError
 
     raw = read_regular_file(config, "--config", CONFIG_CAP)
     assert raw is not None
@@ -157,7 +157,7 @@ def _flat(value: Any) -> bool:
 
 def _check_table(config: Path, name: str, table: dict[str, Any], known: list[str]) -> None:
     """A ``[space]`` or ``[compress]`` table: known keys, each a value or a flat array."""
-    from .errors import SettingsError
+    from ..errors import SettingsError
 
     unknown = sorted(set(table) - set(known))
     if unknown:
@@ -173,7 +173,7 @@ def _check_table(config: Path, name: str, table: dict[str, Any], known: list[str
 def _check_toml(config: Path, file: dict[str, Any]) -> None:
     """Known keys; a value of the wrong type is named at once, never coerced (``trials =
     true``); no nested arrays or tables where a value belongs."""
-    from .errors import SettingsError
+    from ..errors import SettingsError
 
     if "out" in file:
         raise SettingsError(
@@ -211,7 +211,7 @@ def _space_keys() -> list[str]:
     input shape)."""
     import dataclasses
 
-    from .space import SearchSpace
+    from ..space import SearchSpace
 
     return sorted(f.name for f in dataclasses.fields(SearchSpace) if f.init)
 
@@ -369,8 +369,8 @@ def _started(out: Path) -> bool:
 def _recorded(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(options, space, Searcher keywords) of the run in ``out``: search.json's settings,
     and the inputs command.json adds (data, compression, the shared study)."""
-    from .errors import SettingsError
-    from .run_dir import MAX_RECORD_BYTES, read_file, read_record
+    from ..errors import SettingsError
+    from ..loop.run_dir import MAX_RECORD_BYTES, read_file, read_record
 
     path = out / "search.json"
     record = read_record(path)  # never through a link, at most its cap, one line if damaged
@@ -420,7 +420,7 @@ def _refuse_contradictions(
     out: Path, recorded: dict[str, Any], given: dict[str, tuple[str, Any]]
 ) -> None:
     """A setting given again on resume must be the run's own (``trials`` may grow)."""
-    from .errors import SettingsError
+    from ..errors import SettingsError
 
     for key, (where, value) in given.items():
         if key in ("trials", "compress", "dataset", "data", "channels_first_ok"):
@@ -442,8 +442,8 @@ def _refuse_contradictions(
 def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(settings, space, extra Searcher keywords) from search.toml then the flags; on
     ``--resume`` the run's own settings come first."""
-    from .errors import SettingsError
-    from .run_dir import owned_dir
+    from ..errors import SettingsError
+    from ..loop.run_dir import owned_dir
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -505,7 +505,7 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], 
 
 def _shared_study(args: argparse.Namespace, out: Path, keywords: dict[str, Any]) -> None:
     """--storage / --study, checked; on resume the run's study unless given."""
-    from .errors import SettingsError
+    from ..errors import SettingsError
 
     recorded_url, recorded_study = keywords.pop("storage", None), keywords.pop("study", None)
     if recorded_url and args.storage is None:
@@ -518,7 +518,7 @@ def _shared_study(args: argparse.Namespace, out: Path, keywords: dict[str, Any])
     if args.study is not None and args.storage is None:
         raise SettingsError("--study names a study in --storage: give --storage URL too")
     if args.storage is not None:
-        from .shared import check_storage_url
+        from ..loop.shared import check_storage_url
 
         args.storage = check_storage_url(args.storage, "--storage")
 
@@ -528,7 +528,7 @@ def _write_command(args: argparse.Namespace, opts: dict[str, Any]) -> None:
     out = Path(opts["out"])
     if _started(out) and (not args.resume or (out / COMMAND_FILE).exists()):
         return  # the run's own record stays (a fresh search there is refused)
-    from .shared import shown
+    from ..loop.shared import shown
 
     record = {
         "dataset": opts["dataset"],
@@ -538,7 +538,7 @@ def _write_command(args: argparse.Namespace, opts: dict[str, Any]) -> None:
         "storage": shown(args.storage) if args.storage else None,
         "study": args.study,
     }
-    from .run_dir import owned_dir, scan, write_file
+    from ..loop.run_dir import owned_dir, scan, write_file
 
     scan(owned_dir(out))  # before the first file is written: nothing planted is followed
     write_file(out / COMMAND_FILE, json.dumps(record, indent=2) + "\n")
@@ -551,8 +551,8 @@ def compress_option(value: bool | dict[str, Any], config: Path | None) -> Any:
         return bool(value)
     import dataclasses
 
-    from .compress import CompressSettings
-    from .errors import SettingsError
+    from ..compress import CompressSettings
+    from ..errors import SettingsError
 
     names = {f.name for f in dataclasses.fields(CompressSettings)} - {"bench"}
     unknown = sorted(set(value) - names)
@@ -571,8 +571,8 @@ def compress_option(value: bool | dict[str, Any], config: Path | None) -> Any:
 
 
 def _check_test_split(data: Any, space: Any) -> None:
-    from .data import class_count, to_nchw
-    from .errors import DataError
+    from ..data import class_count, to_nchw
+    from ..errors import DataError
 
     if data.x_test is None or data.y_test is None:
         return
@@ -585,7 +585,7 @@ def _check_test_split(data: Any, space: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import DataError, InfeasibleBudgetError, SearchError, SettingsError, SpaceError
+    from ..errors import DataError, InfeasibleBudgetError, SearchError, SettingsError, SpaceError
 
     try:
         return _run(args)
@@ -601,7 +601,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C: no finished trial is lost; say how to go on
         again = f"hwnas search --resume --out {shlex.quote(str(args.out))}"
         if getattr(args, "storage", None):
-            from .shared import shown
+            from ..loop.shared import shown
 
             again += f" --storage {shlex.quote(shown(args.storage))}"
         print(f"hwnas: interrupted; continue the search with: {again}", file=sys.stderr)
@@ -618,11 +618,11 @@ def _hidden(args: argparse.Namespace, text: str) -> str:
 
 def report(args: argparse.Namespace) -> int:
     """``hwnas report --storage URL --study NAME --out DIR``."""
-    from .errors import SearchError, SettingsError
+    from ..errors import SearchError, SettingsError
 
     try:
-        from .report import report_study
-        from .shared import check_storage_url, shown
+        from ..loop.report import report_study
+        from ..loop.shared import check_storage_url, shown
 
         url = check_storage_url(args.storage)
         result = report_study(url, args.study, args.out)
@@ -632,7 +632,7 @@ def report(args: argparse.Namespace) -> int:
     except SearchError as exc:
         print(f"hwnas: error: {_hidden(args, str(exc).splitlines()[0])}", file=sys.stderr)
         return 1
-    from .report import final_line
+    from ..loop.report import final_line
 
     print(f"Study {args.study} in {shown(url)}: {args.out} (pareto.png, pareto.json, summary.md)")
     print(final_line(result))
@@ -642,16 +642,16 @@ def report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     opts, space_opts, keywords = _options(args)
     try:
-        from .api import Searcher
+        from ..api import Searcher
     except ImportError as exc:  # torch / optuna missing
-        from .errors import SearchError
+        from ..errors import SearchError
 
         raise SearchError(
             f"the search needs its extra: pip install 'hwnas-bench[search]' ({exc})"
         ) from exc
-    from .data import load_dataset, load_npz
-    from .report import final_line, trial_line
-    from .space import SearchSpace
+    from ..data import load_dataset, load_npz
+    from ..loop.report import final_line, trial_line
+    from ..space import SearchSpace
 
     data = (
         load_npz(opts["data"], allow_channels_first=bool(opts["channels_first_ok"]))
@@ -665,7 +665,7 @@ def _run(args: argparse.Namespace) -> int:
         "energy_mj": opts["energy_budget_mj"],
         "memory_mb": opts["memory_budget_mb"],
     }
-    from .strategies import get_strategy
+    from ..strategies import get_strategy
 
     options = {"fixed_lambda": opts["lambda"]} if opts["lambda"] is not None else None
     searcher = Searcher(
@@ -695,7 +695,7 @@ def _run(args: argparse.Namespace) -> int:
         searcher.on_trial = lambda rec, _: print(trial_line(rec, stat), flush=True)
     _check_test_split(data, space)  # before the search, not after it has run
     if searcher.storage is not None:
-        from .shared import shown
+        from ..loop.shared import shown
 
         print(f"study {searcher.study_name} in {shown(searcher.storage)}", file=sys.stderr)
     if args.resume and not (Path(opts["out"]) / "search.json").exists():
@@ -727,7 +727,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_shipped(out: Path, target: str) -> None:
     """Where the target's model and card are, with what its card says it is."""
-    from .model_card import ModelCardError, read_target_folder
+    from ..model_card import ModelCardError, read_target_folder
 
     try:
         path, card = read_target_folder(out, target)

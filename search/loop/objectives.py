@@ -17,9 +17,9 @@ import optuna
 
 from hwnas_bench import Measurement
 
-from .evaluate import latency_of
-from .records import BoardFigures, TrialRecord
-from .settings import SearchSettings
+from ..measure import latency_of
+from ..records import BoardFigures, TrialRecord
+from ..settings import SearchSettings
 
 MEASURED_BUDGETS = ("latency_ms", "energy_mj")
 

@@ -26,7 +26,13 @@ import numpy as np
 
 from hwnas_bench import Measurement
 
-from .compress import (
+from ..data import Split
+from ..measure import Board
+from ..model_card import CARD_FILE, MODEL_FILE, TARGETS, safe_name, write_target_folder
+from ..records import TrialRecord
+from ..settings import SearchSettings
+from ..space import Candidate
+from . import (
     CompressionError,
     CompressionResult,
     CompressSettings,
@@ -36,15 +42,9 @@ from .compress import (
     compress_searched,
     inspect_classifier,
 )
-from .data import Split
-from .evaluate import Board
-from .model_card import CARD_FILE, MODEL_FILE, TARGETS, safe_name, write_target_folder
-from .records import TrialRecord
-from .settings import SearchSettings
-from .space import Candidate
 
 if TYPE_CHECKING:
-    from .api import SearchedModel
+    from ..loop.result import SearchedModel
 
 Log = Callable[[str], None]
 
@@ -151,7 +151,7 @@ def within_budget(m: Measurement, settings: SearchSettings) -> bool | None:
     budget, energy = settings.constraints.get("latency_ms"), settings.constraints.get("energy_mj")
     if budget is None and energy is None:
         return None
-    from .evaluate import latency_of
+    from ..measure import latency_of
 
     ok = budget is None or latency_of(m, settings.latency_stat) <= budget
     if energy is not None and m.power.energy_mj is not None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .records import TrialRecord
+from ..records import TrialRecord
 from .result import SearchResult
 from .run import OnTrial
 

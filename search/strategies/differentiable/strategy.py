@@ -3,7 +3,8 @@
 One search, in rounds (one round = one trial of the search):
 
 1. ``setup``: the lookup table gets every layer op the supernet can produce (one
-   ``table.ensure``, one lease); the supernet (``search.supernet``) is built.
+   ``table.ensure``, one lease); the supernet
+   (``search.strategies.differentiable.supernet``) is built.
 2. Round 0 trains it (``supernet_training``): weights on the task loss, α on ``L_task +
    λ·(E[lat]/T - 1)`` with E[lat] the exact expectation of the table's prediction, λ by dual
    ascent on ``E[lat] <= T``, ``T = 0.9·budget / ratio`` in table units.
@@ -30,19 +31,19 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .. import records
-from ..cost import cost
-from ..errors import SettingsError
-from ..lambda_trace import LambdaTrace
-from ..predict.ops import OVERHEAD, candidate_ops
-from ..space import Candidate, SearchSpace
-from ..supernet import CostModel, Macro
-from .base import SearchContext, Strategy
+from ... import records
+from ...cost import cost
+from ...errors import SettingsError
+from ...predict.ops import OVERHEAD, candidate_ops
+from ...space import Candidate, SearchSpace
+from ..base import SearchContext, Strategy
 from .derive import Derived, DerivedGenesSampler, derive
-from .supernet_training import DualSettings, SupernetTrainer
+from .lambda_trace import LambdaTrace
+from .supernet import CostModel, Macro
+from .training import DualSettings, SupernetTrainer
 
 if TYPE_CHECKING:
-    from ..records import TrialRecord
+    from ...records import TrialRecord
 
 AIM = 0.9  #: the fraction of the budget the dual ascent aims E[latency] at
 BAND = (0.8, 1.0)  #: a measured round in this fraction of the budget ends the search

@@ -28,10 +28,10 @@ from optuna.trial import FrozenTrial, TrialState
 from hwnas_bench import Measurement
 from hwnas_bench.lock_url import redact, url_password, userinfo_problem
 
-from . import records
-from .errors import SearchError, SettingsError
-from .predict import store
-from .records import MeasurementLog, TrialRecord
+from .. import records
+from ..errors import SearchError, SettingsError
+from ..predict import store
+from ..records import MeasurementLog, TrialRecord
 from .run_dir import differences
 
 #: the study's user attribute with what makes its numbers comparable

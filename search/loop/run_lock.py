@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import SettingsError
+from ..errors import SettingsError
 from .run_dir import open_checked, owned_dir
 
 LOCK_NAME = ".search.lock"

@@ -14,11 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
-from . import records
-from .data import Split
-from .records import TrialRecord
-from .settings import SearchSettings
+from hwnas_bench import Measurement
+
+from .. import records
+from ..build import CandidateNet
+from ..data import Split, labels, to_nchw
+from ..onnx_export import from_onnx
+from ..records import TrialRecord
+from ..settings import SearchSettings
+from ..space import Candidate
+from ..train import evaluate as evaluate_net
 
 if TYPE_CHECKING:
     from .forecast import Forecast
@@ -93,3 +100,44 @@ class SearchResult:
     def smallest_latency(self) -> float | None:
         lat = [r.latency_ms for r in self.trials if r.outcome == records.MEASURED and r.latency_ms]
         return min(lat) if lat else None
+
+
+class SearchedModel:
+    """A trained, measured candidate: the search's answer."""
+
+    def __init__(self, onnx: bytes, record: TrialRecord) -> None:
+        self.onnx = onnx  #: the ONNX bytes that were measured (NCHW float32 input, batch 1)
+        self.record = record
+        self.module: CandidateNet = from_onnx(onnx)  #: the torch module, trained weights
+        self.candidate: Candidate = self.module.candidate
+        self.measurement: Measurement | None = record.measurement  #: measured on the target
+        self.accuracy = record.accuracy  #: validation accuracy during the search
+
+    def _x(self, x: Any) -> np.ndarray:
+        return to_nchw(x, self.candidate.input_shape)
+
+    def evaluate(self, x: Any, y: Any) -> tuple[float, float]:
+        """(mean cross-entropy loss, accuracy in [0, 1]) on data in the search's layout."""
+        return evaluate_net(self.module, self._x(x), labels(y))
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Class indices for the samples of ``x``."""
+        self.module.eval()
+        with torch.no_grad():
+            logits = self.module(torch.from_numpy(self._x(x)))
+        return np.asarray(logits.argmax(1).numpy())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the ONNX model (the one measured) to ``path``; a directory gets
+        ``<candidate hash>.onnx`` inside it."""
+        out = Path(path)
+        if out.is_dir():
+            out = out / f"{self.candidate.hash}.onnx"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(self.onnx)
+        return out
+
+    def __repr__(self) -> str:
+        lat = self.record.latency_ms
+        enc = self.candidate.encode()
+        return f"SearchedModel({enc!r}, accuracy={self.accuracy}, latency_ms={lat})"

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from . import records
-from .cost import Cost, Limits
-from .records import BoardFigures, TrialRecord
+from .. import records
+from ..cost import Cost, Limits
+from ..records import BoardFigures, TrialRecord
 
 if TYPE_CHECKING:
-    from .evaluate import Board
-    from .predict.predictor import Prediction
+    from ..measure import Board
+    from ..predict.predictor import Prediction
 
 
 def target_limits(boards: Mapping[str, Board]) -> dict[str, Limits]:

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import Split
-from ..supernet import CostModel, Macro, Supernet, gumbel_softmax
-from ..train import TrainSettings, torch_threads
+from ...data import Split
+from ...train import TrainSettings, torch_threads
+from .supernet import CostModel, Macro, Supernet, gumbel_softmax
 
 ARCH_SPLIT = 0.2  #: the share of the training split that trains α
 

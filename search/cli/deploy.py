@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from hwnas_bench.cli.main import exit_code_for
     from hwnas_bench.errors import HwnasError
 
-    from .deploy import deploy_model
-    from .errors import SearchError
-    from .model_card import ModelCardError
+    from ..deploy import deploy_model
+    from ..errors import SearchError
+    from ..model_card import ModelCardError
 
     try:
         if not (math.isfinite(args.lease_timeout) and args.lease_timeout > 0):

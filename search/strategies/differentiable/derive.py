@@ -31,9 +31,9 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
-from ..errors import SettingsError
-from ..space import Candidate
-from ..supernet import CostModel, Macro
+from ...errors import SettingsError
+from ...space import Candidate
+from .supernet import CostModel, Macro
 
 BUCKETS = 100  #: latency buckets across the range searched
 PER_GROUP = 3  #: partials kept per (shape, bucket)

@@ -1,0 +1,1 @@
+"""The search's ``hwnas`` verbs (``search``, ``compress``, ``deploy``), one module each."""
