@@ -40,11 +40,11 @@ from search import Searcher, SearchSpace
 from search.build import build
 from search.cli.search import DEFAULT_SPACE
 from search.compress import CompressionResult, CompressSettings, Variant, compress_searched
-from search.data import Split, load_dataset, split, to_nchw
 from search.measure import Board, bench_settings
 from search.onnx_export import from_onnx
 from search.space import Candidate
-from search.train import TrainSettings, train
+from search.training.data import Split, load_dataset, split, to_nchw
+from search.training.train import TrainSettings, train
 
 LARGE = (
     "in32x32x1-conv_k3_s1_c64-conv_k3_s1_c128-pool_k2_s2-conv_k3_s1_c192-conv_k3_s1_c256"

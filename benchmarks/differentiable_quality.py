@@ -33,11 +33,11 @@ from pathlib import Path
 from search import InfeasibleBudgetError, Searcher, SearchSpace
 from search.build import build
 from search.cli.search import DEFAULT_SPACE
-from search.data import load_dataset
 from search.measure import SEARCH_BENCH, Board, latency_of
 from search.onnx_export import to_onnx
 from search.records import MEASURED, TrialRecord
 from search.space import Candidate
+from search.training.data import load_dataset
 
 BAND = (0.8, 1.0)
 SMALLEST = "in8x8x1-out10"

@@ -45,8 +45,8 @@ import differentiable_quality  # benchmarks/ is on the path when run as a script
 
 from search import InfeasibleBudgetError, Searcher, SearchSpace
 from search.cli.search import DEFAULT_SPACE
-from search.data import load_dataset
 from search.records import MEASURED, TrialRecord
+from search.training.data import load_dataset
 
 #: the CLI's default space (search/cli/search.py), and a larger one where random sampling lands
 #: on slow or poor candidates more often

@@ -22,8 +22,8 @@ from pathlib import Path
 from hwnas_bench import TargetSpec
 from search import Searcher, SearchSpace
 from search.cli.search import DEFAULT_SPACE
-from search.data import load_dataset
 from search.loop.result import SearchResult
+from search.training.data import load_dataset
 
 BOARDS = [
     TargetSpec("one-thread", "local", profile="local", bench={"threads": 1}),

@@ -24,12 +24,12 @@ import optuna
 from hwnas_bench import BenchSettings, HwnasError, TargetSpec
 
 from . import records
-from .data import Split, class_count, labels, split, to_nchw
 from .errors import DataError, InfeasibleBudgetError, SearchError, SettingsError
+from .files import read_file, write_file
 from .loop.report import final_line, write_overview, write_reports
 from .loop.result import SearchedModel
 from .loop.run import OnTrial, Search, SearchResult, data_fingerprint
-from .loop.run_dir import RunDir, read_file, write_file
+from .loop.run_dir import RunDir
 from .loop.run_lock import run_dir_lock
 from .measure import ROUNDS, Board, bench_settings
 from .model_card import CARD_FILE, MAX_MODEL_BYTES, TARGETS, safe_name, write_target_folder
@@ -37,7 +37,8 @@ from .records import TrialRecord
 from .settings import SearchSettings, check_constraints
 from .space import SearchSpace
 from .strategies import Strategy, get_strategy
-from .train import TrainSettings
+from .training.data import Split, class_count, labels, split, to_nchw
+from .training.train import TrainSettings
 
 if TYPE_CHECKING:
     from .compress import CompressSettings

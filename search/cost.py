@@ -22,7 +22,6 @@ from .errors import SpaceError
 from .space import FLOAT_BYTES, MAX_CANDIDATE_MB, MB, Candidate
 
 
-
 @dataclass(frozen=True)
 class Cost:
     params: int

@@ -28,7 +28,7 @@ from hwnas_bench import BenchSettings, Measurement
 from hwnas_bench.errors import MeasurementFormatError
 
 from .errors import SearchError, SettingsError, SpaceError
-from .loop.run_dir import owned_dir, write_file
+from .files import owned_dir, write_file
 from .records import TrialRecord
 from .settings import STATS, SearchSettings
 from .space import Candidate

@@ -18,7 +18,7 @@ from typing import Any
 from hwnas_bench import Measurement, MeasurementFormatError
 
 from .errors import SettingsError
-from .loop.run_dir import open_append, read_present
+from .files import open_append, read_present
 
 #: Trial outcomes, as stored in the study (``user_attrs["outcome"]``).
 MEASURED = "measured"

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import SettingsError
-from .train import MAX_SEED, TrainSettings, check_int, check_number, is_number
+from .training.train import MAX_SEED, TrainSettings, check_int, check_number, is_number
 
 #: latency statistic name -> Latency field
 STATS = {"p50": "median_ms", "p95": "p95_ms", "p99": "p99_ms", "mean": "mean_ms"}

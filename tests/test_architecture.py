@@ -125,12 +125,14 @@ def test_layers_import_only_the_layers_below() -> None:
 
 
 @pytest.mark.parametrize(
-    "first, second",
+    ("first", "second"),
     [("search.api", "search.compress.pipeline"), ("search.compress.pipeline", "search.api")],
 )
 def test_each_module_of_the_old_circle_imports_first(first: str, second: str) -> None:
     # a fresh interpreter, so that no module is half-initialised from an earlier import
-    code = f"import importlib; importlib.import_module({first!r}); importlib.import_module({second!r})"
+    code = (
+        f"import importlib; importlib.import_module({first!r}); importlib.import_module({second!r})"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
 
 

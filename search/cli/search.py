@@ -370,7 +370,8 @@ def _recorded(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]
     """(options, space, Searcher keywords) of the run in ``out``: search.json's settings,
     and the inputs command.json adds (data, compression, the shared study)."""
     from ..errors import SettingsError
-    from ..loop.run_dir import MAX_RECORD_BYTES, read_file, read_record
+    from ..files import read_file
+    from ..loop.run_dir import MAX_RECORD_BYTES, read_record
 
     path = out / "search.json"
     record = read_record(path)  # never through a link, at most its cap, one line if damaged
@@ -443,7 +444,7 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], 
     """(settings, space, extra Searcher keywords) from search.toml then the flags; on
     ``--resume`` the run's own settings come first."""
     from ..errors import SettingsError
-    from ..loop.run_dir import owned_dir
+    from ..files import owned_dir
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -538,7 +539,7 @@ def _write_command(args: argparse.Namespace, opts: dict[str, Any]) -> None:
         "storage": shown(args.storage) if args.storage else None,
         "study": args.study,
     }
-    from ..loop.run_dir import owned_dir, scan, write_file
+    from ..files import owned_dir, scan, write_file
 
     scan(owned_dir(out))  # before the first file is written: nothing planted is followed
     write_file(out / COMMAND_FILE, json.dumps(record, indent=2) + "\n")
@@ -571,8 +572,8 @@ def compress_option(value: bool | dict[str, Any], config: Path | None) -> Any:
 
 
 def _check_test_split(data: Any, space: Any) -> None:
-    from ..data import class_count, to_nchw
     from ..errors import DataError
+    from ..training.data import class_count, to_nchw
 
     if data.x_test is None or data.y_test is None:
         return
@@ -649,9 +650,9 @@ def _run(args: argparse.Namespace) -> int:
         raise SearchError(
             f"the search needs its extra: pip install 'hwnas-bench[search]' ({exc})"
         ) from exc
-    from ..data import load_dataset, load_npz
     from ..loop.report import final_line, trial_line
     from ..space import SearchSpace
+    from ..training.data import load_dataset, load_npz
 
     data = (
         load_npz(opts["data"], allow_channels_first=bool(opts["channels_first_ok"]))

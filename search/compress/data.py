@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from ..data import check_numeric, read_npz
-from ..data import labels as as_labels
 from ..errors import DataError
+from ..training.data import check_numeric, read_npz
+from ..training.data import labels as as_labels
 from .errors import CalibrationDataError
 from .model import ClassifierInfo
 
@@ -88,7 +88,7 @@ def check_arrays(
 
 def load_npz(path: str | Path, info: ClassifierInfo, *, need_labels: bool = True) -> Labelled:
     """Read and check ``x`` (and ``y``) from ``path``: its headers first, within
-    ``search.data.MAX_DATA_BYTES`` (``search.data.read_npz``), never a pickle."""
+    ``search.training.data.MAX_DATA_BYTES`` (``search.training.data.read_npz``), never a pickle."""
     source = str(path)
     try:
         arrays, files = read_npz(path, ("x", "y"))

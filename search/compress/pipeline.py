@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..build import CandidateNet
-from ..data import Split
 from ..errors import SearchError
 from ..measure import Board
 from ..onnx_export import from_onnx, to_onnx
+from ..training.data import Split
 from .choose import Variant, choose
 from .data import Labelled, load_npz
 from .errors import NoPowerMeterError

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from ..build import CandidateNet, build
-from ..data import Split
 from ..errors import SettingsError
 from ..space import Candidate
-from ..train import TrainSettings, torch_threads, train
+from ..training.data import Split
+from ..training.train import TrainSettings, torch_threads, train
 from .errors import CompressionError
 
 IMPORTANCES = ("l1", "taylor")

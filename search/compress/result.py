@@ -11,7 +11,7 @@ from hwnas_bench import BenchSettings
 
 from ..errors import SettingsError
 from ..settings import STATS
-from ..train import MAX_EPOCHS, check_int, check_number
+from ..training.train import MAX_EPOCHS, check_int, check_number
 from .choose import OBJECTIVES, Variant, kept_fp32_because
 from .errors import CompressionError
 from .prune import IMPORTANCES

@@ -26,12 +26,12 @@ import numpy as np
 
 from hwnas_bench import Measurement
 
-from ..data import Split
 from ..measure import Board
 from ..model_card import CARD_FILE, MODEL_FILE, TARGETS, safe_name, write_target_folder
 from ..records import TrialRecord
 from ..settings import SearchSettings
 from ..space import Candidate
+from ..training.data import Split
 from . import (
     CompressionError,
     CompressionResult,

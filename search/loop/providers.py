@@ -23,10 +23,10 @@ from hwnas_bench import BenchFailure
 
 from ..build import build
 from ..errors import SearchError, SettingsError, SpaceError
+from ..files import write_file
 from ..measure import Board
 from ..onnx_export import to_onnx
 from ..space import Candidate, SearchSpace
-from .run_dir import write_file
 
 CPU = "CPUExecutionProvider"
 

@@ -1,7 +1,7 @@
 """What a finished search writes: pareto.json, pareto.csv, pareto.png, summary.md,
 best.onnx, predictor.png, and the one-line summary. Every latency and energy figure here is
 a measured one, except those labelled predicted (the predictor's, made before the
-measurement). Each file goes through :func:`run_dir.write_file`: never through a planted
+measurement). Each file goes through :func:`files.write_file`: never through a planted
 link, and left as it is (with its date) when its content is unchanged."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import records
+from ..files import read_file, write_file
 from ..records import TrialRecord
 from .result import SearchResult
-from .run_dir import read_file, write_file
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -221,7 +221,7 @@ def _xy(recs: list[TrialRecord]) -> tuple[list[float], list[float]]:
 
 
 def png(fig: Figure) -> bytes:
-    """The figure as PNG bytes (closed after), for :func:`run_dir.write_file`."""
+    """The figure as PNG bytes (closed after), for :func:`files.write_file`."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -514,7 +514,7 @@ def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
 
     from ..errors import SearchError, SettingsError
     from ..settings import SearchSettings
-    from ..train import TrainSettings
+    from ..training.train import TrainSettings
     from .shared import RECORD_KEY, open_storage, study_records
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -551,7 +551,7 @@ def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
 def report_study(storage: str, study_name: str, out: Path) -> SearchResult:
     """``hwnas report``: pareto.json, pareto.csv, pareto.png and summary.md of a shared
     study in ``out`` (a directory of this user, with no planted link: see run_dir.py)."""
-    from .run_dir import owned_dir, scan
+    from ..files import owned_dir, scan
 
     scan(owned_dir(out))
     result = study_result(storage, study_name, out)

@@ -20,12 +20,12 @@ from hwnas_bench import Measurement
 
 from .. import records
 from ..build import CandidateNet
-from ..data import Split, labels, to_nchw
 from ..onnx_export import from_onnx
 from ..records import TrialRecord
 from ..settings import SearchSettings
 from ..space import Candidate
-from ..train import evaluate as evaluate_net
+from ..training.data import Split, labels, to_nchw
+from ..training.train import evaluate as evaluate_net
 
 if TYPE_CHECKING:
     from .forecast import Forecast

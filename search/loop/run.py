@@ -31,8 +31,8 @@ from hwnas_bench import HwnasError, Measurement
 from .. import records
 from ..build import build
 from ..cost import Limits, cost
-from ..data import Split
 from ..errors import SettingsError
+from ..files import read_file, write_file
 from ..measure import Board
 from ..onnx_export import to_onnx
 from ..predict.table import TableError
@@ -40,11 +40,12 @@ from ..records import BoardFigures, TrialRecord
 from ..settings import SearchSettings
 from ..space import Candidate, InvalidCandidate, SearchSpace
 from ..strategies import SearchContext, Strategy
-from ..train import train
+from ..training.data import Split
+from ..training.train import train
 from . import objectives, several, shared
 from .report import MAX_MODEL_BYTES, resumed_line
 from .result import SearchResult, TargetState, data_fingerprint
-from .run_dir import RunDir, read_file, write_file
+from .run_dir import RunDir
 
 if TYPE_CHECKING:
     from .forecast import Forecast

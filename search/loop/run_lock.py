@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import SettingsError
-from .run_dir import open_checked, owned_dir
+from ..files import open_checked, owned_dir
 
 LOCK_NAME = ".search.lock"
 

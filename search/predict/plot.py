@@ -6,7 +6,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..loop.run_dir import write_file
+from ..files import write_file
 from .predictor import Observation, Predictor, PredictorError
 
 

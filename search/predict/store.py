@@ -19,7 +19,7 @@ from typing import Any
 from hwnas_bench import BenchSettings
 from hwnas_bench.targets import BOARD_BENCH_KEYS
 
-from ..loop.run_dir import UnsafeRunDirError, open_checked, read_file, write_file
+from ..files import UnsafeRunDirError, open_checked, read_file, write_file
 
 SCHEMA = "hwnas.latency_table/1"
 TABLE_FILE = "latency_table.json"

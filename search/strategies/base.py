@@ -25,12 +25,12 @@ if TYPE_CHECKING:
     import optuna
 
     from ..cost import Limits
-    from ..data import Split
     from ..measure import Board
     from ..predict.predictor import Predictor
     from ..predict.table import LatencyTable
     from ..records import TrialRecord
     from ..settings import SearchSettings
+    from ..training.data import Split
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.data import Arrays, load_dataset
+from search.training.data import Arrays, load_dataset
 
 
 @pytest.fixture(scope="session", autouse=True)

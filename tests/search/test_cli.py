@@ -154,7 +154,7 @@ def test_resume_after_a_kill_loses_nothing_and_remeasures_nothing(tmp_path: Path
 
 
 def test_npz_data_and_a_search_toml(tmp_path: Path, capsys: Any) -> None:
-    from search.data import load_dataset
+    from search.training.data import load_dataset
 
     d = load_dataset("digits")
     assert d.x_test is not None
@@ -364,7 +364,7 @@ def test_resume_takes_every_setting_from_the_run(tmp_path: Path, capsys: Any) ->
     """`--resume --out DIR` alone continues the run with its own settings (search.json) and
     data (command.json); `--trials` may grow; a flag that contradicts the run is refused,
     naming the flag."""
-    from search.data import load_dataset
+    from search.training.data import load_dataset
 
     d = load_dataset("digits")
     data = tmp_path / "train.npz"

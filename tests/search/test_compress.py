@@ -38,12 +38,12 @@ from search.compress.quantize import (
     preprocess,
     quantize_dynamic_fc,
 )
-from search.data import Arrays, Split, split, to_nchw
 from search.errors import SettingsError
 from search.measure import Board, bench_settings
 from search.onnx_export import from_onnx, to_onnx
 from search.space import Candidate
-from search.train import TrainSettings, train
+from search.training.data import Arrays, Split, split, to_nchw
+from search.training.train import TrainSettings, train
 
 SMALL = {"min_time_s": 0.05, "min_iterations": 10, "warmup_min_s": 0.0}
 QUICK = CompressSettings(

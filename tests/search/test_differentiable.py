@@ -17,7 +17,6 @@ import pytest
 
 from search import InfeasibleBudgetError, Searcher, SearchSpace, SettingsError
 from search.build import build
-from search.data import Arrays
 from search.measure import SEARCH_BENCH, Board, latency_of
 from search.onnx_export import to_onnx
 from search.records import MEASURED
@@ -25,6 +24,7 @@ from search.space import Candidate, Layer
 from search.strategies import get_strategy
 from search.strategies.differentiable.strategy import BAND, INNER_BAND, DifferentiableStrategy
 from search.strategies.differentiable.training import DualSettings
+from search.training.data import Arrays
 
 #: the supernet space of these tests: 3 positions of conv k3/k5 x 4/16/32 channels, or skip
 SPACE = SearchSpace(

@@ -18,11 +18,11 @@ from search.build import build
 from search.compress import inspect_classifier
 from search.compress import load_npz as load_calibration
 from search.compress.errors import CalibrationDataError
-from search.data import labels, load_npz, to_nchw
 from search.errors import DataError, SettingsError, SpaceError
 from search.onnx_export import to_onnx
 from search.space import Candidate
-from search.train import TrainSettings
+from search.training.data import labels, load_npz, to_nchw
+from search.training.train import TrainSettings
 
 N = 40
 Y = np.arange(N) % 3
@@ -141,7 +141,7 @@ def test_a_zip_member_that_inflates_past_the_cap_is_refused_before_inflating(
 ) -> None:
     """A deflated member of 16 MB of zeros is a few KB on disk; with the cap at 1 MB its
     declared inflated size is refused, the header saying (40, 8, 8, 1) notwithstanding."""
-    monkeypatch.setattr("search.data.MAX_DATA_BYTES", 1024**2)
+    monkeypatch.setattr("search.training.data.MAX_DATA_BYTES", 1024**2)
     bomb = _npy(_x()) + bytes(16 * 1024**2)
     path = _zip(tmp_path / "bomb.npz", {"x.npy": bomb, "y.npy": _npy(Y)}, deflate=True)
     assert path.stat().st_size < 100_000
@@ -152,7 +152,7 @@ def test_a_zip_member_that_inflates_past_the_cap_is_refused_before_inflating(
 
 def test_the_cap_counts_the_float32_the_arrays_become(tmp_path: Path) -> None:
     """uint8 pixels quadruple when they become float32: 300 KB stored, 1.2 MB in memory."""
-    from search.data import read_npz
+    from search.training.data import read_npz
 
     x = np.zeros((300 * 1024 // 64, 8, 8, 1), np.uint8)
     np.savez(tmp_path / "u8.npz", x=x, y=np.zeros(len(x), int))

@@ -18,10 +18,12 @@ import optuna
 import pytest
 
 from hwnas_bench.cli.main import main
-from search import Searcher, SearchSpace, lambda_trace, records, report
+from search import Searcher, SearchSpace, records
+from search.loop import report
 from search.loop.result import SearchResult
 from search.records import TrialRecord
 from search.settings import SearchSettings
+from search.strategies.differentiable import lambda_trace
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
@@ -118,7 +120,7 @@ def test_the_local_study_names_its_metrics(finished: Path) -> None:
 
 
 def test_a_shared_study_of_several_targets_names_each_latency(tmp_path: Path) -> None:
-    from search import objectives, shared
+    from search.loop import objectives, shared
 
     storage = shared.open_storage(f"sqlite:///{tmp_path / 'shared.db'}")
     names = ["accuracy", "latency_ms[pi5]", "latency_ms[jetson]"]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from hwnas_bench.cli.main import main
-from search import Searcher, SearchSpace, run_dir
+from search import Searcher, SearchSpace, files
 from search.errors import SettingsError
 from search.predict import store
 
@@ -69,7 +69,7 @@ def test_write_file_replaces_a_planted_link_and_never_writes_through_it(tmp_path
     victim.write_text(PRECIOUS)
     planted = tmp_path / "summary.md"
     planted.symlink_to(victim)
-    assert run_dir.write_file(planted, "report\n")
+    assert files.write_file(planted, "report\n")
     assert victim.read_text() == PRECIOUS
     assert not planted.is_symlink()
     assert planted.read_text() == "report\n"
@@ -78,11 +78,11 @@ def test_write_file_replaces_a_planted_link_and_never_writes_through_it(tmp_path
 
 def test_write_file_keeps_an_unchanged_file_and_its_date(tmp_path: Path) -> None:
     path = tmp_path / "pareto.json"
-    run_dir.write_file(path, "{}")
+    files.write_file(path, "{}")
     os.utime(path, (1_000_000_000, 1_000_000_000))
-    assert not run_dir.write_file(path, "{}")
+    assert not files.write_file(path, "{}")
     assert path.stat().st_mtime == 1_000_000_000
-    assert run_dir.write_file(path, "{ }")
+    assert files.write_file(path, "{ }")
     assert path.read_text() == "{ }"
 
 
@@ -98,7 +98,7 @@ def test_an_appended_file_must_be_a_regular_file_of_one_name(tmp_path: Path, kin
     else:
         os.link(victim, log)
     with pytest.raises(SettingsError, match=r"refusing .*measurements.jsonl"):
-        run_dir.open_append(log)
+        files.open_append(log)
     assert victim.read_text() == PRECIOUS
 
 
@@ -106,11 +106,11 @@ def test_read_file_reads_no_fifo_and_at_most_its_cap(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(SettingsError, match=r"not a regular file"):
-        run_dir.read_file(fifo, 100)  # returns at once: O_NONBLOCK, then refused
+        files.read_file(fifo, 100)  # returns at once: O_NONBLOCK, then refused
     big = tmp_path / "big"
     big.write_bytes(b"x" * 101)
     with pytest.raises(SettingsError, match=r"larger than 100"):
-        run_dir.read_file(big, 100)
+        files.read_file(big, 100)
 
 
 # -- the run directory ----------------------------------------------------------------------
@@ -401,4 +401,4 @@ def test_a_table_written_over_a_planted_link_leaves_its_target(tmp_path: Path) -
 
 def test_settings_error_is_the_root_of_the_refusal() -> None:
     """A refusal is a bad input (exit 2 through the CLI's SettingsError branch)."""
-    assert issubclass(run_dir.UnsafeRunDirError, SettingsError)
+    assert issubclass(files.UnsafeRunDirError, SettingsError)

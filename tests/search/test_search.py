@@ -15,9 +15,9 @@ import torch
 
 from hwnas_bench import Measurement
 from search import InfeasibleBudgetError, Searcher, SearchSpace
-from search.data import Arrays
 from search.space import Candidate
 from search.strategies import EvolutionStrategy, RandomStrategy
+from search.training.data import Arrays
 
 SMALL = {"min_time_s": 0.05, "min_iterations": 10, "warmup_min_s": 0.0}
 RUN_FILES = (

@@ -18,11 +18,11 @@ from hwnas_bench.errors import UnknownTargetError
 from search import SearchedModel, Searcher
 from search.compress import CalibrationDataError, CompressionResult, CompressSettings
 from search.compress.step import COMPRESSION_DIR, applied_steps, compress_target, ship_variant
-from search.data import Arrays, Split, split, to_nchw
 from search.errors import SettingsError
 from search.measure import Board, bench_settings
 from search.model_card import CARD_FILE, MODEL_FILE, architecture, read_target_folder
 from search.space import Candidate
+from search.training.data import Arrays, Split, split, to_nchw
 
 from .test_compress import prunable_searcher
 

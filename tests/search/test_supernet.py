@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from search.cost import Limits, cost
-from search.data import Split
 from search.errors import SettingsError
 from search.predict.ops import OVERHEAD, LayerOp, candidate_ops
 from search.records import FAILED, MEASURED, TrialRecord
@@ -35,7 +34,8 @@ from search.strategies.differentiable.supernet import (
     gumbel_softmax,
 )
 from search.strategies.differentiable.training import DualSettings, SupernetTrainer
-from search.train import TrainSettings
+from search.training.data import Split
+from search.training.train import TrainSettings
 
 
 def _macs(op: LayerOp) -> int:
@@ -227,7 +227,7 @@ def test_a_one_hot_supernet_is_the_architecture_masked() -> None:
 def test_the_supernet_learns_a_narrow_path() -> None:
     """Trained at one narrow architecture (4 channels of 32), the supernet learns digits:
     without normalisation its largest-width fan-in faded the signal and it stayed at chance."""
-    from search.data import load_dataset, split, to_nchw
+    from search.training.data import load_dataset, split, to_nchw
 
     sp = space(layer_types=["conv", "fc"], fc_sizes=[16])
     macro = Macro(sp)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from search.build import build
-from search.data import labels, load_dataset, load_npz, split, to_nchw
 from search.errors import DataError, SettingsError
 from search.space import Candidate
-from search.train import TrainSettings, train
+from search.training.data import labels, load_dataset, load_npz, split, to_nchw
+from search.training.train import TrainSettings, train
 
 TINY = Candidate.decode("in8x8x1-conv_k3_s1_c4-pool_k2_s2-out10")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...loop.run_dir import owned_dir, write_file
+from ...files import owned_dir, write_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -44,7 +44,7 @@ class LambdaTrace:
 
     def write(self) -> None:
         """Both files, the JSON first (the plot is drawn from the same rows), each written
-        safely (run_dir.write_file: never through a planted link)."""
+        safely (files.write_file: never through a planted link)."""
         owned_dir(self.out)
         write_file(self.json_path, json.dumps(self.to_dict(), indent=1))
         plot(self.to_dict(), self.png_path)

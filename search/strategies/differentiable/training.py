@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...data import Split
-from ...train import TrainSettings, torch_threads
+from ...training.data import Split
+from ...training.train import TrainSettings, torch_threads
 from .supernet import CostModel, Macro, Supernet, gumbel_softmax
 
 ARCH_SPLIT = 0.2  #: the share of the training split that trains α

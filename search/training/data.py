@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 DATASETS = ("digits",)
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import SettingsError
 from .data import Split
-from .errors import SettingsError
 
 #: name -> default lr: higher than the usual 1e-3 because a search trains each candidate for a
 #: few epochs only (on digits, 3 epochs: adam 1e-3 -> 15%, 1e-2 -> 80% validation accuracy)

@@ -1,0 +1,2 @@
+"""Training a candidate: the datasets and their checks, and the training loop with its
+settings."""
