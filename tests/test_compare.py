@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from hwnas_bench.compare import CompareExpressionError, parse_checks, setup_differences
+from hwnas_bench.pytest_plugin.compare import (
+    CompareExpressionError,
+    parse_checks,
+    setup_differences,
+)
 
 
 def m(p95: float, energy: float | None = None, throughput: float = 100.0) -> dict:
@@ -75,7 +79,7 @@ def test_setup_differences_name_what_changed() -> None:
 
 
 def test_setup_differences_include_cpus_and_governor_requests() -> None:
-    from hwnas_bench.compare import measurement_setup_differences
+    from hwnas_bench.pytest_plugin.compare import measurement_setup_differences
 
     board = {"hostname": "pi5-a", "onnxruntime": "1.18.1", "governor": "ondemand"}
     old = {

@@ -10,7 +10,6 @@ import pytest
 
 from hw_targets import HwTargetsError
 
-from ..compare import CompareExpressionError, measurement_setup_differences, parse_checks
 from ..config import Config, load_config
 from ..errors import ConfigError, UnknownTargetError
 from ..report import (
@@ -23,6 +22,7 @@ from ..report import (
     write_report,
 )
 from . import fixtures, summary
+from .compare import CompareExpressionError, measurement_setup_differences, parse_checks
 from .options import add_options
 from .state import STATE, HwState, get_state
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ..compare import RegressionCheck, Verdict
 from ..config import Config
 from ..farm import Farm
 from ..report import Entry
+from .compare import RegressionCheck, Verdict
 
 
 @dataclass

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HwnasError
-from .report import cpu_ranges
+from ..errors import HwnasError
+from ..report import cpu_ranges
 
 
 @dataclass(frozen=True)
