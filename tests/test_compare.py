@@ -69,6 +69,31 @@ def test_missing_energy_is_not_a_pass_or_a_fail() -> None:
     assert verdict.skipped == "no energy in baseline"
 
 
+def test_energy_the_baseline_had_and_this_run_lacks_fails_with_the_runs_reason() -> None:
+    (check,) = parse_checks("energy:5%")
+    run = m(1, energy=None)
+    run["power"]["reason"] = "window 0.083 s too short for the meter (needs 0.5 s)"
+    verdict = check.evaluate(m(1, energy=3.4), run)
+    assert verdict.failed
+    assert verdict.skipped is None
+    assert verdict.missing == "window 0.083 s too short for the meter (needs 0.5 s)"
+    assert verdict.describe("test_e[pi4]", "pi4") == (
+        "test_e[pi4] on pi4: energy: baseline 3.4 mJ, this run not measured: "
+        "window 0.083 s too short for the meter (needs 0.5 s)"
+    )
+
+
+def test_a_missing_latency_figure_fails_too_without_a_reason_to_give() -> None:
+    (check,) = parse_checks("p95:10%")
+    verdict = check.evaluate(m(10.0), {"latency": {}, "power": {}})
+    assert verdict.failed
+    assert verdict.missing == "no reason given"
+    assert (
+        verdict.describe("t", "b")
+        == "t on b: p95: baseline 10 ms, this run not measured: no reason given"
+    )
+
+
 def test_setup_differences_name_what_changed() -> None:
     old = {"hostname": "pi5-a", "onnxruntime": "1.17.0", "governor": "performance"}
     new = {"hostname": "pi5-a", "onnxruntime": "1.18.1", "governor": "ondemand"}

@@ -219,6 +219,28 @@ def test_compare_fail_fails_the_session_naming_everything(pytester: pytest.Pytes
     result.assert_outcomes(passed=2)  # the tests themselves passed; the session fails
 
 
+def test_energy_in_the_baseline_but_not_measured_now_fails_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    path = _baseline(pytester)  # measured on a board without a meter: energy None
+    report = json.loads(path.read_text())
+    for entry in report["results"]:
+        entry["measurement"]["power"].update(energy_mj=3.4, mean_w=5.0, reason=None)
+    path.write_text(json.dumps(report))
+    result = pytester.runpytest("--hw-compare", "base", "--hw-compare-fail", "energy:5%")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "test_basic.py::test_latency[[]local[]] on local: energy: baseline 3.4 mJ, "
+            "this run not measured: no power sensor found*",
+            "hwnas: 2 figure(s) in the baseline not measured in this run "
+            "(--hw-compare-fail fails them)",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*regression(s) beyond*")
+    result.assert_outcomes(passed=2)
+
+
 def test_compare_warns_about_a_different_setup(pytester: pytest.Pytester) -> None:
     path = _baseline(pytester)
     report = json.loads(path.read_text())

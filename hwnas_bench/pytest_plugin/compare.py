@@ -3,7 +3,9 @@
 Each check is parsed from ``STAT:LIMIT``; LIMIT is a percentage of the baseline or an
 absolute amount in the statistic's unit (``ms`` for latency, ``mJ`` for energy, ``W`` for
 power, ``MB`` for memory, ``/s`` for throughput). A check fails when the new value is worse
-than the baseline by more than the limit; "worse" is higher, except for throughput.
+than the baseline by more than the limit; "worse" is higher, except for throughput. It fails
+too when the baseline has the figure and this run has none (a meter that stopped reporting
+must not pass as "no regression"); a figure the baseline lacks is not compared.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class Statistic:
     path: tuple[str, ...]  #: where it lives in Measurement JSON
     unit: str
     higher_is_worse: bool = True
+    #: where the Measurement says why the figure is missing (power's ``reason``), if anywhere
+    reason_path: tuple[str, ...] | None = None
 
 
 STATISTICS: dict[str, Statistic] = {
@@ -38,8 +42,8 @@ STATISTICS: dict[str, Statistic] = {
         Statistic("std", ("latency", "std_ms"), "ms"),
         Statistic("iqr", ("latency", "iqr_ms"), "ms"),
         Statistic("throughput", ("throughput_ips",), "/s", higher_is_worse=False),
-        Statistic("energy", ("power", "energy_mj"), "mJ"),
-        Statistic("power", ("power", "mean_w"), "W"),
+        Statistic("energy", ("power", "energy_mj"), "mJ", reason_path=("power", "reason")),
+        Statistic("power", ("power", "mean_w"), "W", reason_path=("power", "reason")),
         Statistic("memory", ("memory", "peak_rss_mb"), "MB"),
     )
 }
@@ -66,14 +70,19 @@ class RegressionCheck:
 
     def evaluate(self, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Verdict:
         old, new = _value(baseline, self.stat.path), _value(current, self.stat.path)
-        if old is None or new is None:
-            missing = "baseline" if old is None else "this run"
-            return Verdict(
-                self, old, new, failed=False, skipped=f"no {self.stat.name} in {missing}"
-            )
+        if old is None:
+            return Verdict(self, old, new, failed=False, skipped=f"no {self.stat.name} in baseline")
+        if new is None:
+            return Verdict(self, old, new, failed=True, missing=self._why_missing(current))
         worse_by = (new - old) if self.stat.higher_is_worse else (old - new)
         allowed = old * self.limit / 100.0 if self.percent else self.limit
         return Verdict(self, old, new, failed=worse_by > allowed)
+
+    def _why_missing(self, current: Mapping[str, Any]) -> str:
+        node: Any = current
+        for key in self.stat.reason_path or ():
+            node = node.get(key) if isinstance(node, Mapping) else None
+        return node if isinstance(node, str) and node else "no reason given"
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,9 @@ class Verdict:
     baseline: float | None
     value: float | None
     failed: bool
-    skipped: str | None = None
+    skipped: str | None = None  #: why it was not compared: the baseline lacks the figure
+    #: why this run lacks a figure the baseline has (the Measurement's reason): a failure
+    missing: str | None = None
 
     @property
     def change_pct(self) -> float | None:
@@ -94,6 +105,11 @@ class Verdict:
         stat, unit = self.check.stat.name, self.check.stat.unit
         if self.skipped:
             return f"{test} on {target}: {stat}: not compared ({self.skipped})"
+        if self.missing is not None:
+            return (
+                f"{test} on {target}: {stat}: baseline {self.baseline:.4g} {unit}, "
+                f"this run not measured: {self.missing}"
+            )
         change = f" ({self.change_pct:+.1f}%)" if self.change_pct is not None else ""
         word = "regressed" if self.failed else "ok"
         direction = "+" if self.check.stat.higher_is_worse else "-"

@@ -99,9 +99,17 @@ def write(tr: Any, state: HwState, verbose: bool = False) -> None:
         for entry, verdict in state.verdicts:
             text = verdict.describe(entry.test, entry.board)
             tr.write_line(text, red=verdict.failed, bold=verdict.failed)
-        failed = sum(v.failed for _, v in state.verdicts)
-        if failed:
-            tr.write_line(f"hwnas: {failed} regression(s) beyond --hw-compare-fail", red=True)
+        failed = [v for _, v in state.verdicts if v.failed]
+        unmeasured = sum(v.missing is not None for v in failed)
+        if len(failed) > unmeasured:
+            regressed = len(failed) - unmeasured
+            tr.write_line(f"hwnas: {regressed} regression(s) beyond --hw-compare-fail", red=True)
+        if unmeasured:
+            tr.write_line(
+                f"hwnas: {unmeasured} figure(s) in the baseline not measured in this run "
+                "(--hw-compare-fail fails them)",
+                red=True,
+            )
     for warning in state.setup_warnings:
         tr.write_line(f"hwnas: warning: {warning}", yellow=True)
     for note in state.notes:
