@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any
 
 from device_agent.protocol import BenchSettings
@@ -36,6 +38,32 @@ BOARD_BENCH_KEYS: tuple[str, ...] = (
 )
 
 
+class BenchRule(Enum):
+    """Which wins where a run's own setting and the board's ``[bench]`` table both name a
+    field. The two rules are chosen where each verb builds its settings, by name."""
+
+    #: ``hwnas bench``, ``hwnas profile``, the pytest plugin: one measurement the user asked
+    #: for; a flag typed for this run is the more specific setting, the table fills the rest
+    FLAG_WINS = "flag"
+    #: search and compress: every candidate of a run is measured one way on a board, and the
+    #: table is that board's own way (a resume checks it did not change)
+    TABLE_WINS = "table"
+
+
+def table_entries(
+    spec: TargetSpec | None, rule: BenchRule, given: Collection[str] = ()
+) -> dict[str, Any]:
+    """The entries of the board's ``[bench]`` table that apply under ``rule``: all of them
+    (TABLE_WINS), or those whose field is not in ``given``, the fields the run set itself
+    (FLAG_WINS). Lists are copied, so settings never share one with the spec."""
+    if spec is None:
+        return {}
+    table = spec.bench_copy()
+    if rule is BenchRule.FLAG_WINS:
+        return {key: value for key, value in table.items() if key not in given}
+    return table
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """A named board: which transport reaches it, with what options, and its labels."""
@@ -63,10 +91,16 @@ class TargetSpec:
                     key=f"bench.{key}",
                 )
 
-    def with_bench(self, settings: BenchSettings) -> BenchSettings:
-        """``settings`` with this board's ``bench`` table over them: the board's values win,
-        being the more specific setting; every other field is left as it was."""
-        return replace(settings, **self.bench_copy())
+    def with_bench(
+        self,
+        settings: BenchSettings,
+        *,
+        rule: BenchRule = BenchRule.TABLE_WINS,
+        given: Collection[str] = (),
+    ) -> BenchSettings:
+        """``settings`` with this board's ``bench`` table laid over them by ``rule``
+        (:func:`table_entries`); every other field is left as it was."""
+        return replace(settings, **table_entries(self, rule, given))
 
     def bench_copy(self) -> dict[str, Any]:
         """The ``bench`` table with its lists copied: settings made from it never share a

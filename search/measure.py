@@ -18,6 +18,7 @@ import hw_targets
 from hw_targets import HardwareProfile
 from hwnas_bench import BenchFailure, BenchSettings, Config, Measurement, TargetSpec, load_config
 from hwnas_bench.farm import Farm
+from hwnas_bench.targets import BenchRule, table_entries
 
 from .errors import SettingsError
 from .settings import STATS
@@ -123,8 +124,9 @@ class Board:
 
     @staticmethod
     def _settings(settings: BenchSettings, spec: TargetSpec | None) -> BenchSettings:
-        """``settings`` with the board's own [bench] table over them (more specific)."""
-        return spec.with_bench(settings) if spec is not None else settings
+        """``settings`` with the board's own [bench] table over them: a search measures
+        every candidate one way on a board, the board's."""
+        return replace(settings, **table_entries(spec, BenchRule.TABLE_WINS))
 
     def profile(self) -> HardwareProfile:
         """The board's hw_targets profile: the one the config names, else detected from hello."""

@@ -9,7 +9,14 @@ import pytest
 
 from hwnas_bench import BenchSettings, ConfigError, TargetSpec, load_config
 from hwnas_bench.config import find_config
-from hwnas_bench.targets import BOARD_BENCH_KEYS, LOCAL, serial_target, ssh_target
+from hwnas_bench.targets import (
+    BOARD_BENCH_KEYS,
+    LOCAL,
+    BenchRule,
+    serial_target,
+    ssh_target,
+    table_entries,
+)
 
 
 def write(tmp_path: Path, text: str, name: str = "hwnas.toml") -> Path:
@@ -183,6 +190,12 @@ transport = "local"
     chosen.cpus.append(1)  # type: ignore[union-attr]
     assert one.bench["cpus"] == [0]  # the board's table is not shared with the result
     assert config.target("plain").with_bench(base) == base
+    # a flag of this run wins over the table under FLAG_WINS (bench, profile, pytest), the
+    # table wins under TABLE_WINS (search, compress): one function, the rule named
+    flagged = one.with_bench(base, rule=BenchRule.FLAG_WINS, given=("threads",))
+    assert (flagged.threads, flagged.cpus, flagged.graph_optimization) == (4, [0], "basic")
+    assert one.with_bench(base, rule=BenchRule.TABLE_WINS, given=("threads",)).threads == 1
+    assert table_entries(None, BenchRule.TABLE_WINS) == {}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from device_agent.protocol import BenchSettings, GraphOptimization
 
 from ..config import parse_cpu_list
 from ..errors import HwnasError, InputFileError, UsageError
-from ..targets import TargetSpec
+from ..targets import BOARD_BENCH_KEYS, BenchRule, TargetSpec, table_entries
 from .common import add_target_options, open_device, resolve_target
 from .render import bench_summary, console, measurement_notes, measurement_table, profile_table, say
 
@@ -183,8 +183,8 @@ def settings_from(args: argparse.Namespace, spec: TargetSpec | None = None) -> B
 
 def board_fill(args: argparse.Namespace, spec: TargetSpec | None) -> dict[str, Any]:
     """The entries of the board's ``[bench]`` table that no flag of this run set."""
-    table = spec.bench_copy() if spec is not None else {}
-    return {key: value for key, value in table.items() if getattr(args, key, None) is None}
+    given = [key for key in BOARD_BENCH_KEYS if getattr(args, key, None) is not None]
+    return table_entries(spec, BenchRule.FLAG_WINS, given)
 
 
 def say_board_fill(args: argparse.Namespace, spec: TargetSpec) -> None:
