@@ -3,6 +3,7 @@
 ``discover_meters()`` finds the board's sensors (external INA2xx, Jetson INA3221, the
 Raspberry Pi 5 PMIC, RAPL, NVML); a ``PowerSampler`` polls one during the timed loop and
 integrates it into a ``PowerResult``; ``power_summary()`` turns that into the reply's dict.
+Every finder (and a plugin's ``discover``) runs the one loop of ``probe()``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from .discovery import Discovery, discover_meters
 from .errors import CommandError, CommandNotFoundError, PowerError, PowerReadError
 from .integrate import Sample, integrate
 from .meter import KIND_ENERGY, KIND_POWER, SCOPES, PowerMeter
+from .probe import Found, Opened, probe, readable
 from .result import PowerResult, power_summary
 from .sampler import PowerSampler
 
@@ -21,6 +23,8 @@ __all__ = [
     "CommandError",
     "CommandNotFoundError",
     "Discovery",
+    "Found",
+    "Opened",
     "PowerError",
     "PowerMeter",
     "PowerReadError",
@@ -30,4 +34,6 @@ __all__ = [
     "discover_meters",
     "integrate",
     "power_summary",
+    "probe",
+    "readable",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from .errors import CommandError, CommandNotFoundError, PowerReadError
 
@@ -32,6 +32,16 @@ def read_int(path: Path) -> int:
         return int(text)
     except ValueError as exc:
         raise PowerReadError(f"{path}: not an integer: {text[:40]!r}", str(path)) from exc
+
+
+def hwmon_update_interval_s(directory: Path) -> Optional[float]:
+    """A hwmon device's ``update_interval`` (ms, the period at which its readings change)
+    in seconds; None where the driver has none (ina219/ina220) or it cannot be read."""
+    try:
+        ms = read_int(directory / "update_interval")
+    except PowerReadError:
+        return None
+    return ms / 1000.0 if ms > 0 else None
 
 
 def under(root: Path, absolute: str) -> Path:

@@ -8,11 +8,12 @@ directory's ``name`` is the chip prefix, ``power1_input`` is power in µW and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional
 
-from ._io import read_int, read_text, subdirs, under
+from ._io import hwmon_update_interval_s, read_int, read_text, subdirs, under
 from .errors import PowerReadError
 from .meter import KIND_POWER, PowerMeter
+from .probe import Found, Opened, probe, readable
 
 #: Prefixes documented with ``power1_input`` in µW: the ina2xx driver (ina2xx.rst,
 #: including ina234/ina260/sy24655 in newer kernels) and the ina238 driver (ina238.rst).
@@ -38,38 +39,23 @@ class HwmonIna2xxMeter(PowerMeter):
         return read_int(self.path) / 1e6  # µW -> W
 
 
-def _update_interval_s(directory: Path) -> Optional[float]:
-    path = directory / "update_interval"
-    if not path.exists():
-        return None  # ina219/ina220 do not expose it
-    try:
-        ms = read_int(path)
-    except PowerReadError:
-        return None
-    return ms / 1000.0 if ms > 0 else None
-
-
-def find_hwmon_ina2xx(root: Path) -> Tuple[List[PowerMeter], List[str]]:
+def find_hwmon_ina2xx(root: Path) -> Found:
     """Every readable INA2xx under /sys/class/hwmon, and why others were left out."""
-    base = under(root, "/sys/class/hwmon")
-    meters: List[PowerMeter] = []
-    reasons: List[str] = []
-    for directory in subdirs(base, r"hwmon\d+"):
-        try:
-            chip = read_text(directory / "name")
-        except PowerReadError:
-            continue  # every hwmon device has a name; one without is not ours
-        # The iio-hwmon bridge names a device after its device-tree node, e.g. "ina260_u14"
-        # on the Kria SOM; its power1_input is µW too (iio_hwmon.c converts mW to µW).
-        if chip not in INA2XX_NAMES and chip.split("_")[0] not in INA2XX_NAMES:
-            continue
-        meter = HwmonIna2xxMeter(directory, chip, _update_interval_s(directory))
-        try:
-            meter.read()
-        except PowerReadError as exc:
-            reasons.append(f"hwmon {chip} ({directory.name}): {exc}")
-            continue
-        meters.append(meter)
-    if not meters and not reasons:
-        reasons.append("hwmon ina2xx: no INA2xx power monitor under /sys/class/hwmon")
-    return meters, reasons
+    return probe(
+        subdirs(under(root, "/sys/class/hwmon"), r"hwmon\d+"),
+        _open,
+        "hwmon ina2xx: no INA2xx power monitor under /sys/class/hwmon",
+    )
+
+
+def _open(directory: Path) -> Opened:
+    try:
+        chip = read_text(directory / "name")
+    except PowerReadError:
+        return None  # every hwmon device has a name; one without is not ours
+    # The iio-hwmon bridge names a device after its device-tree node, e.g. "ina260_u14"
+    # on the Kria SOM; its power1_input is µW too (iio_hwmon.c converts mW to µW).
+    if chip not in INA2XX_NAMES and chip.split("_")[0] not in INA2XX_NAMES:
+        return None
+    meter = HwmonIna2xxMeter(directory, chip, hwmon_update_interval_s(directory))
+    return readable(meter, f"hwmon {chip} ({directory.name})")

@@ -12,29 +12,12 @@ Unconnected channels are labelled "NC" (Orin).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional
 
-from ._io import read_int, read_text, subdirs, under
-from .errors import PowerReadError
+from ._io import hwmon_update_interval_s, read_int
+from .jetson_rails import JetsonDriver, find_rails, jetson_scope, jetson_source
 from .meter import KIND_POWER, PowerMeter
-
-#: Rails that carry the module's whole input (energymon's defaults, jtop ``total_power``).
-#: On TX1/TX2 dev kits the carrier board has its own rail (VDD_MUX) beside VDD_IN.
-JETSON_INPUT_RAILS = frozenset({"VDD_IN", "POM_5V_IN"})
-
-BUS_ADDR = r"\d+-[0-9a-fA-F]{4}"
-
-
-def jetson_source(rail: str, where: str) -> str:
-    """Source names shared by both Jetson drivers, so ``--power-meter jetson-ina3221:VDD_IN``
-    selects the same rail on JetPack 4 and 5."""
-    if rail in JETSON_INPUT_RAILS:
-        return f"jetson-ina3221:{rail} (module power input; {where})"
-    return f"jetson-ina3221:{rail} (one rail, not the whole board; {where})"
-
-
-def jetson_scope(rail: str) -> str:
-    return "board" if rail in JETSON_INPUT_RAILS else "rail"
+from .probe import Found
 
 
 class JetsonIna3221Meter(PowerMeter):
@@ -60,42 +43,24 @@ class JetsonIna3221Meter(PowerMeter):
         return millivolts * milliamps / 1e6  # mV * mA = µW
 
 
-def _update_interval_s(hwmon: Path) -> Optional[float]:
-    try:
-        ms = read_int(hwmon / "update_interval")
-    except PowerReadError:
-        return None
-    return ms / 1000.0 if ms > 0 else None
+def _meter(hwmon: Path, channel: int, rail: str) -> PowerMeter:
+    # update_interval: the conversion time × channels × averaging (ina3221.rst), in ms
+    return JetsonIna3221Meter(hwmon, channel, rail, hwmon_update_interval_s(hwmon))
 
 
-def find_jetson_ina3221(root: Path) -> Tuple[List[PowerMeter], List[str]]:
+INA3221 = JetsonDriver(
+    name="ina3221",
+    title="jetson ina3221 (JetPack 5+)",
+    below="hwmon",
+    pattern=r"hwmon\d+",
+    channels=(1, 2, 3),  # in4..in7 and curr4 are shunt voltages and sums: no rail power
+    name_file="in{0}_label",
+    none_named="no labelled channel",
+    make=_meter,
+    not_connected=frozenset({"", "NC"}),
+)
+
+
+def find_jetson_ina3221(root: Path) -> Found:
     """Every labelled, readable channel of every mainline INA3221."""
-    base = under(root, "/sys/bus/i2c/drivers/ina3221")
-    meters: List[PowerMeter] = []
-    reasons: List[str] = []
-    if not base.is_dir():
-        return meters, ["jetson ina3221 (JetPack 5+): no /sys/bus/i2c/drivers/ina3221"]
-    for device in subdirs(base, BUS_ADDR):
-        for hwmon in subdirs(device / "hwmon", r"hwmon\d+"):
-            interval = _update_interval_s(hwmon)
-            for channel in (1, 2, 3):
-                label_path = hwmon / f"in{channel}_label"
-                if not label_path.exists():
-                    continue  # no label: nothing says what the channel measures
-                try:
-                    rail = read_text(label_path)
-                except PowerReadError as exc:
-                    reasons.append(f"jetson ina3221 {device.name}: {exc}")
-                    continue
-                if not rail or rail == "NC":
-                    continue
-                meter = JetsonIna3221Meter(hwmon, channel, rail, interval)
-                try:
-                    meter.read()
-                except PowerReadError as exc:
-                    reasons.append(f"jetson ina3221 {rail}: {exc}")
-                    continue
-                meters.append(meter)
-    if not meters and not reasons:
-        reasons.append("jetson ina3221 (JetPack 5+): driver present but no labelled channel")
-    return meters, reasons
+    return find_rails(root, INA3221)

@@ -9,12 +9,11 @@ channel is not connected. The driver gives no sensor update period, so none is c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple
 
-from ._io import read_int, read_text, subdirs, under
-from .errors import PowerReadError
-from .jetson_ina3221 import BUS_ADDR, jetson_scope, jetson_source
+from ._io import read_int
+from .jetson_rails import JetsonDriver, find_rails, jetson_scope, jetson_source
 from .meter import KIND_POWER, PowerMeter
+from .probe import Found
 
 
 class JetsonIna3221xMeter(PowerMeter):
@@ -32,31 +31,18 @@ class JetsonIna3221xMeter(PowerMeter):
         return read_int(self.path) / 1000.0  # mW -> W
 
 
-def find_jetson_ina3221x(root: Path) -> Tuple[List[PowerMeter], List[str]]:
+INA3221X = JetsonDriver(
+    name="ina3221x",
+    title="jetson ina3221x (JetPack 4)",
+    below="",
+    pattern=r"iio:device\d+",
+    channels=(0, 1, 2),
+    name_file="rail_name_{0}",
+    none_named="no named rail",
+    make=JetsonIna3221xMeter,
+)
+
+
+def find_jetson_ina3221x(root: Path) -> Found:
     """Every named, readable rail of every ina3221x device."""
-    base = under(root, "/sys/bus/i2c/drivers/ina3221x")
-    meters: List[PowerMeter] = []
-    reasons: List[str] = []
-    if not base.is_dir():
-        return meters, ["jetson ina3221x (JetPack 4): no /sys/bus/i2c/drivers/ina3221x"]
-    for device in subdirs(base, BUS_ADDR):
-        for iio in subdirs(device, r"iio:device\d+"):
-            for channel in (0, 1, 2):
-                name_path = iio / f"rail_name_{channel}"
-                if not name_path.exists():
-                    continue
-                try:
-                    rail = read_text(name_path)
-                except PowerReadError as exc:
-                    reasons.append(f"jetson ina3221x {device.name}: {exc}")
-                    continue
-                meter = JetsonIna3221xMeter(iio, channel, rail)
-                try:
-                    meter.read()
-                except PowerReadError as exc:
-                    reasons.append(f"jetson ina3221x {rail}: {exc}")
-                    continue
-                meters.append(meter)
-    if not meters and not reasons:
-        reasons.append("jetson ina3221x (JetPack 4): driver present but no named rail")
-    return meters, reasons
+    return find_rails(root, INA3221X)

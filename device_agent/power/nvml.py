@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Optional, Tuple, Type, Union
 
 from .errors import PowerReadError
 from .meter import KIND_ENERGY, KIND_POWER, PowerMeter
+from .probe import Found, Opened, probe
 
 #: NVML's power reading averages over 1 s on Ampere and newer; polling faster than this
 #: samples the same average again and again.
@@ -59,7 +60,7 @@ class NvmlMeter(PowerMeter):
             raise PowerReadError(f"{self.source}: {exc}") from exc
 
 
-def find_nvml(loader: Optional[NvmlLoader] = None) -> Tuple[List[PowerMeter], List[str]]:
+def find_nvml(loader: Optional[NvmlLoader] = None) -> Found:
     """One meter per GPU NVML can read; reasons for the rest."""
     try:
         nvml = (loader or import_pynvml)()
@@ -71,23 +72,16 @@ def find_nvml(loader: Optional[NvmlLoader] = None) -> Tuple[List[PowerMeter], Li
         count = int(nvml.nvmlDeviceGetCount())
     except errors as exc:
         return [], [f"nvml: not usable ({exc})"]
-    meters: List[PowerMeter] = []
-    reasons: List[str] = []
-    for index in range(count):
+
+    def open_gpu(index: int) -> Opened:
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             name = _text(nvml.nvmlDeviceGetName(handle))
         except errors as exc:
-            reasons.append(f"nvml gpu{index}: {exc}")
-            continue
-        meter = _first_readable(nvml, index, handle, name)
-        if isinstance(meter, str):
-            reasons.append(meter)
-        else:
-            meters.append(meter)
-    if count == 0:
-        reasons.append("nvml: no GPU")
-    return meters, reasons
+            return f"nvml gpu{index}: {exc}"
+        return _first_readable(nvml, index, handle, name)
+
+    return probe(range(count), open_gpu, "nvml: no GPU")
 
 
 def _first_readable(nvml: Any, index: int, handle: Any, name: str) -> Union[PowerMeter, str]:

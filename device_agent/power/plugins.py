@@ -1,6 +1,7 @@
 """Power readers from plugins: modules named on the agent's command line (--power-plugin).
 
-A plugin module defines ``discover(root, run_command) -> (meters, reasons)``. It is
+A plugin module defines ``discover(root, run_command) -> (meters, reasons)``; the loop of
+:func:`device_agent.power.probe` serves it as it serves the built-in finders. It is
 imported here, on the board, and may import only the standard library and device_agent.
 A plugin that fails to import or raises becomes a reason, never a crash.
 """
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import List, Tuple
 
 from ._io import CommandRunner
 from .meter import PowerMeter
-
-Found = Tuple[List[PowerMeter], List[str]]
+from .probe import Found
 
 
 def find_plugin(module: str, root: Path, run_command: CommandRunner) -> Found:

@@ -10,13 +10,18 @@ Format, from the kernel's Documentation/power/powercap/powercap.rst (and Zeus
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional
 
 from ._io import read_int, read_text, subdirs, under
 from .errors import PowerReadError
 from .meter import KIND_ENERGY, PowerMeter
+from .probe import Found, Opened, probe, readable
 
 ROOT_ONLY = "root-only since Linux 5.10, CVE-2020-8694 / CVE-2020-12912"
+
+#: The package energy counter's update period: "updated every ~1 msec" (Intel SDM vol. 3B,
+#: MSR_PKG_ENERGY_STATUS); AMD's counter updates every 1 ms too (kernel hwmon/amd_energy).
+RAPL_UPDATE_S = 0.001
 
 
 class RaplPackageMeter(PowerMeter):
@@ -28,6 +33,7 @@ class RaplPackageMeter(PowerMeter):
             kind=KIND_ENERGY,
             scope="cpu-package",
             wrap_j=wrap_j,
+            update_interval_s=RAPL_UPDATE_S,
         )
         self.path = zone / "energy_uj"
 
@@ -35,42 +41,34 @@ class RaplPackageMeter(PowerMeter):
         return read_int(self.path) / 1e6  # µJ -> J
 
 
-def find_rapl(root: Path) -> Tuple[List[PowerMeter], List[str]]:
+def find_rapl(root: Path) -> Found:
     """One meter per readable package zone (several sockets: several meters; their
     counters wrap independently, so they are not summed into one)."""
     base = under(root, "/sys/class/powercap")
     zones = subdirs(base, r"intel-rapl:\d+")  # top level only; intel-rapl:0:0 are subzones
     if not zones:
         return [], ["rapl: no /sys/class/powercap/intel-rapl:N (no RAPL, or driver not loaded)"]
-    meters: List[PowerMeter] = []
-    reasons: List[str] = []
-    for zone in zones:
-        try:
-            name = read_text(zone / "name")
-        except PowerReadError as exc:
-            reasons.append(f"rapl: {exc}")
-            continue
-        if not name.startswith("package"):
-            continue  # psys and the like cover other things; say nothing we cannot name
-        wrap_j: Optional[float]
-        try:
-            wrap_j = read_int(zone / "max_energy_range_uj") / 1e6
-        except PowerReadError:
-            wrap_j = None  # still usable: a wrap inside a window is then reported, not guessed
-        meter = RaplPackageMeter(zone, name, wrap_j)
-        try:
-            meter.read()
-        except PowerReadError as exc:
-            reasons.append(_unreadable(meter.path, exc))
-            continue
-        meters.append(meter)
-    if not meters and not reasons:
-        reasons.append("rapl: no package zone among " + ", ".join(z.name for z in zones))
-    return meters, reasons
+    return probe(zones, _open, "rapl: no package zone among " + ", ".join(z.name for z in zones))
+
+
+def _open(zone: Path) -> Opened:
+    try:
+        name = read_text(zone / "name")
+    except PowerReadError as exc:
+        return f"rapl: {exc}"
+    if not name.startswith("package"):
+        return None  # psys and the like cover other things; say nothing we cannot name
+    wrap_j: Optional[float]
+    try:
+        wrap_j = read_int(zone / "max_energy_range_uj") / 1e6
+    except PowerReadError:
+        wrap_j = None  # still usable: a wrap inside a window is then reported, not guessed
+    meter = RaplPackageMeter(zone, name, wrap_j)
+    return readable(meter, "rapl", lambda exc: _unreadable(meter.path, exc))
 
 
 def _unreadable(path: Path, exc: PowerReadError) -> str:
     if isinstance(exc.__cause__, PermissionError):
-        return f"rapl: {path} not readable ({ROOT_ONLY})"
+        return f"{path} not readable ({ROOT_ONLY})"
     detail = getattr(exc.__cause__, "strerror", None) or str(exc)
-    return f"rapl: {path} not readable: {detail}"
+    return f"{path} not readable: {detail}"

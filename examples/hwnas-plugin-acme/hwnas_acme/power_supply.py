@@ -10,9 +10,9 @@ Runs on the board: standard library and ``device_agent`` only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Tuple, Union
 
-from device_agent.power import PowerMeter, PowerReadError
+from device_agent.power import PowerMeter, PowerReadError, probe, readable
 
 
 def _read_int(path: Path) -> int:
@@ -44,16 +44,10 @@ def discover(root: Path, run_command: object) -> Tuple[List[PowerMeter], List[st
     base = root / "sys/class/power_supply"
     if not base.is_dir():
         return [], [f"power_supply: no {base}"]
-    meters: List[PowerMeter] = []
-    reasons: List[str] = []
-    for directory in sorted(p for p in base.iterdir() if p.is_dir()):
-        meter = PowerSupplyMeter(directory)
-        try:
-            meter.read()
-        except PowerReadError as exc:
-            reasons.append(f"power_supply {directory.name}: {exc}")
-            continue
-        meters.append(meter)
-    if not meters and not reasons:
-        reasons.append(f"power_supply: {base} is empty")
-    return meters, reasons
+    supplies = sorted(p for p in base.iterdir() if p.is_dir())
+    # the agent's own loop: a meter or a reason per supply, a reason when there are none
+    return probe(supplies, _open, f"power_supply: {base} is empty")
+
+
+def _open(directory: Path) -> Union[PowerMeter, str]:
+    return readable(PowerSupplyMeter(directory), f"power_supply {directory.name}")
