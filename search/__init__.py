@@ -21,8 +21,14 @@ from .space import Candidate, InvalidCandidate, Layer, SearchSpace
 if TYPE_CHECKING:
     from .api import Searcher
     from .loop.result import SearchedModel, SearchResult
+    from .settings import Budgets
 
-_LAZY = {"Searcher": "api", "SearchedModel": "loop.result", "SearchResult": "loop.result"}
+_LAZY = {
+    "Budgets": "settings",
+    "Searcher": "api",
+    "SearchedModel": "loop.result",
+    "SearchResult": "loop.result",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +46,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Budgets",
     "Candidate",
     "DataError",
     "InfeasibleBudgetError",

@@ -3,7 +3,7 @@
 from search import SearchSpace, Searcher
 
 space = SearchSpace(input_shape=(8, 8, 1), num_layers=(1, 3), layer_types=["conv", "pool", "fc"])
-searcher = Searcher(space, constraints={"latency_ms": 0.5}, trials=20, epochs=5)
+searcher = Searcher(space, budgets={"latency_ms": 0.5}, trials=20, epochs=5)
 best_model = searcher.search(x, y)
 loss, accuracy = best_model.evaluate(x_test, y_test)
 """
@@ -34,7 +34,7 @@ from .loop.run_lock import run_dir_lock
 from .measure import ROUNDS, Board, bench_settings
 from .model_card import CARD_FILE, MAX_MODEL_BYTES, TARGETS, safe_name, write_target_folder
 from .records import TrialRecord
-from .settings import SearchSettings, check_constraints
+from .settings import Budgets, SearchSettings
 from .space import SearchSpace
 from .strategies import Strategy, get_strategy
 from .training.data import Split, class_count, labels, split, to_nchw
@@ -46,6 +46,12 @@ if TYPE_CHECKING:
 
 class Searcher:
     """Finds the most accurate candidate within the budgets, measured on ``target``.
+
+    ``budgets``: a :class:`~search.settings.Budgets`, or the same as a mapping
+    (``{"latency_ms": 0.05, "energy_mj": 2.0, "memory_mb": ..., "flops": ..., "params":
+    ...}``); ``constraints`` is its older name (one of the two). ``latency_stat``: the
+    statistic the latency budget limits and the search minimises (default p50; a
+    ``Budgets`` brings its own ``stat``).
 
     ``predictor``: skip training candidates that the measured per-layer table predicts over
     a budget by more than the predictor's own measured error (None: the strategy's default,
@@ -70,8 +76,9 @@ class Searcher:
         target: str | TargetSpec = "local",
         targets: Sequence[str | TargetSpec] | None = None,
         strategy: str | Strategy = "evolution",
-        constraints: dict[str, float] | None = None,
-        latency_stat: str = "p50",
+        budgets: Budgets | Mapping[str, float] | None = None,
+        constraints: Mapping[str, float] | None = None,
+        latency_stat: str | None = None,
         trials: int = 40,
         epochs: int = 5,
         batch_size: int = 64,
@@ -116,8 +123,7 @@ class Searcher:
             predictor=self.strategy.predictor_default if predictor is None else predictor,
             strategy_options=self.strategy.options(),
             trials=trials,
-            constraints=check_constraints(constraints),
-            latency_stat=latency_stat,
+            budgets=given_budgets(budgets, constraints, latency_stat),
             train=TrainSettings(optimizer, lr, epochs, batch_size, seed, train_threads),
             validation_split=validation_split,
             seed=seed,
@@ -357,6 +363,28 @@ class Searcher:
                 extra(rec, result)
 
             yield both
+
+
+def given_budgets(
+    budgets: Budgets | Mapping[str, float] | None,
+    constraints: Mapping[str, float] | None,
+    latency_stat: str | None,
+) -> Budgets:
+    """``Searcher``'s budgets: ``budgets`` (a Budgets or a mapping) or ``constraints`` (the
+    older name of the mapping), on ``latency_stat``."""
+    if budgets is not None and constraints is not None:
+        raise SettingsError("give budgets= or constraints= (its older name), not both")
+    if isinstance(budgets, Budgets):
+        if latency_stat is not None and latency_stat != budgets.stat:
+            raise SettingsError(
+                f"latency_stat={latency_stat!r} but the budgets are on {budgets.stat!r}: "
+                "give one (Budgets(stat=...))"
+            )
+        return budgets
+    given = budgets if budgets is not None else constraints
+    if given is not None and not isinstance(given, Mapping):
+        raise SettingsError(f"budgets is a Budgets or a mapping, not {given!r}")
+    return Budgets.from_mapping(given, stat=latency_stat or "p50")
 
 
 def given_provider(bench: BenchSettings | Mapping[str, Any] | None) -> str | None:

@@ -5,7 +5,9 @@ model card to it, re-measures the model there with the card's own bench settings
 rounds-and-median procedure the search used), and compares the fresh latency statistic with
 the card's:
 
-* over the card's latency budget: fail;
+* over the card's latency or energy budget, or without the figure one of them needs (an
+  energy budget the board's meter gave no figure for is ``not measured``): fail, unless
+  ``allow_unmeasured_energy`` lets a missing energy figure through (a note says so);
 * further from the card's figure than the measurement's own spread: fail. The spread of a
   measurement is its ``p95 - p50`` (how far its slow tail reaches above the median); the
   allowed difference is the larger of the card's spread, the fresh spread and 10 % of the
@@ -51,7 +53,13 @@ from .model_card import (
     ModelCardError,
     load_target_folder,
 )
+from .settings import MeasuredFigures, Violation
 
+#: how a card's energy budget without a fresh energy figure is deployed all the same
+UNMEASURED_ENERGY_HINT = (
+    "the card's energy budget cannot be checked here (--allow-unmeasured-energy deploys "
+    "without the check)"
+)
 #: the smallest difference ever called a change: 10 % of the card's figure
 MIN_TOLERANCE = 0.10
 #: the largest difference ever called "the same": half the card's figure
@@ -89,7 +97,7 @@ class DeployResult:
     card_ms: float
     fresh_ms: float
     tolerance_ms: float
-    budget_ms: float | None
+    latency_budget_ms: float | None
     fresh: Measurement
     ok: bool
     reason: str  #: why it failed; "" when ok
@@ -98,7 +106,8 @@ class DeployResult:
 
     def figures(self) -> str:
         """``p50 fresh 1.234 ms vs card 1.200 ms (allowed +-0.120 ms, budget 5 ms)``."""
-        budget = f", budget {self.budget_ms:g} ms" if self.budget_ms is not None else ""
+        latency_budget_ms = self.latency_budget_ms
+        budget = f", budget {latency_budget_ms:g} ms" if latency_budget_ms is not None else ""
         return (
             f"{self.stat} fresh {self.fresh_ms:.4g} ms vs card {self.card_ms:.4g} ms "
             f"(allowed +-{self.tolerance_ms:.3g} ms{budget})"
@@ -116,7 +125,7 @@ class DeployResult:
             "card_ms": self.card_ms,
             "fresh_ms": self.fresh_ms,
             "tolerance_ms": self.tolerance_ms,
-            "budget_ms": self.budget_ms,
+            "latency_budget_ms": self.latency_budget_ms,
             "ok": self.ok,
             "reason": self.reason,
             "notes": self.notes,
@@ -124,19 +133,22 @@ class DeployResult:
         }
 
 
-def verdict(card: ModelCard, fresh: Measurement) -> tuple[float, float, str]:
-    """(fresh figure, allowed difference, why it fails or "")."""
+def verdict(
+    card: ModelCard, fresh: Measurement, *, allow_unmeasured_energy: bool = False
+) -> tuple[float, float, str]:
+    """(fresh figure, allowed difference, why it fails or ""). A budget the fresh figures
+    are over, or lack the figure for (``not measured``), fails; ``allow_unmeasured_energy``
+    passes an energy budget that has no fresh energy figure."""
     card_ms = card.latency_ms
     fresh_ms = latency_of(fresh, card.latency_stat)
     allowed = tolerance_ms(card.measured(), fresh, card_ms)
-    budget = card.latency_budget_ms
     stat = card.latency_stat
-    # every test is "not within", so a NaN on either side fails rather than passes
-    if budget is not None and not fresh_ms <= budget:
-        return fresh_ms, allowed, f"over budget: {stat} {fresh_ms:.4g} ms > {budget:g} ms"
-    energy, energy_budget = fresh.power.energy_mj, card.budgets.get("energy_mj")
-    if energy is not None and energy_budget is not None and not energy <= energy_budget:
-        return fresh_ms, allowed, f"over budget: energy {energy:.4g} mJ > {energy_budget:g} mJ"
+    for v in card.budget_limits.violations(MeasuredFigures.of(fresh, stat)):
+        if not _unmeasured_energy(v):
+            return fresh_ms, allowed, v.reason
+        if not allow_unmeasured_energy:
+            return fresh_ms, allowed, f"{v.reason}; {UNMEASURED_ENERGY_HINT}"
+    # "not within", so a NaN on either side fails rather than passes
     if not abs(fresh_ms - card_ms) <= allowed:
         return (
             fresh_ms,
@@ -147,6 +159,10 @@ def verdict(card: ModelCard, fresh: Measurement) -> tuple[float, float, str]:
             ),
         )
     return fresh_ms, allowed, ""
+
+
+def _unmeasured_energy(v: Violation) -> bool:
+    return v.budget == "energy_mj" and not v.measured
 
 
 def _remote_dir(path: str | None, card: ModelCard) -> str:
@@ -212,8 +228,13 @@ def deploy_model(
     path: str | None = None,
     config: Config | None = None,
     lease_timeout: float = 600.0,
+    allow_unmeasured_energy: bool = False,
 ) -> DeployResult:
     """Ship the target's model and card to its board, re-measure it there, compare.
+
+    A card with an energy budget fails when the re-measure has no energy figure (the
+    board's meter gave none: ``not measured``), unless ``allow_unmeasured_energy``: then it
+    is not checked, and a note says so.
 
     Raises ModelCardError for a run, target or card that cannot be used, and the board's
     own errors (``hwnas_bench`` errors) when it cannot be reached. A fresh measurement that
@@ -251,9 +272,13 @@ def deploy_model(
             board, kind = lease.name, lease.spec.transport
     finally:
         farm.close()
-    fresh_ms, allowed, reason = verdict(card, fresh)
-    if card.budgets.get("energy_mj") is not None and fresh.power.energy_mj is None:
-        notes.append(f"energy budget not checked: no energy measured ({fresh.power.reason})")
+    fresh_ms, allowed, reason = verdict(
+        card, fresh, allow_unmeasured_energy=allow_unmeasured_energy
+    )
+    broken = card.budget_limits.violations(MeasuredFigures.of(fresh, card.latency_stat))
+    unmeasured = [v for v in broken if _unmeasured_energy(v)]
+    if unmeasured and allow_unmeasured_energy:
+        notes.append(f"energy budget not checked (allowed): {unmeasured[0].reason}")
     if board != card.board:
         notes.append(f"measured on {board}; the card's measurement is from {card.board}")
     result = DeployResult(
@@ -266,7 +291,7 @@ def deploy_model(
         card_ms=card.latency_ms,
         fresh_ms=fresh_ms,
         tolerance_ms=allowed,
-        budget_ms=card.latency_budget_ms,
+        latency_budget_ms=card.latency_budget_ms,
         fresh=fresh,
         ok=not reason,
         reason=reason,

@@ -30,7 +30,7 @@ from hwnas_bench.errors import MeasurementFormatError
 from .errors import SearchError, SettingsError, SpaceError
 from .files import owned_dir, write_file
 from .records import TrialRecord
-from .settings import STATS, SearchSettings
+from .settings import CONSTRAINTS, STATS, Budgets, SearchSettings
 from .space import Candidate
 
 SCHEMA = "hwnas.model_card/1"
@@ -76,7 +76,9 @@ class ModelCard:
     input: dict[str, Any]
     output: dict[str, Any]
     compression: dict[str, Any] | None  #: None: the fp32 model as trained
-    budgets: dict[str, float]  #: the search's constraints (latency_ms, energy_mj, ...)
+    #: the search's budgets as a mapping (``Budgets.to_mapping()``: latency_ms, energy_mj,
+    #: ...); :attr:`budget_limits` is the typed form
+    budgets: dict[str, float]
     latency_stat: str  #: p50, p95, p99 or mean
     latency_ms: float  #: that statistic, as measured
     energy_mj: float | None  #: as measured; None without a power meter (measurement says why)
@@ -119,9 +121,13 @@ class ModelCard:
         return Measurement.from_dict(self.measurement)
 
     @property
+    def budget_limits(self) -> Budgets:
+        """The card's budgets, on its latency statistic (checked by :func:`check_card`)."""
+        return Budgets.from_mapping(self.budgets, stat=self.latency_stat)
+
+    @property
     def latency_budget_ms(self) -> float | None:
-        value = self.budgets.get("latency_ms")
-        return float(value) if value is not None else None
+        return self.budget_limits.latency_ms
 
 
 def _bad(field: str, want: str, value: object) -> ModelCardError:
@@ -187,6 +193,8 @@ def check_card(card: ModelCard) -> None:
     if not isinstance(card.budgets, dict):
         raise _bad("budgets", "an object", card.budgets)
     for key, value in card.budgets.items():
+        if key not in CONSTRAINTS:
+            raise _bad("budgets", f"keyed by {', '.join(CONSTRAINTS)}", key)
         _check_number(f"budgets.{key}", value)
     if not isinstance(card.latency_stat, str) or card.latency_stat not in STATS:
         raise _bad("latency_stat", f"one of {', '.join(STATS)}", card.latency_stat)
@@ -321,7 +329,7 @@ def write_target_folder(
             "note": "raw logits: argmax is the class",
         },
         compression=compression,
-        budgets=dict(settings.constraints),
+        budgets=settings.budgets.to_mapping(),
         latency_stat=stat,
         latency_ms=float(getattr(m.latency, STATS[stat])),
         energy_mj=m.power.energy_mj,

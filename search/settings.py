@@ -1,13 +1,19 @@
-"""The settings of one search, as the run directory records them (resume checks them)."""
+"""The settings of one search, as the run directory records them (resume checks them), and
+the budgets a candidate is held to (:class:`Budgets`, the one place a figure is compared with
+its budget)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 from .errors import SettingsError
 from .training.train import MAX_SEED, TrainSettings, check_int, check_number, is_number
+
+if TYPE_CHECKING:
+    from hwnas_bench import Measurement
 
 #: latency statistic name -> Latency field
 STATS = {"p50": "median_ms", "p95": "p95_ms", "p99": "p99_ms", "mean": "mean_ms"}
@@ -19,7 +25,7 @@ def check_stat(stat: str) -> str:
     return stat
 
 
-#: constraint name -> what it limits. latency_ms / energy_mj are checked on the measurement
+#: budget name -> what it limits. latency_ms / energy_mj are checked on the measurement
 #: (over budget = infeasible, never discarded); the others analytically, before training.
 CONSTRAINTS = {
     "latency_ms": "measured latency statistic (latency_stat), ms",
@@ -28,30 +34,157 @@ CONSTRAINTS = {
     "flops": "FLOPs per inference (analytic, before training)",
     "params": "parameters (analytic, before training)",
 }
-MEASURED_CONSTRAINTS = ("latency_ms", "energy_mj")
 #: the most trials one search (or one shared study) may ask for
 MAX_TRIALS = 1_000_000
 
 
-def check_constraints(constraints: dict[str, float] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in (constraints or {}).items():
-        if key not in CONSTRAINTS:
-            raise SettingsError(f"unknown constraint '{key}' (known: {', '.join(CONSTRAINTS)})")
-        if value is None:
-            continue
-        if not is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:
-            raise SettingsError(f"constraint {key} must be a finite number > 0, got {value!r}")
-        out[key] = float(value)
-    return out
+def _known(value: float | None) -> TypeGuard[float]:
+    """A figure that was measured: not None, not NaN."""
+    return value is not None and not math.isnan(value)
+
+
+@dataclass(frozen=True)
+class MeasuredFigures:
+    """What a measured budget is checked against: one candidate's figures on one board (a
+    measurement's, a card's, a derived round's). None or NaN: not measured."""
+
+    latency_ms: float | None  #: the budgets' latency statistic
+    energy_mj: float | None = None  #: per inference
+    energy_reason: str | None = None  #: why there is no energy figure (the power reason)
+
+    @classmethod
+    def of(cls, m: Measurement, stat: str) -> MeasuredFigures:
+        """A Measurement's figures on the latency statistic ``stat``."""
+        latency = getattr(m.latency, STATS[check_stat(stat)])
+        return cls(
+            float(latency) if latency is not None else None, m.power.energy_mj, m.power.reason
+        )
+
+    def value(self, budget: str) -> float | None:
+        """The figure a measured budget (``latency_ms``, ``energy_mj``) limits."""
+        return {"latency_ms": self.latency_ms, "energy_mj": self.energy_mj}[budget]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One measured budget a candidate is not within: over it, or not measured at all."""
+
+    budget: str  #: latency_ms or energy_mj
+    limit: float  #: the budget
+    value: float | None  #: the figure; None when it was not measured
+    reason: str  #: ``over budget: p50 1.2 ms > 1 ms``, ``energy not measured: <why>``
+
+    @property
+    def measured(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The user's budgets (None: no budget) and the latency statistic the latency budget
+    limits. ``latency_ms`` and ``energy_mj`` are checked on the measurement (:meth:`slack`,
+    :meth:`violations`); ``memory_mb``, ``flops`` and ``params`` analytically, before
+    training (``search.cost.Limits``).
+
+    A figure that was not measured (None or NaN) is never within its budget: it is a
+    violation with the reason, and its slack is the budget itself (as if it were twice the
+    budget), so that Optuna's constrained domination ranks it infeasible, never as 0."""
+
+    latency_ms: float | None = None
+    energy_mj: float | None = None
+    memory_mb: float | None = None
+    flops: float | None = None
+    params: float | None = None
+    stat: str = "p50"  #: the latency statistic ``latency_ms`` limits
+
+    #: the budgets checked on a measurement, in the order their violations are reported
+    MEASURED: ClassVar[tuple[str, ...]] = ("latency_ms", "energy_mj")
+
+    def __post_init__(self) -> None:
+        check_stat(self.stat)
+        for name in CONSTRAINTS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _budget(name, value))
+
+    @classmethod
+    def from_mapping(cls, budgets: Mapping[str, Any] | None, stat: str = "p50") -> Budgets:
+        """``{"latency_ms": 0.05, ...}`` (search.json's ``constraints``, a card's
+        ``budgets``, ``Searcher(constraints=...)``); a None value is no budget. SettingsError
+        for an unknown name or a value that is not a finite number > 0."""
+        values: dict[str, float] = {}
+        for key, value in (budgets or {}).items():
+            if key not in CONSTRAINTS:
+                raise SettingsError(f"unknown constraint '{key}' (known: {', '.join(CONSTRAINTS)})")
+            if value is not None:
+                values[key] = _budget(key, value)
+        return cls(**values, stat=stat)
+
+    def to_mapping(self) -> dict[str, float]:
+        """The budgets that are set, by name: the record's form (search.json, the card)."""
+        return {n: getattr(self, n) for n in CONSTRAINTS if getattr(self, n) is not None}
+
+    @property
+    def measured(self) -> dict[str, float]:
+        """The measured budgets that are set (latency, energy), by name."""
+        return {n: getattr(self, n) for n in self.MEASURED if getattr(self, n) is not None}
+
+    def slack(self, figures: MeasuredFigures) -> dict[str, float]:
+        """Measured budget -> value - budget (> 0: violated), for each measured budget set;
+        a figure not measured gets the budget itself (positive: as if twice the budget)."""
+        out = {}
+        for name, limit in self.measured.items():
+            value = figures.value(name)
+            out[name] = value - limit if _known(value) else limit
+        return out
+
+    def violations(self, figures: MeasuredFigures) -> list[Violation]:
+        """The measured budgets ``figures`` are not within, each with its reason: over the
+        budget, or not measured (never within, never skipped)."""
+        out = []
+        for name, excess in self.slack(figures).items():
+            if not excess > 0:
+                continue
+            limit, value = self.measured[name], figures.value(name)
+            if _known(value):
+                out.append(Violation(name, limit, value, self._over(name, value, limit)))
+            else:
+                out.append(Violation(name, limit, None, self._not_measured(name, figures)))
+        return out
+
+    def over_by_more_than(self, figures: MeasuredFigures, margin: float) -> list[Violation]:
+        """The measured budgets whose figure exceeds them by more than ``margin`` (a
+        fraction of the budget): the predictor's rule for not training a candidate. A figure
+        that is not there is never a reason to skip (only a measurement decides)."""
+        out = []
+        for name, limit in self.measured.items():
+            value = figures.value(name)
+            if _known(value) and value > limit * (1 + margin):
+                out.append(Violation(name, limit, value, self._over(name, value, limit)))
+        return out
+
+    def _over(self, name: str, value: float, limit: float) -> str:
+        if name == "latency_ms":
+            return f"over budget: {self.stat} {value:.4g} ms > {limit:g} ms"
+        return f"over budget: energy {value:.4g} mJ > {limit:g} mJ"
+
+    def _not_measured(self, name: str, figures: MeasuredFigures) -> str:
+        if name == "latency_ms":
+            return f"{self.stat} latency not measured"
+        return f"energy not measured: {figures.energy_reason or 'no energy figure'}"
+
+
+def _budget(name: str, value: Any) -> float:
+    if not is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:
+        raise SettingsError(f"constraint {name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class SearchSettings:
     strategy: str = "evolution"
     trials: int = 40
-    constraints: dict[str, float] = field(default_factory=dict)
-    latency_stat: str = "p50"
+    budgets: Budgets = field(default_factory=Budgets)
     train: TrainSettings = field(default_factory=TrainSettings)
     validation_split: float = 0.2
     seed: int = 0
@@ -61,8 +194,8 @@ class SearchSettings:
     strategy_options: dict[str, Any] = field(default_factory=dict)  #: Strategy.options()
 
     def validate(self) -> None:
-        check_stat(self.latency_stat)
-        check_constraints(self.constraints)
+        if not isinstance(self.budgets, Budgets):
+            raise SettingsError(f"budgets must be a Budgets, got {self.budgets!r}")
         self.train.validate()
         check_int("trials", self.trials, 1, MAX_TRIALS)
         check_int("seed", self.seed, 0, MAX_SEED)
@@ -73,11 +206,34 @@ class SearchSettings:
             raise SettingsError(f"validation_split must be < 1, got {self.validation_split}")
 
     @property
-    def latency_budget(self) -> float | None:
-        return self.constraints.get("latency_ms")
+    def latency_stat(self) -> str:
+        """The latency statistic the search measures, compares and reports (the budgets')."""
+        return self.budgets.stat
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record's form (search.json, a shared study's record): the budgets as
+        ``constraints`` and ``latency_stat``, the keys of every earlier version."""
+        return {
+            "strategy": self.strategy,
+            "trials": self.trials,
+            "constraints": self.budgets.to_mapping(),
+            "latency_stat": self.budgets.stat,
+            "train": asdict(self.train),
+            "validation_split": self.validation_split,
+            "seed": self.seed,
+            "predictor": self.predictor,
+            "strategy_options": dict(self.strategy_options),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> SearchSettings:
+        """The settings a record holds (:meth:`to_dict`'s form; ``overrides`` replace
+        fields). KeyError, TypeError or SettingsError for a record that is not one."""
+        names = {f.name for f in fields(cls)} - {"budgets", "train"}
+        kept = {k: v for k, v in data.items() if k in names}
+        budgets = Budgets.from_mapping(data["constraints"], stat=data["latency_stat"])
+        train = TrainSettings(**data["train"])
+        return cls(**{**kept, "budgets": budgets, "train": train, **overrides})
 
     def resume_key(self) -> dict[str, Any]:
         """What must match for a resume (``trials`` may grow: it is not part of it)."""

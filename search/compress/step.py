@@ -29,7 +29,7 @@ from hwnas_bench import Measurement
 from ..measure import Board
 from ..model_card import CARD_FILE, MODEL_FILE, TARGETS, safe_name, write_target_folder
 from ..records import TrialRecord
-from ..settings import SearchSettings
+from ..settings import Budgets, MeasuredFigures, SearchSettings
 from ..space import Candidate
 from ..training.data import Split
 from . import (
@@ -144,19 +144,16 @@ def card_compression(
     }
 
 
-def within_budget(m: Measurement, settings: SearchSettings) -> bool | None:
+def within_budget(m: Measurement, budgets: Budgets) -> tuple[bool | None, str | None]:
     """Whether the shipped variant's own measurement is within the search's measured
-    budgets (None: the search had none). The choice is made against fp32, not the budget:
-    a variant faster than fp32 by the median of its rounds can still have one round over."""
-    budget, energy = settings.constraints.get("latency_ms"), settings.constraints.get("energy_mj")
-    if budget is None and energy is None:
-        return None
-    from ..measure import latency_of
-
-    ok = budget is None or latency_of(m, settings.latency_stat) <= budget
-    if energy is not None and m.power.energy_mj is not None:
-        ok = ok and m.power.energy_mj <= energy
-    return ok
+    budgets (None: the search had none), and why not: over one, or a figure one needs not
+    measured (an energy budget without an energy figure is never within it). The choice is
+    made against fp32, not the budget: a variant faster than fp32 by the median of its
+    rounds can still have one round over."""
+    if not budgets.measured:
+        return None, None
+    broken = budgets.violations(MeasuredFigures.of(m, budgets.stat))
+    return not broken, "; ".join(v.reason for v in broken) or None
 
 
 def shipped_test_accuracy(model: bytes, test: tuple[np.ndarray, np.ndarray], name: str) -> float:
@@ -257,6 +254,7 @@ def ship_variant(
     report = f"{TARGETS}/{folder.name}/{COMPRESSION_DIR}/{REPORT_FILE}"
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".compress-", dir=folder))
+    within, why_not = within_budget(measurement, settings.budgets)
     try:
         result.write(staging / COMPRESSION_DIR)
         on_test = None if test is None else shipped_test_accuracy(chosen.model, test, target)
@@ -270,7 +268,8 @@ def ship_variant(
             facts=facts,
             compression={
                 **card_compression(result, report, (record.candidate, record.hash)),
-                "within_budget": within_budget(measurement, settings),
+                "within_budget": within,
+                "budget_reason": why_not,
             },
             test_accuracy=on_test,
             measurement=measurement,

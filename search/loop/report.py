@@ -82,13 +82,17 @@ def final_line(result: SearchResult) -> str:
     best = result.best
     if best is None:
         smallest = result.smallest_latency()
-        budget = result.settings.latency_budget
+        latency_budget_ms = result.settings.budgets.latency_ms
         if smallest is None:
             return f"{head} No candidate was measured."
         return (
             f"{head} No candidate met the budget: the smallest {stat} latency measured was "
             f"{smallest:.3f} ms"
-            + (f", over the budget of {budget:g} ms." if budget is not None else ".")
+            + (
+                f", over the budget of {latency_budget_ms:g} ms."
+                if latency_budget_ms is not None
+                else "."
+            )
         )
     return (
         f"{head} Best: validation accuracy {100 * (best.accuracy or 0):.1f}%, {stat} latency "
@@ -117,7 +121,7 @@ def trial_line(rec: TrialRecord, stat: str) -> str:
     if measured:  # several targets: each one's figure
         each = ", ".join(
             f"{n} {f.latency_ms:.3f} ms"
-            + ("" if f.feasible is not False else " over budget")
+            + ("" if f.feasible is not False else f" ({f.reason})" if f.reason else " over budget")
             + _predicted_note(f.predicted)
             for n, f in measured.items()
         )
@@ -125,7 +129,8 @@ def trial_line(rec: TrialRecord, stat: str) -> str:
         if rec.reason:
             head += f" ({rec.reason})"
     elif rec.latency_ms is not None:
-        feasible = "" if rec.feasible is not False else ", over budget"
+        # an infeasible one says why (over a budget, or a figure a budget needs not measured)
+        feasible = "" if rec.feasible is not False else f", {rec.reason or 'over budget'}"
         head += (
             f", accuracy {100 * (rec.accuracy or 0):.1f}%, {stat} {rec.latency_ms:.3f} ms"
             f" (measured{feasible})"
@@ -191,7 +196,7 @@ def write_reports(result: SearchResult, folder: Path | None = None) -> None:
         json.dumps(
             {
                 "latency_stat": result.settings.latency_stat,
-                "constraints": result.settings.constraints,
+                "constraints": result.settings.budgets.to_mapping(),
                 "board": result.board,
                 "best": best.hash if best else None,
                 "front": rows,
@@ -232,15 +237,15 @@ def png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def mark_budget(ax: Axes, latencies: list[float], budget: float | None) -> None:
+def mark_budget(ax: Axes, latencies: list[float], latency_budget_ms: float | None) -> None:
     """The budget as a dashed line when it is near the points; far right of them (every
     point far left of it), an arrow at the right edge instead, so the axis stays on the
     data."""
-    if budget is None:
+    if latency_budget_ms is None:
         return
-    label = f"budget {budget:g} ms"
-    if not latencies or budget <= BUDGET_ZOOM * max(latencies):
-        ax.axvline(budget, ls="--", c="gray", label=label)
+    label = f"budget {latency_budget_ms:g} ms"
+    if not latencies or latency_budget_ms <= BUDGET_ZOOM * max(latencies):
+        ax.axvline(latency_budget_ms, ls="--", c="gray", label=label)
         return
     ax.annotate(
         f"{label} \u2192",
@@ -282,7 +287,7 @@ def pareto_figure(result: SearchResult) -> Figure:
         ax.scatter(*_xy(infeasible), c="tab:red", marker="x", label="over budget", s=22)
     if front:
         ax.step(*_xy(front), where="post", c="tab:green", label="Pareto front")
-    mark_budget(ax, _xy(measured)[0], result.settings.latency_budget)
+    mark_budget(ax, _xy(measured)[0], result.settings.budgets.latency_ms)
     ax.set_xlabel(f"measured {stat} latency on {result.board} (ms)")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"{plural(len(measured), 'candidate')} measured")
@@ -298,6 +303,7 @@ def plot(result: SearchResult, path: Path) -> None:
 
 def summary(result: SearchResult) -> str:
     s = result.settings
+    budgets = s.budgets.to_mapping()
     c = result.counts
     facts = result.facts
     board = ", ".join(
@@ -318,7 +324,7 @@ def summary(result: SearchResult) -> str:
         f"- training: {s.train.optimizer} lr {s.train.learning_rate:g}, {s.train.epochs} epochs, "
         f"batch {s.train.batch_size}, validation split {s.validation_split:g}",
         f"- objectives: validation accuracy (max), measured {s.latency_stat} latency (min)",
-        f"- constraints: {json.dumps(s.constraints) if s.constraints else 'none'}",
+        f"- constraints: {json.dumps(budgets) if budgets else 'none'}",
         "",
         "## Board",
         "",
@@ -376,7 +382,11 @@ def write_overview(result: SearchResult) -> None:
     write_file(
         out / "pareto.json",
         json.dumps(
-            {"latency_stat": s.latency_stat, "constraints": s.constraints, "targets": fronts},
+            {
+                "latency_stat": s.latency_stat,
+                "constraints": s.budgets.to_mapping(),
+                "targets": fronts,
+            },
             indent=2,
         ),
     )
@@ -386,7 +396,7 @@ def write_overview(result: SearchResult) -> None:
         for row in front_rows(view)
     ]
     write_file(out / "pareto.csv", front_csv(rows, list(views)))
-    plot_fronts(views, out / "pareto.png", s.latency_stat, s.latency_budget)
+    plot_fronts(views, out / "pareto.png", s.latency_stat, s.budgets.latency_ms)
     lines = [
         "# Search summary",
         "",
@@ -426,13 +436,15 @@ def _provider(view: SearchResult, name: str) -> str | None:
 
 
 def plot_fronts(
-    views: dict[str, SearchResult], path: Path, stat: str, budget: float | None
+    views: dict[str, SearchResult], path: Path, stat: str, latency_budget_ms: float | None
 ) -> None:
     """One panel per target: its measured candidates and its front."""
-    write_file(path, png(fronts_figure(views, stat, budget)))
+    write_file(path, png(fronts_figure(views, stat, latency_budget_ms)))
 
 
-def fronts_figure(views: dict[str, SearchResult], stat: str, budget: float | None) -> Figure:
+def fronts_figure(
+    views: dict[str, SearchResult], stat: str, latency_budget_ms: float | None
+) -> Figure:
     plt = _pyplot()
     fig: Figure
     fig, axes = plt.subplots(
@@ -445,7 +457,7 @@ def fronts_figure(views: dict[str, SearchResult], stat: str, budget: float | Non
         ax.scatter(*_xy(measured), c="tab:blue", s=18, label="measured")
         if view.pareto:
             ax.step(*_xy(view.pareto), where="post", c="tab:green", label="Pareto front")
-        mark_budget(ax, _xy(measured)[0], budget)
+        mark_budget(ax, _xy(measured)[0], latency_budget_ms)
         ax.set_title(f"{name} ({view.board})", fontsize=9)
         ax.set_xlabel(f"measured {stat} latency (ms)")
         ax.grid(alpha=0.3)
@@ -514,7 +526,6 @@ def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
 
     from ..errors import SearchError, SettingsError
     from ..settings import SearchSettings
-    from ..training.train import TrainSettings
     from .shared import RECORD_KEY, open_storage, study_records
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -529,9 +540,7 @@ def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
         json.dumps(record)  # the summary shows its settings: nested past the limit fails
         key = dict(record["settings"])
         trials = study_records(study.get_trials(deepcopy=False), None)
-        settings = SearchSettings(
-            **{**key, "train": TrainSettings(**key["train"]), "trials": max(1, len(trials))}
-        )
+        settings = SearchSettings.from_dict(key, trials=max(1, len(trials)))
         settings.validate()
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

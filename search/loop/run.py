@@ -124,11 +124,11 @@ class Search:
         profiles = {n: b.profile() for n, b in self.boards.items()}
         memory = [p.memory.total_mb for p in profiles.values()]
         largest = max(profiles.values(), key=lambda p: p.memory.total_mb or 0)
-        c = self.settings.constraints
+        b = self.settings.budgets
         return Limits(
-            memory_mb=c.get("memory_mb"),
-            flops=c.get("flops"),
-            params=int(c["params"]) if "params" in c else None,
+            memory_mb=b.memory_mb,
+            flops=b.flops,
+            params=int(b.params) if b.params is not None else None,
             profile_memory_mb=float(max(memory)) if all(memory) else None,
             profile=largest.name,
         )
@@ -216,7 +216,7 @@ class Search:
             board.connect()
             state = self.result.targets.setdefault(name, TargetState())
             state.board, state.facts = board.board_name, board.facts
-            if "energy_mj" in self.settings.constraints and not board.has_power_meter:
+            if self.settings.budgets.energy_mj is not None and not board.has_power_meter:
                 raise SettingsError(
                     f"an energy budget needs a power meter, and {board.board_name} has none"
                 )
@@ -488,6 +488,8 @@ class Search:
         if name == self.names[0]:
             rec.latency_ms, rec.energy_mj, rec.feasible = f.latency_ms, f.energy_mj, f.feasible
             rec.measurement, rec.predicted = m, predicted
+            if not self.several and f.reason is not None:  # why it is infeasible
+                rec.reason = f.reason
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, rec: TrialRecord) -> None:
         for key, value in rec.attrs().items():

@@ -160,13 +160,13 @@ def test_a_budget_between_the_extremes_lands_a_measured_model_within_it(
     assert extremes_ms[1] > budget
     assert all(r["how"] in TIERS for r in trace["rounds"])
     assert trace["lambda_mode"] == "auto"
-    assert trace["budget_ms"] == budget
+    assert trace["latency_budget_ms"] == budget
     # λ follows the dual ascent on E[latency] <= 0.9 x budget, step by step
     steps = trace["steps"]
-    assert steps[0]["target_ms"] == pytest.approx(0.9 * budget)
+    assert steps[0]["latency_aim_ms"] == pytest.approx(0.9 * budget)
     eta = DualSettings().dual_lr
     for a, b in itertools.pairwise(steps):
-        want = max(0.0, a["lambda"] + eta * (a["expected_ms"] / a["target_ms"] - 1))
+        want = max(0.0, a["lambda"] + eta * (a["expected_ms"] / a["latency_aim_ms"] - 1))
         assert b["lambda"] == pytest.approx(want, abs=1e-4)
     rounds = trace["rounds"]
     print(f"budget {budget:.4f} ms: {[r['measured_ms'] / budget for r in rounds]} x budget")
@@ -182,7 +182,7 @@ def test_a_fixed_lambda_runs_one_round_with_a_constant_lambda(
     trace = _check_trace(tmp_path, searcher)
     assert trace["lambda_mode"] == "fixed"
     assert {s["lambda"] for s in trace["steps"]} == {0.5}
-    assert all(s["target_ms"] is None for s in trace["steps"])
+    assert all(s["latency_aim_ms"] is None for s in trace["steps"])
     assert len(trace["rounds"]) == 1
     assert trace["rounds"][0]["how"] == "argmax"
     assert searcher.result is not None

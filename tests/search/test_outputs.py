@@ -22,7 +22,7 @@ from search import Searcher, SearchSpace, records
 from search.loop import report
 from search.loop.result import SearchResult
 from search.records import TrialRecord
-from search.settings import SearchSettings
+from search.settings import Budgets, SearchSettings
 from search.strategies.differentiable import lambda_trace
 
 matplotlib.use("Agg")
@@ -154,7 +154,7 @@ def saved(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
 
 
 def _result(latencies: list[float], budget: float) -> SearchResult:
-    result = SearchResult(Path("."), SearchSettings(constraints={"latency_ms": budget}))
+    result = SearchResult(Path("."), SearchSettings(budgets=Budgets(latency_ms=budget)))
     result.board = "local"
     result.trials = [
         TrialRecord(i, f"c{i}", f"h{i}", records.MEASURED, latency_ms=lat, accuracy=0.5 + i / 10)
@@ -197,7 +197,7 @@ def _trace(rounds: int = 4, per: int = 40) -> dict[str, Any]:
         {
             "step": i,
             "expected_ms": 0.9 + 0.2 * (i % per) / per,
-            "target_ms": 0.9,
+            "latency_aim_ms": 0.9,
             "lambda": 0.01 * i,
             "lambda_energy": None,
         }
@@ -207,7 +207,7 @@ def _trace(rounds: int = 4, per: int = 40) -> dict[str, Any]:
     return {
         "strategy": "differentiable",
         "lambda_mode": "calibrated",
-        "budget_ms": 1.0,
+        "latency_budget_ms": 1.0,
         "band": [0.8, 1.0],
         "latency_stat": "p50",
         "steps": steps,

@@ -125,13 +125,13 @@ def test_the_chosen_variant_ships_with_its_own_measurement_and_card(
     assert card.compression is not None
     assert card.compression["within_budget"] is None
     from search.compress.step import within_budget
-    from search.settings import SearchSettings
+    from search.settings import Budgets
 
     figure = card.latency_ms
-    assert within_budget(card.measured(), SearchSettings(constraints={"latency_ms": figure * 2}))
-    assert not within_budget(
-        card.measured(), SearchSettings(constraints={"latency_ms": figure / 2})
-    )
+    assert within_budget(card.measured(), Budgets(latency_ms=figure * 2)) == (True, None)
+    within, why = within_budget(card.measured(), Budgets(latency_ms=figure / 2))
+    assert within is False
+    assert why is not None and why.startswith("over budget: p50 ")
 
     # accuracy: the shipped variant's, validation as compression measured it, test fresh
     assert card.accuracy["validation"] == chosen.accuracy

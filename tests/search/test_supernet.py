@@ -21,7 +21,7 @@ from search.cost import Limits, cost
 from search.errors import SettingsError
 from search.predict.ops import OVERHEAD, LayerOp, candidate_ops
 from search.records import FAILED, MEASURED, TrialRecord
-from search.settings import SearchSettings
+from search.settings import Budgets, SearchSettings
 from search.space import SearchSpace
 from search.strategies.base import SearchContext
 from search.strategies.differentiable.derive import derive
@@ -255,7 +255,7 @@ def test_the_supernet_learns_a_narrow_path() -> None:
 
 
 def _trainer(
-    target_ms: float, *, fixed: float | None = None, seed: int = 0
+    aim_ms: float, *, fixed: float | None = None, seed: int = 0
 ) -> tuple[SupernetTrainer, list[dict[str, object]]]:
     macro, _, latency = setup(space())
     rng = np.random.default_rng(0)
@@ -278,8 +278,8 @@ def _trainer(
         round_index=0,
         anneal=True,
         warmup_epochs=0,
-        target_ms=None if fixed is not None else target_ms,
-        energy_target_mj=None,
+        latency_aim_ms=None if fixed is not None else aim_ms,
+        energy_aim_mj=None,
         ratio=1.0,
         on_step=rows.append,
     )
@@ -287,25 +287,25 @@ def _trainer(
 
 
 def test_dual_ascent_raises_lambda_over_the_target_and_lowers_it_under() -> None:
-    over, rows = _trainer(target_ms=1e-3)  # far below every architecture
+    over, rows = _trainer(aim_ms=1e-3)  # far below every architecture
     lambdas = [float(r["lambda"]) for r in rows]  # type: ignore[arg-type]
     assert lambdas[0] == 0.0
     assert all(b > a for a, b in itertools.pairwise(lambdas))
     assert over.lam > lambdas[-1]
     # λ pushes E[latency] down: the last step's expectation is below the first's
     assert float(rows[-1]["expected_table_ms"]) < float(rows[0]["expected_table_ms"])  # type: ignore[arg-type]
-    under, _ = _trainer(target_ms=1e3)  # far above: λ stays at its floor 0
+    under, _ = _trainer(aim_ms=1e3)  # far above: λ stays at its floor 0
     assert under.lam == 0.0
     # from a positive λ, steps under the target lower it
-    trainer, _ = _trainer(target_ms=1e-3)
+    trainer, _ = _trainer(aim_ms=1e-3)
     before = trainer.lam
     trainer.run(
         1,
         round_index=1,
         anneal=False,
         warmup_epochs=0,
-        target_ms=1e3,
-        energy_target_mj=None,
+        latency_aim_ms=1e3,
+        energy_aim_mj=None,
         ratio=1.0,
         on_step=lambda r: None,
     )
@@ -313,9 +313,9 @@ def test_dual_ascent_raises_lambda_over_the_target_and_lowers_it_under() -> None
 
 
 def test_a_fixed_lambda_stays_fixed_and_the_temperature_anneals() -> None:
-    _, rows = _trainer(target_ms=1.0, fixed=0.5)
+    _, rows = _trainer(aim_ms=1.0, fixed=0.5)
     assert {r["lambda"] for r in rows} == {0.5}
-    assert all(r["target_ms"] is None for r in rows)
+    assert all(r["latency_aim_ms"] is None for r in rows)
     taus = [float(r["temperature"]) for r in rows]  # type: ignore[arg-type]
     assert taus[0] == pytest.approx(5.0)
     assert taus[-1] == pytest.approx(0.5)
@@ -323,8 +323,8 @@ def test_a_fixed_lambda_stays_fixed_and_the_temperature_anneals() -> None:
 
 
 def test_training_is_seeded() -> None:
-    a, rows_a = _trainer(target_ms=0.05, seed=3)
-    b, rows_b = _trainer(target_ms=0.05, seed=3)
+    a, rows_a = _trainer(aim_ms=0.05, seed=3)
+    b, rows_b = _trainer(aim_ms=0.05, seed=3)
     assert rows_a == rows_b
     assert all(torch.equal(x, y) for x, y in zip(a.alpha, b.alpha, strict=True))
 
@@ -425,7 +425,7 @@ def _strategy_setup(
     settings = SearchSettings(
         strategy="differentiable",
         trials=5,
-        constraints=constraints,
+        budgets=Budgets.from_mapping(constraints),
         train=TrainSettings(epochs=1, batch_size=32),
     )
     strategy = DifferentiableStrategy(epochs=1, **kw)
@@ -540,7 +540,7 @@ def test_rounds_correct_the_target_by_the_measured_ratio_past_a_speed_state(
     assert [r["measured_ms"] for r in trace["rounds"]] == [r.measured_ms for r in strategy.rounds]
     rows = [s for s in trace["steps"] if s["round"] == 4]
     assert rows
-    assert all(s["target_ms"] == pytest.approx(0.9 * budget) for s in rows)
+    assert all(s["latency_aim_ms"] == pytest.approx(0.9 * budget) for s in rows)
     assert all(s["expected_ms"] == pytest.approx(1.6 * s["expected_table_ms"]) for s in rows)
     assert (tmp_path / "lambda_trace.png").exists()
     # the study holds the derived genomes

@@ -2,7 +2,7 @@
 differentiable search, and what each round derived and measured.
 
 The JSON holds the run's settings (budget, aim, band, λ mode), one row per architecture
-step (round, epoch, step, λ, E[latency] in table units and corrected, target, temperature,
+step (round, epoch, step, λ, E[latency] in table units and corrected, the aim, temperature,
 task loss) and one row per round (the derived candidate, its table prediction, the
 correction ratio it was derived with, and its measured latency once the board has it). It
 is rewritten whole after every change, so a killed search leaves a readable file.
@@ -27,7 +27,8 @@ PNG_NAME = "lambda_trace.png"
 @dataclass
 class LambdaTrace:
     out: Path  #: the run directory
-    settings: dict[str, Any]  #: strategy, lambda mode, budget_ms, aim, band, energy budget
+    #: strategy, lambda mode, latency_budget_ms, aim, band, energy_budget_mj
+    settings: dict[str, Any]
     steps: list[dict[str, Any]] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
@@ -59,7 +60,7 @@ def plot(trace: dict[str, Any], path: Path) -> None:
 
 def figure(trace: dict[str, Any]) -> Figure:
     """E[latency] (predicted from the table, corrected, ms) over λ against the architecture
-    step; the target and the budget as lines, round boundaries dashed, each round's measured
+    step; the aim and the budget as lines, round boundaries dashed, each round's measured
     latency as a dot. The legends sit right of the panels, clear of every point."""
     import matplotlib
 
@@ -71,19 +72,25 @@ def figure(trace: dict[str, Any]) -> Figure:
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8.5, 5.5))
     x = [s["step"] for s in steps]
     top.plot(x, [s["expected_ms"] for s in steps], label="E[latency], predicted (corrected)")
-    if any(s.get("target_ms") for s in steps):
+    if any(s.get("latency_aim_ms") for s in steps):
         top.step(
             x,
-            [s.get("target_ms") for s in steps],
+            [s.get("latency_aim_ms") for s in steps],
             where="post",
             color="tab:green",
-            label="target",
+            label="aim",
         )
-    budget = trace.get("budget_ms")
-    if budget:
-        top.axhline(budget, color="tab:red", linestyle="-", linewidth=1, label="budget")
+    latency_budget_ms = trace.get("latency_budget_ms")
+    if latency_budget_ms:
+        top.axhline(latency_budget_ms, color="tab:red", linestyle="-", linewidth=1, label="budget")
         low, high = trace.get("band", [0.8, 1.0])
-        top.axhspan(low * budget, high * budget, color="tab:red", alpha=0.08, label="band")
+        top.axhspan(
+            low * latency_budget_ms,
+            high * latency_budget_ms,
+            color="tab:red",
+            alpha=0.08,
+            label="band",
+        )
     done = [r for r in trace["rounds"] if r.get("measured_ms") is not None]
     if done:
         top.plot(

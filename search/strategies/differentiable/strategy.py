@@ -34,7 +34,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ... import records
 from ...cost import cost
 from ...errors import SettingsError
-from ...predict.ops import OVERHEAD, candidate_ops
+from ...predict.ops import OVERHEAD, LayerOp, candidate_ops
+from ...settings import MeasuredFigures
 from ...space import Candidate, SearchSpace
 from ..base import SearchContext, Strategy
 from .derive import Derived, DerivedGenesSampler, derive
@@ -43,6 +44,9 @@ from .supernet import CostModel, Macro
 from .training import DualSettings, SupernetTrainer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ...predict.table import LatencyTable
     from ...records import TrialRecord
 
 AIM = 0.9  #: the fraction of the budget the dual ascent aims E[latency] at
@@ -74,7 +78,7 @@ class Round:
     table_ms: float  #: the table's prediction (overhead + sum of layers)
     ratio: float  #: the correction it was derived with
     predicted_ms: float  #: table_ms x ratio
-    target_ms: float | None  #: the dual ascent's target, corrected units (aim x budget)
+    latency_aim_ms: float | None  #: the dual ascent's aim, corrected units (aim x budget)
     log_prob: float
     start_step: int
     end_step: int
@@ -149,11 +153,11 @@ class DifferentiableStrategy(Strategy):
 
     def setup(self, context: SearchContext) -> None:
         settings = context.settings
-        budget = settings.latency_budget
-        if self.fixed_lambda is None and budget is None:
+        budgets = settings.budgets
+        if self.fixed_lambda is None and budgets.latency_ms is None:
             raise SettingsError(
                 "--strategy differentiable calibrates λ to a latency budget: give one "
-                "(--latency-budget-ms / constraints={'latency_ms': ...}), or a fixed --lambda"
+                "(--latency-budget-ms / budgets={'latency_ms': ...}), or a fixed --lambda"
             )
         table = context.table
         if table is None:
@@ -162,9 +166,8 @@ class DifferentiableStrategy(Strategy):
         self.table_ops_measured = table.ensure([*macro.layer_ops(), OVERHEAD], context.board)
         latency = CostModel(macro, table.layer_ms, table.overhead_ms())
         energy = None
-        if "energy_mj" in settings.constraints and table.has_energy:
-            joules = table.overhead_energy_mj() or 0.0
-            energy = CostModel(macro, lambda op: float(table.layer_energy_mj(op) or 0.0), joules)
+        if budgets.energy_mj is not None:  # energy is in the loss: every layer needs its own
+            energy = CostModel(macro, *_energy_of(table, macro))
         seed = self.seed if self.seed is not None else settings.seed
         trainer = SupernetTrainer(
             macro,
@@ -182,8 +185,8 @@ class DifferentiableStrategy(Strategy):
                 "strategy": self.describe(),
                 "lambda_mode": "fixed" if self.fixed_lambda is not None else "auto",
                 "fixed_lambda": self.fixed_lambda,
-                "budget_ms": budget,
-                "energy_budget_mj": settings.constraints.get("energy_mj"),
+                "latency_budget_ms": budgets.latency_ms,
+                "energy_budget_mj": budgets.energy_mj,
                 "latency_stat": settings.latency_stat,
                 "aim": AIM,
                 "band": list(BAND),
@@ -254,41 +257,46 @@ class DifferentiableStrategy(Strategy):
         return _median([1.0, *self._energy_ratios])
 
     def _in_band(self, rnd: Round) -> bool:
-        settings = self._ready.context.settings
-        budget = settings.latency_budget
-        assert budget is not None
+        """Measured within the band of the latency budget and within every budget (an
+        energy budget the round has no measured energy for is not met: the search goes on)."""
+        budgets = self._ready.context.settings.budgets
+        latency_budget_ms = budgets.latency_ms
+        assert latency_budget_ms is not None
         assert rnd.measured_ms is not None
-        energy, measured = settings.constraints.get("energy_mj"), rnd.measured_energy_mj
-        energy_ok = energy is None or measured is None or measured <= energy
-        return BAND[0] * budget <= rnd.measured_ms <= BAND[1] * budget and energy_ok
+        low, high = BAND[0] * latency_budget_ms, BAND[1] * latency_budget_ms
+        measured = MeasuredFigures(rnd.measured_ms, rnd.measured_energy_mj)
+        return low <= rnd.measured_ms <= high and not budgets.violations(measured)
 
     def _next_round(self) -> Round:
         ready = self._ready
         trainer, settings = ready.trainer, ready.context.settings
-        budget, energy_budget = settings.latency_budget, settings.constraints.get("energy_mj")
+        latency_budget_ms = settings.budgets.latency_ms
+        energy_budget_mj = settings.budgets.energy_mj
         first = not self.rounds
         epochs = self.epochs or max(MIN_EPOCHS, settings.train.epochs)
         if not first:
             epochs = self.warm_epochs or max(1, epochs // 3)
-        target = AIM * budget / self._ratio if budget and self.fixed_lambda is None else None
-        energy_target = None
-        if energy_budget is not None and ready.energy is not None and self.fixed_lambda is None:
-            energy_target = AIM * energy_budget / self._energy_ratio
+        aim = None  # table units
+        if latency_budget_ms and self.fixed_lambda is None:
+            aim = AIM * latency_budget_ms / self._ratio
+        energy_aim = None
+        if energy_budget_mj is not None and ready.energy is not None and self.fixed_lambda is None:
+            energy_aim = AIM * energy_budget_mj / self._energy_ratio
         start = trainer.arch_steps
         trainer.run(
             epochs,
             round_index=len(self.rounds),
             anneal=first,
             warmup_epochs=max(1, epochs // 3) if first and epochs > 1 else 0,
-            target_ms=target,
-            energy_target_mj=energy_target,
+            latency_aim_ms=aim,
+            energy_aim_mj=energy_aim,
             ratio=self._ratio,
             on_step=ready.trace.steps.append,
         )
         # every architecture over an analytic limit: one is proposed all the same, and the
         # search records it pruned by that limit (then this strategy stops)
-        derived = self._derive(budget, energy_budget) or self._derive(
-            budget, energy_budget, limits=False
+        derived = self._derive(latency_budget_ms, energy_budget_mj) or self._derive(
+            latency_budget_ms, energy_budget_mj, limits=False
         )
         if derived is None or derived.how == "over a limit":
             self._exhausted = True
@@ -305,7 +313,7 @@ class DifferentiableStrategy(Strategy):
             table_ms=derived.table_ms,
             ratio=self._ratio,
             predicted_ms=derived.table_ms * self._ratio,
-            target_ms=target * self._ratio if target is not None else None,
+            latency_aim_ms=aim * self._ratio if aim is not None else None,
             log_prob=derived.log_prob,
             start_step=start,
             end_step=max(start, trainer.arch_steps - 1),
@@ -318,7 +326,11 @@ class DifferentiableStrategy(Strategy):
         return rnd
 
     def _derive(
-        self, budget: float | None, energy_budget: float | None, *, limits: bool = True
+        self,
+        latency_budget_ms: float | None,
+        energy_budget_mj: float | None,
+        *,
+        limits: bool = True,
     ) -> Derived | None:
         ready = self._ready
 
@@ -328,14 +340,14 @@ class DifferentiableStrategy(Strategy):
             return not limits or ready.context.limits.violated(cost(candidate)) is None
 
         bands = None
-        if budget is not None and self.fixed_lambda is None:
+        if latency_budget_ms is not None and self.fixed_lambda is None:
             bands = [
-                (name, lo * budget / self._ratio, hi * budget / self._ratio)
+                (name, lo * latency_budget_ms / self._ratio, hi * latency_budget_ms / self._ratio)
                 for name, (lo, hi) in (("inner band", INNER_BAND), ("band", BAND))
             ]
         energy_max = None
-        if energy_budget is not None and ready.energy is not None:
-            energy_max = energy_budget / self._energy_ratio
+        if energy_budget_mj is not None and ready.energy is not None:
+            energy_max = energy_budget_mj / self._energy_ratio
         derived = derive(
             ready.macro,
             ready.trainer.log_probs(),
@@ -391,6 +403,29 @@ class DifferentiableStrategy(Strategy):
         if self._setup is None:
             raise SettingsError("the differentiable strategy was used before setup()")
         return self._setup
+
+
+def _energy_of(table: LatencyTable, macro: Macro) -> tuple[Callable[[LayerOp], float], float]:
+    """(each layer op's energy, the overhead's) from the table; SettingsError when any of
+    them has none (the board's meter gave no figure for it): a missing energy is never 0."""
+    ops = macro.layer_ops()
+    overhead = table.overhead_energy_mj()
+    missing = [op for op in ops if table.layer_energy_mj(op) is None]
+    if overhead is None or missing:
+        lacking = len(ops) + 1 if overhead is None else len(missing)
+        raise SettingsError(
+            "--strategy differentiable puts energy in its loss for an energy budget, and the "
+            f"latency table has no energy for {lacking} of its {len(ops) + 1} layer ops (the "
+            "board's power meter gave no figure for them): drop the energy budget, or "
+            "measure on a board whose meter reports energy for one-layer models"
+        )
+
+    def layer_energy_mj(op: LayerOp) -> float:
+        value = table.layer_energy_mj(op)
+        assert value is not None  # checked above for every op of the macro
+        return value
+
+    return layer_energy_mj, overhead
 
 
 def _median(values: list[float]) -> float:

@@ -109,14 +109,14 @@ class SupernetTrainer:
         round_index: int,
         anneal: bool,
         warmup_epochs: int,
-        target_ms: float | None,
-        energy_target_mj: float | None,
+        latency_aim_ms: float | None,
+        energy_aim_mj: float | None,
         ratio: float,
         on_step: Callable[[dict[str, Any]], None],
     ) -> None:
         """Train ``epochs`` more epochs; ``on_step`` gets a trace row per architecture step.
 
-        ``target_ms`` is in table units (the corrected target / ``ratio``); None with a
+        ``latency_aim_ms`` is in table units (the corrected aim / ``ratio``); None with a
         fixed λ. ``anneal``: the temperature goes tau_start -> tau_end over this run's
         architecture steps; otherwise it stays at tau_end.
         """
@@ -138,7 +138,8 @@ class SupernetTrainer:
                     self._weight_step(self.xw[idx], self.yw[idx], tau)
                     if epoch < warmup_epochs:
                         continue
-                    row = self._arch_step(tau, target_ms, energy_target_mj)
+                    row = self._arch_step(tau, latency_aim_ms, energy_aim_mj)
+                    aim = latency_aim_ms * ratio if latency_aim_ms is not None else None
                     on_step(
                         {
                             "round": round_index,
@@ -146,7 +147,7 @@ class SupernetTrainer:
                             "step": self.arch_steps,
                             **row,
                             "expected_ms": row["expected_table_ms"] * ratio,
-                            "target_ms": target_ms * ratio if target_ms is not None else None,
+                            "latency_aim_ms": aim,
                             "temperature": round(tau, 5),
                         }
                     )
@@ -161,7 +162,7 @@ class SupernetTrainer:
         self.w_opt.step()
 
     def _arch_step(
-        self, tau: float, target_ms: float | None, energy_target_mj: float | None
+        self, tau: float, latency_aim_ms: float | None, energy_aim_mj: float | None
     ) -> dict[str, Any]:
         x, y = self._arch_batch()
         for p in self.net.parameters():
@@ -171,22 +172,22 @@ class SupernetTrainer:
         probs = [torch.softmax(a, dim=0) for a in self.alpha]
         expected = self.latency.expectation(probs)
         loss = task
-        if target_ms is None:  # fixed λ: the seed's weighted sum, in ms
+        if latency_aim_ms is None:  # fixed λ: the seed's weighted sum, in ms
             loss = loss + self.lam * expected
         else:
-            loss = loss + self.lam * (expected / target_ms - 1.0)
+            loss = loss + self.lam * (expected / latency_aim_ms - 1.0)
         expected_energy = None
         if self.energy is not None:
             expected_energy = self.energy.expectation(probs)
-            if energy_target_mj is not None:
-                loss = loss + self.lam_energy * (expected_energy / energy_target_mj - 1.0)
+            if energy_aim_mj is not None:
+                loss = loss + self.lam_energy * (expected_energy / energy_aim_mj - 1.0)
         loss.backward()  # type: ignore[no-untyped-call]
         self.a_opt.step()
         for p in self.net.parameters():
             p.requires_grad_(True)
         lam_used, value = self.lam, float(expected.detach())
-        if target_ms is not None and self.fixed_lambda is None:
-            self.lam = max(0.0, self.lam + self.dual.dual_lr * (value / target_ms - 1))
+        if latency_aim_ms is not None and self.fixed_lambda is None:
+            self.lam = max(0.0, self.lam + self.dual.dual_lr * (value / latency_aim_ms - 1))
         row: dict[str, Any] = {
             "lambda": round(lam_used, 6),
             "expected_table_ms": round(value, 6),
@@ -196,7 +197,7 @@ class SupernetTrainer:
             joules = float(expected_energy.detach())
             row["expected_energy_mj"] = round(joules, 6)
             row["lambda_energy"] = round(self.lam_energy, 6)
-            if energy_target_mj is not None:
-                violation = joules / energy_target_mj - 1
+            if energy_aim_mj is not None:
+                violation = joules / energy_aim_mj - 1
                 self.lam_energy = max(0.0, self.lam_energy + self.dual.dual_lr * violation)
         return row
