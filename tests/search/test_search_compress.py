@@ -131,7 +131,8 @@ def test_the_chosen_variant_ships_with_its_own_measurement_and_card(
     assert within_budget(card.measured(), Budgets(latency_ms=figure * 2)) == (True, None)
     within, why = within_budget(card.measured(), Budgets(latency_ms=figure / 2))
     assert within is False
-    assert why is not None and why.startswith("over budget: p50 ")
+    assert why is not None
+    assert why.startswith("over budget: p50 ")
 
     # accuracy: the shipped variant's, validation as compression measured it, test fresh
     assert card.accuracy["validation"] == chosen.accuracy
