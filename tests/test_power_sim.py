@@ -20,6 +20,8 @@ from hwnas_bench.testing import SimulatedIna226, layout_ina226
 
 pytest_plugins = ["hwnas_bench.testing.power_fixtures"]
 
+#: Clearly above 2 W idle (+3 W a busy core), even for a process that gets a sliver of a core.
+ABOVE_IDLE = 2.0 + 0.05 * 3.0
 #: Long enough for the agent's sampler (every 20 ms) to give a figure, short enough to be quick.
 METERED = {"min_time_s": 0.5, "power_interval_s": 0.02, "threads": 1, "warmup_min_s": 0.05}
 
@@ -72,8 +74,8 @@ def test_a_heavy_model_costs_more_energy_than_a_light_one(
         assert m.power.source is not None
         assert m.power.source.startswith("hwmon:ina226")
         assert m.power.mean_w is not None
-        # one thread timed: about a busy core (3 W) over the 2 W idle; a quarter on a crowded host
-        assert m.power.mean_w > 2.0 + 0.25 * 3.0
+        # the work shows above the 2 W idle (by 3 W a core; by less on a crowded host)
+        assert m.power.mean_w > ABOVE_IDLE
     assert light.power.energy_mj is not None
     assert heavy.power.energy_mj is not None
     assert heavy.power.energy_mj > 5 * light.power.energy_mj
@@ -91,8 +93,9 @@ def test_one_thread_costs_k_watts_for_each_inferences_latency(
         meter.wait_for_agent()
         m = device.bench(conv_model, **METERED)
     assert m.power.energy_mj is not None
-    # no idle power: the energy is k_w × the core-time, about one core for the latency
-    ratio = m.power.energy_mj / (3.0 * m.latency.mean_ms)
+    # No idle power: the energy is k_w × the CPU time per inference. The median latency is an
+    # inference's CPU time even on a crowded host (most are never preempted; the mean is not).
+    ratio = m.power.energy_mj / (3.0 * m.latency.median_ms)
     assert 0.5 <= ratio <= 1.6
 
 
@@ -108,14 +111,14 @@ def test_only_the_watched_processes_cost_power(
         agent_like = subprocess.Popen([sys.executable, "-c", code, "--power-root", str(root)])
         try:
             assert meter.wait_for_agent(timeout=5.0) == {agent_like.pid}
-            assert mean_power(meter, 40) > 2.0 + 0.25 * 3.0
+            assert mean_power(meter, 100) > ABOVE_IDLE
         finally:
             agent_like.kill()
             agent_like.wait()
     with SimulatedIna226(tmp_path / "given", idle_w=2.0, k_w=3.0, pids=[spinner.pid]) as meter:
         meter.wait_updates(2)  # the first sets the spinner's starting point
         assert meter.watched == {spinner.pid}
-        assert mean_power(meter, 40) > 2.0 + 0.25 * 3.0
+        assert mean_power(meter, 100) > ABOVE_IDLE
 
 
 def test_a_reader_never_sees_a_partial_number(tmp_path: Path) -> None:
