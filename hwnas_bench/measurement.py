@@ -49,6 +49,11 @@ class Power:
     samples: int | None = None
     interval_s: float | None = None
     duration_s: float | None = None
+    sample_interval_ms: float | None = None  #: how often the meter was read (``interval_s``)
+    #: how often the meter's value changes, as the meter says (None where it does not)
+    update_interval_ms: float | None = None
+    #: the shortest window that gives this meter an energy figure (a few reads and updates)
+    min_window_s: float | None = None
 
 
 @dataclass(frozen=True)

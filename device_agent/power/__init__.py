@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .discovery import Discovery, discover_meters
 from .errors import CommandError, CommandNotFoundError, PowerError, PowerReadError
-from .integrate import Sample, integrate
+from .integrate import Sample, integrate, min_window_s, sample_interval_s
 from .meter import KIND_ENERGY, KIND_POWER, SCOPES, PowerMeter
 from .probe import Found, Opened, probe, readable
 from .result import PowerResult, power_summary
@@ -33,7 +33,9 @@ __all__ = [
     "Sample",
     "discover_meters",
     "integrate",
+    "min_window_s",
     "power_summary",
     "probe",
     "readable",
+    "sample_interval_s",
 ]

@@ -2,7 +2,8 @@
 
 Power readings (W) are integrated with the trapezoid rule, as Zeus and jtop do; energy
 counters (J) are differenced, a negative step meaning the counter wrapped. A window
-shorter than a few sampling periods (or sensor updates) gives no honest figure at all.
+shorter than a few sampling periods (or sensor updates) gives no honest figure at all: the
+sampler polls a meter at its own update interval where it is known, so that window is short.
 """
 
 from __future__ import annotations
@@ -17,23 +18,41 @@ Sample = Tuple[float, float]
 
 MIN_SAMPLING_PERIODS = 5
 MIN_SENSOR_UPDATES = 3
+#: The fastest the sampler polls, however fast a meter updates: a read costs the board CPU.
+MIN_POLL_S = 0.001
+
+
+def sample_interval_s(requested_s: float, update_interval_s: Optional[float]) -> float:
+    """The period to poll a meter at: its own update interval where that is known (polling
+    faster repeats a value, slower misses some), but never slower than ``requested_s`` and
+    never faster than :data:`MIN_POLL_S`; ``requested_s`` where the meter does not say."""
+    if update_interval_s is None:
+        return requested_s
+    return max(MIN_POLL_S, min(update_interval_s, requested_s))
+
+
+def min_window_s(interval_s: float, update_interval_s: Optional[float]) -> float:
+    """The shortest window that gives an honest figure: :data:`MIN_SAMPLING_PERIODS`
+    polls and :data:`MIN_SENSOR_UPDATES` updates of the meter (where its period is known)."""
+    updates = MIN_SENSOR_UPDATES * update_interval_s if update_interval_s is not None else 0.0
+    return max(MIN_SAMPLING_PERIODS * interval_s, updates)
 
 
 def window_too_short(
     duration_s: float, interval_s: float, update_interval_s: Optional[float]
 ) -> Optional[str]:
     """Why a window of ``duration_s`` cannot give an honest figure, or None if it can."""
-    if duration_s < MIN_SAMPLING_PERIODS * interval_s:
-        return (
-            f"window {duration_s:.2f} s is shorter than {MIN_SAMPLING_PERIODS} sampling"
-            f" periods of {interval_s:.2f} s; raise min_time_s"
-        )
-    if update_interval_s is not None and duration_s < MIN_SENSOR_UPDATES * update_interval_s:
-        return (
-            f"window {duration_s:.2f} s is shorter than {MIN_SENSOR_UPDATES} sensor updates"
-            f" of {update_interval_s:.2f} s; raise min_time_s"
-        )
-    return None
+    needed = min_window_s(interval_s, update_interval_s)
+    if duration_s >= needed:
+        return None
+    if needed == MIN_SAMPLING_PERIODS * interval_s:
+        what = f"{MIN_SAMPLING_PERIODS} sampling periods of {interval_s:.3g} s"
+    else:
+        what = f"{MIN_SENSOR_UPDATES} sensor updates of {update_interval_s:.3g} s"
+    return (
+        f"window {duration_s:.3g} s is shorter than the {needed:.3g} s this meter needs"
+        f" ({what}); raise min_time_s"
+    )
 
 
 def trapezoid_j(samples: Sequence[Sample]) -> float:
@@ -59,6 +78,34 @@ def counter_j(samples: Sequence[Sample], wrap_j: Optional[float]) -> Tuple[Optio
     return total, ""
 
 
+def span_s(samples: Sequence[Sample]) -> float:
+    """The time the samples span (0 for fewer than two)."""
+    return samples[-1][0] - samples[0][0] if len(samples) >= 2 else 0.0
+
+
+def window_result(
+    samples: Sequence[Sample],
+    source: str,
+    interval_s: float,
+    update_interval_s: Optional[float],
+    energy_j: Optional[float],
+    reason: Optional[str],
+) -> PowerResult:
+    """The result of a window of ``samples``: ``energy_j`` over it, or None and ``reason``."""
+    duration = span_s(samples)
+    return PowerResult(
+        source=source,
+        duration_s=duration,
+        n_samples=len(samples),
+        mean_w=energy_j / duration if energy_j is not None else None,
+        energy_j=energy_j,
+        reason=reason,
+        interval_s=interval_s,
+        update_interval_s=update_interval_s,
+        min_window_s=min_window_s(interval_s, update_interval_s),
+    )
+
+
 def integrate(
     samples: Sequence[Sample],
     kind: str,
@@ -69,10 +116,13 @@ def integrate(
 ) -> PowerResult:
     """The result of one window of samples taken ``interval_s`` apart."""
     n = len(samples)
-    duration = samples[-1][0] - samples[0][0] if n >= 2 else 0.0
+    duration = span_s(samples)
+
+    def result(energy_j: Optional[float], reason: Optional[str]) -> PowerResult:
+        return window_result(samples, source, interval_s, update_interval_s, energy_j, reason)
 
     def none(reason: str) -> PowerResult:
-        return PowerResult(source, duration, n, None, None, reason, interval_s)
+        return result(None, reason)
 
     if n < 2:
         return none(f"only {n} sample(s): a window needs at least 2")
@@ -90,4 +140,4 @@ def integrate(
         energy = counted
     else:
         raise ValueError(f"unknown meter kind {kind!r}")
-    return PowerResult(source, duration, n, energy / duration, energy, None, interval_s)
+    return result(energy, None)

@@ -20,8 +20,13 @@ class PowerResult:
     mean_w: Optional[float]
     energy_j: Optional[float]
     reason: Optional[str]
-    #: the sampling interval actually used (the request raised to the sensor's period)
+    #: the sampling interval actually used (the meter's own update interval, at most the
+    #: request: see ``integrate.sample_interval_s``)
     interval_s: Optional[float] = None
+    #: the meter's own update interval (None where the meter does not say)
+    update_interval_s: Optional[float] = None
+    #: the shortest window that gives this meter an energy figure (``integrate.min_window_s``)
+    min_window_s: Optional[float] = None
 
 
 def power_summary(
@@ -37,7 +42,9 @@ def power_summary(
     inference is the mean power over the span times the timed window ``window_s``, divided
     by the inferences run in that window: the same window on both sides of the division.
 
-    Keys are always: mean_w, energy_mj, source, reason, samples, interval_s, duration_s.
+    Keys are always: mean_w, energy_mj, source, reason, samples, interval_s, duration_s,
+    sample_interval_ms (``interval_s`` in ms), update_interval_ms (the meter's own, None
+    where it does not say) and min_window_s (the shortest window that gives a figure).
     """
     if result is None:
         return {
@@ -48,6 +55,9 @@ def power_summary(
             "samples": None,
             "interval_s": None,
             "duration_s": None,
+            "sample_interval_ms": None,
+            "update_interval_ms": None,
+            "min_window_s": None,
         }
     energy_mj: Optional[float] = None
     reason = result.reason
@@ -64,4 +74,11 @@ def power_summary(
         "samples": result.n_samples,
         "interval_s": result.interval_s,
         "duration_s": result.duration_s,
+        "sample_interval_ms": _ms(result.interval_s),
+        "update_interval_ms": _ms(result.update_interval_s),
+        "min_window_s": result.min_window_s,
     }
+
+
+def _ms(seconds: Optional[float]) -> Optional[float]:
+    return seconds * 1000.0 if seconds is not None else None

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Callable, List, Optional, Type
 
 from .errors import PowerError
-from .integrate import Sample, integrate
+from .integrate import Sample, integrate, sample_interval_s, window_result
 from .meter import PowerMeter
 from .result import PowerResult
 
@@ -18,8 +18,9 @@ Clock = Callable[[], float]
 class PowerSampler:
     """Samples ``meter`` every ``interval_s`` between :meth:`start` and :meth:`stop`.
 
-    The interval is raised to the sensor's own update period when that is longer:
-    faster polling would only repeat the same value (and, for vcgencmd, cost CPU).
+    ``interval_s`` is the slowest it polls: a meter that says how often its value changes
+    is polled at that interval instead, down to 1 ms (:func:`integrate.sample_interval_s`),
+    so a short window still holds enough samples; faster would only repeat values.
     A read that fails ends sampling; the result is then None with the reason, never
     a number made of part of the window.
     """
@@ -31,7 +32,7 @@ class PowerSampler:
             raise ValueError("interval_s must be > 0")
         self.meter = meter
         self.requested_interval_s = interval_s
-        self.interval_s = max(interval_s, meter.update_interval_s or 0.0)
+        self.interval_s = sample_interval_s(interval_s, meter.update_interval_s)
         self._clock = clock
         self._samples: List[Sample] = []
         self._error: Optional[str] = None
@@ -71,9 +72,14 @@ class PowerSampler:
     def _integrate(self) -> PowerResult:
         meter = self.meter
         if self._error is not None:
-            n = len(self._samples)
-            duration = self._samples[-1][0] - self._samples[0][0] if n >= 2 else 0.0
-            return PowerResult(meter.source, duration, n, None, None, self._error, self.interval_s)
+            return window_result(
+                self._samples,
+                meter.source,
+                self.interval_s,
+                meter.update_interval_s,
+                None,
+                self._error,
+            )
         return integrate(
             self._samples,
             meter.kind,

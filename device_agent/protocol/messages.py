@@ -94,8 +94,11 @@ class BenchSettings:
     #: sha256 of an input pack sent with put_inputs; None = synthesise from the model's shapes
     inputs: Optional[str] = None
     seed: int = 0
+    #: the slowest the power sampler polls; a meter that says how often its value changes is
+    #: polled at that interval instead, down to 1 ms (device_agent.power.sample_interval_s)
     power_interval_s: float = 0.1
-    #: source name of the power meter to use; None = the board's preferred meter
+    #: source name of the power meter to use; None = the board's preferred meter (never a
+    #: GPU's, NVML, for a model on the CPU execution provider)
     power_meter: Optional[str] = None
     #: CPUs the agent pins itself to (sched_setaffinity) before the session is made; None = all
     cpus: Optional[List[int]] = None

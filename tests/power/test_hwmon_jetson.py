@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_agent.power import PowerReadError
+from device_agent.power import PowerReadError, PowerSampler
 from device_agent.power.hwmon_ina2xx import find_hwmon_ina2xx
 from device_agent.power.jetson_ina3221 import find_jetson_ina3221
 from device_agent.power.jetson_ina3221x import find_jetson_ina3221x
@@ -168,3 +168,33 @@ def test_other_chips_with_underscores_are_not_taken(make_tree):
     meters, reasons = find_hwmon_ina2xx(root)
     assert meters == []
     assert reasons
+
+
+def test_the_simulated_ina226_layout_gives_the_meter_its_update_interval(make_tree):
+    # hwnas_bench.testing's simulated meter: hwmon0 with name, power1_input (µW) and
+    # update_interval (ms), as the ina2xx driver registers one
+    root = make_tree(
+        {
+            f"{HW}/hwmon0/name": "ina226",
+            f"{HW}/hwmon0/power1_input": "2500000",
+            f"{HW}/hwmon0/update_interval": "5",
+        }
+    )
+    [meter], reasons = find_hwmon_ina2xx(root)
+    assert reasons == []
+    assert meter.update_interval_s == pytest.approx(0.005)
+    sampler = PowerSampler(meter, interval_s=0.1)
+    assert sampler.interval_s == pytest.approx(0.005)  # polled as often as it changes
+
+
+def test_an_unreadable_or_zero_update_interval_claims_none(make_tree):
+    for text in ("0", "garbage"):
+        root = make_tree(
+            {
+                f"{HW}/hwmon0/name": "ina226",
+                f"{HW}/hwmon0/power1_input": "1",
+                f"{HW}/hwmon0/update_interval": text,
+            }
+        )
+        [meter], _ = find_hwmon_ina2xx(root)
+        assert meter.update_interval_s is None

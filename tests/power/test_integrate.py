@@ -7,8 +7,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device_agent.power import PowerResult, integrate, power_summary
+from device_agent.power.integrate import min_window_s, sample_interval_s
 
-SUMMARY_KEYS = {"mean_w", "energy_mj", "source", "reason", "samples", "interval_s", "duration_s"}
+SUMMARY_KEYS = {
+    "mean_w",
+    "energy_mj",
+    "source",
+    "reason",
+    "samples",
+    "interval_s",
+    "duration_s",
+    "sample_interval_ms",
+    "update_interval_ms",
+    "min_window_s",
+}
 
 
 def test_trapezoid_over_power_samples():
@@ -52,10 +64,12 @@ def test_window_shorter_than_five_sampling_periods():
     assert result.energy_j is None
     assert result.mean_w is None
     assert result.reason == (
-        "window 0.20 s is shorter than 5 sampling periods of 0.10 s; raise min_time_s"
+        "window 0.2 s is shorter than the 0.5 s this meter needs"
+        " (5 sampling periods of 0.1 s); raise min_time_s"
     )
     assert result.duration_s == pytest.approx(0.2)
     assert result.n_samples == 3
+    assert result.min_window_s == pytest.approx(0.5)
 
 
 def test_window_of_exactly_five_periods_is_enough():
@@ -68,11 +82,47 @@ def test_window_shorter_than_three_sensor_updates():
     result = integrate(samples, "power", "fake", interval_s=0.1, update_interval_s=1.0)
     assert result.energy_j is None
     assert result.reason == (
-        "window 2.00 s is shorter than 3 sensor updates of 1.00 s; raise min_time_s"
+        "window 2 s is shorter than the 3 s this meter needs"
+        " (3 sensor updates of 1 s); raise min_time_s"
     )
+    assert result.min_window_s == pytest.approx(3.0)
     samples = [(0.1 * i, 5.0) for i in range(31)]
     result = integrate(samples, "power", "fake", interval_s=0.1, update_interval_s=1.0)
     assert result.energy_j == pytest.approx(15.0)
+    assert result.update_interval_s == 1.0
+
+
+def test_a_fast_meter_polled_fast_needs_only_a_short_window():
+    # an INA226 updating every 2 ms, polled every 2 ms: 5 polls make 10 ms
+    samples = [(0.002 * i, 5.0) for i in range(11)]  # 20 ms
+    result = integrate(samples, "power", "ina", interval_s=0.002, update_interval_s=0.002)
+    assert result.min_window_s == pytest.approx(0.01)
+    assert result.energy_j == pytest.approx(5.0 * 0.02)
+    short = integrate(samples[:4], "power", "ina", interval_s=0.002, update_interval_s=0.002)
+    assert short.reason == (
+        "window 0.006 s is shorter than the 0.01 s this meter needs"
+        " (5 sampling periods of 0.002 s); raise min_time_s"
+    )
+
+
+@pytest.mark.parametrize(
+    ("requested", "update", "polled"),
+    [
+        (0.1, None, 0.1),  # the meter does not say: the request
+        (0.1, 0.035, 0.035),  # an INA226 at its default averaging: its own interval
+        (0.1, 0.0001, 0.001),  # never faster than 1 ms
+        (0.1, 1.0, 0.1),  # never slower than the request (NVML's 1 s average)
+        (0.05, 0.002, 0.002),
+    ],
+)
+def test_the_sampling_interval_follows_the_meter(requested, update, polled):
+    assert sample_interval_s(requested, update) == pytest.approx(polled)
+
+
+def test_min_window_is_five_polls_or_three_updates():
+    assert min_window_s(0.1, None) == pytest.approx(0.5)
+    assert min_window_s(0.002, 0.002) == pytest.approx(0.01)
+    assert min_window_s(0.1, 1.0) == pytest.approx(3.0)
 
 
 def test_fewer_than_two_samples():
@@ -101,7 +151,8 @@ def test_constant_power_integrates_to_power_times_duration(watts, gaps):
 
 
 def _result(energy_j, mean_w=2.0, reason=None):
-    return PowerResult("hwmon:ina226 (hwmon3) power1_input", 1.5, 16, mean_w, energy_j, reason, 0.1)
+    source = "hwmon:ina226 (hwmon3) power1_input"
+    return PowerResult(source, 1.5, 16, mean_w, energy_j, reason, 0.035, 0.035, 0.175)
 
 
 def test_summary_gives_energy_per_inference_in_millijoules():
@@ -114,8 +165,11 @@ def test_summary_gives_energy_per_inference_in_millijoules():
         "source": "hwmon:ina226 (hwmon3) power1_input",
         "reason": None,
         "samples": 16,
-        "interval_s": 0.1,
+        "interval_s": 0.035,
         "duration_s": 1.5,
+        "sample_interval_ms": pytest.approx(35.0),
+        "update_interval_ms": pytest.approx(35.0),
+        "min_window_s": 0.175,
     }
 
 
@@ -129,6 +183,9 @@ def test_summary_without_a_result_carries_the_unavailable_reason():
         "samples": None,
         "interval_s": None,
         "duration_s": None,
+        "sample_interval_ms": None,
+        "update_interval_ms": None,
+        "min_window_s": None,
     }
     assert power_summary(None, 100, 1.0)["reason"] == "power was not measured"
 

@@ -139,20 +139,35 @@ def test_too_short_window_gives_the_reason_to_lengthen_it():
     assert result.n_samples == 2
     assert result.energy_j is None
     assert result.reason == (
-        "window 0.02 s is shorter than 5 sampling periods of 5.00 s; raise min_time_s"
+        "window 0.02 s is shorter than the 25 s this meter needs"
+        " (5 sampling periods of 5 s); raise min_time_s"
     )
+    assert result.min_window_s == pytest.approx(25.0)
 
 
-def test_interval_is_raised_to_the_sensor_update_period():
-    clock = FakeClock(step=0.05)
-    meter = FunctionMeter(clock, lambda t: 5.0, update_interval_s=1.0)
+def test_a_meter_that_updates_fast_is_polled_at_its_own_interval():
+    clock = FakeClock(step=0.001)
+    meter = FunctionMeter(clock, lambda t: 5.0, wanted=40, update_interval_s=0.002)
     sampler = PowerSampler(meter, interval_s=0.1, clock=clock)
     assert sampler.requested_interval_s == 0.1
-    assert sampler.interval_s == 1.0
+    assert sampler.interval_s == 0.002
+    sampler.start()
+    assert meter.enough.wait(WAIT_S)  # 40 reads: at 0.1 s that would take 4 s
+    result = sampler.stop()
+    assert result.interval_s == 0.002
+    assert result.update_interval_s == 0.002
+    assert result.min_window_s == pytest.approx(0.01)
+
+
+def test_a_slow_meter_is_polled_at_the_requested_interval_and_needs_its_updates():
+    clock = FakeClock(step=0.05)
+    meter = FunctionMeter(clock, lambda t: 5.0, update_interval_s=1.0)  # NVML's 1 s average
+    sampler = PowerSampler(meter, interval_s=0.1, clock=clock)
+    assert sampler.interval_s == 0.1
     sampler.start()
     result = sampler.stop()
-    assert result.interval_s == 1.0
-    assert "sampling periods of 1.00 s" in (result.reason or "")
+    assert result.min_window_s == pytest.approx(3.0)
+    assert "(3 sensor updates of 1 s)" in (result.reason or "")
 
 
 def test_stop_does_not_wait_out_a_long_interval():
