@@ -120,8 +120,18 @@ class Handlers:
         facts.update(self.static)
         facts.update(sysinfo.dynamic_state())
         facts["power_meters"] = [
-            {"source": m.source, "kind": m.kind, "scope": m.scope} for m in self.power.meters
+            {
+                "source": m.source,
+                "kind": m.kind,
+                "scope": m.scope,
+                "update_interval_ms": None
+                if m.update_interval_s is None
+                else m.update_interval_s * 1000.0,
+            }
+            for m in self.power.meters
         ]
+        # not "/": the meters read a tree standing in for /sys (their sources say so too)
+        facts["power_root"] = str(self.power.root)
         facts["power_unavailable"] = None if self.power.meters else self.power.unavailable_reason()
         facts["cache"] = {
             "dir": str(self.store.root),

@@ -100,7 +100,8 @@ def run_loop(
 
 
 def _meter(meters: power.Discovery, settings: BenchSettings) -> Optional[power.PowerMeter]:
-    meter = meters.select(settings.power_meter)
+    """The meter asked for, else the board's preferred one for the provider's work."""
+    meter = meters.select(settings.power_meter, settings.provider)
     if settings.power_meter is not None and meter is None:
         found = [m.source for m in meters.meters] or ["none"]
         raise AgentError(
@@ -193,7 +194,7 @@ def bench_once(
         control, holder["env_start"], holder["env_end"], load_start, load_end, run.samples_ns
     )
     n = int(run.samples_ns.size)
-    unavailable = parts.meters.unavailable_reason() if meter is None else ""
+    unavailable = "" if meter else parts.meters.unavailable_reason(None, settings.provider)
     wire = effective.to_wire()
     wire["providers"] = session.get_providers()
     header: Dict[str, Any] = {

@@ -132,3 +132,74 @@ def test_this_machine_never_raises_and_claims_no_board_meter_it_lacks():
         assert meter.source.startswith("rapl:package-")
     if not found.meters:
         assert found.unavailable_reason().startswith("no power sensor found: ")
+
+
+# -- a simulated board: meters read under a power_root other than "/" ------------------------
+
+INA226_ONLY = {
+    "/sys/class/hwmon/hwmon0/name": "ina226",
+    "/sys/class/hwmon/hwmon0/power1_input": "3000000",
+    "/sys/class/hwmon/hwmon0/update_interval": "2",
+}
+
+
+def test_meters_read_under_a_fake_root_say_they_are_simulated(make_tree, pmic_output):
+    root = make_tree(EVERYTHING)
+    found = discover_meters(root, lambda argv: pmic_output, nvml_loader=lambda: OneGpu())
+    note = f"; simulated: power_root {root}"
+    by_prefix = {m.source.split(":")[0]: m.source for m in found.meters}
+    for read_under_root in ("hwmon", "jetson-ina3221", "rapl"):
+        assert by_prefix[read_under_root].endswith(note)
+        assert by_prefix[read_under_root].count("simulated") == 1
+    # vcgencmd and NVML ask the firmware and the driver, not files under the root
+    assert "simulated" not in by_prefix["rpi5-pmic"]
+    assert "simulated" not in by_prefix["nvml"]
+    assert found.root == root
+    # the name a user gives still selects by prefix, the full source exactly
+    assert found.select("hwmon:ina226") is found.meters[0]
+    assert found.select(found.meters[0].source) is found.meters[0]
+
+
+def test_the_real_root_adds_nothing_to_a_source(make_tree, tmp_path):
+    # "/" itself, and a link to it, are the board's own /sys
+    link = tmp_path / "slash"
+    link.symlink_to("/")
+    for root in (Path("/"), link):
+        found = discover_meters(root, _no_vcgencmd, nvml_loader=lambda: OneGpu())
+        assert found.meters, "NVML's fake GPU is always there"
+        assert all("simulated" not in m.source for m in found.meters)
+
+
+# -- the meter for the work: a GPU's meter does not see a model on the CPU ---------------------
+
+
+def test_nvml_alone_is_not_chosen_for_the_cpu_provider(make_tree):
+    found = discover_meters(make_tree({}), _no_vcgencmd, nvml_loader=lambda: OneGpu())
+    [gpu] = found.meters
+    assert found.select(None, "CPUExecutionProvider") is None
+    assert found.unavailable_reason(None, "CPUExecutionProvider") == (
+        "the only meter is NVML (GPU power) and the model runs on the CPU; name it to use it anyway"
+    )
+    assert found.select("nvml", "CPUExecutionProvider") is gpu  # named: used anyway
+    assert found.select(None, "CUDAExecutionProvider") is gpu
+    assert found.select(None) is gpu  # no provider given: as before
+
+
+def test_for_the_cpu_the_next_meter_after_nvml_is_chosen(make_tree):
+    rapl = {k: v for k, v in EVERYTHING.items() if "powercap" in k}
+    found = discover_meters(make_tree(rapl), _no_vcgencmd, nvml_loader=lambda: OneGpu())
+    assert [m.scope for m in found.meters] == ["cpu-package", "gpu"]
+    assert found.select(None, "CPUExecutionProvider") is found.meters[0]
+    # meters sort whole board first, so a GPU meter is never ahead of a board meter
+    tree = make_tree(INA226_ONLY)
+    found = discover_meters(tree, _no_vcgencmd, nvml_loader=lambda: OneGpu())
+    chosen = found.select(None, "CPUExecutionProvider")
+    assert chosen is not None
+    assert chosen.source.startswith("hwmon:ina226")
+
+
+def test_without_any_meter_the_cpu_reason_is_the_usual_one(make_tree):
+    found = discover_meters(make_tree({}), _no_vcgencmd, nvml_loader=_no_pynvml)
+    assert found.unavailable_reason(None, "CPUExecutionProvider").startswith(
+        "no power sensor found: hwmon ina2xx:"
+    )
