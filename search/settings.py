@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 from .errors import SettingsError
@@ -228,12 +228,12 @@ class SearchSettings:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> SearchSettings:
         """The settings a record holds (:meth:`to_dict`'s form; ``overrides`` replace
-        fields). KeyError, TypeError or SettingsError for a record that is not one."""
-        names = {f.name for f in fields(cls)} - {"budgets", "train"}
-        kept = {k: v for k, v in data.items() if k in names}
+        fields). KeyError, TypeError (an unknown setting) or SettingsError for a record
+        that is not one."""
+        rest = {k: v for k, v in data.items() if k not in ("constraints", "latency_stat")}
         budgets = Budgets.from_mapping(data["constraints"], stat=data["latency_stat"])
         train = TrainSettings(**data["train"])
-        return cls(**{**kept, "budgets": budgets, "train": train, **overrides})
+        return cls(**{**rest, "budgets": budgets, "train": train, **overrides})
 
     def resume_key(self) -> dict[str, Any]:
         """What must match for a resume (``trials`` may grow: it is not part of it)."""

@@ -231,7 +231,10 @@ def test_the_variants_are_compared_on_the_searchs_statistic(
 ) -> None:
     """A search that chose by p95 compresses by p95, whatever the [compress] settings say."""
     run_dir = _copy(search_run, tmp_path)
-    p95_search = dataclasses.replace(search_run.searcher.settings, latency_stat="p95")
+    settings = search_run.searcher.settings
+    p95_search = dataclasses.replace(
+        settings, budgets=dataclasses.replace(settings.budgets, stat="p95")
+    )
     assert dataclasses.replace(QUICK, prune_ratios=()).latency_stat == "p50"
     result = search_run.searcher.result
     assert result is not None
