@@ -26,6 +26,7 @@ from ..export import is_torch_module, torch_to_onnx
 from ..farm import BoardUnhealthyError, NoHealthyBoardError
 from ..measurement import Measurement
 from ..report import Entry
+from ..targets import BenchRule, TargetSpec, table_entries
 from .state import get_state
 
 #: Errors that mean "the board cannot be reached" (what --hw-skip-unreachable skips): it is
@@ -53,6 +54,7 @@ class HwTarget:
     profile: str | None
     #: the leased board's ``[bench]`` table (its provider, threads, ...; see hwnas.toml)
     bench: dict[str, Any] = field(default_factory=dict)
+    spec: TargetSpec | None = None  #: the leased board's spec (its table's precedence rule)
 
 
 def _marker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -128,7 +130,13 @@ def hw_target(request: pytest.FixtureRequest) -> Iterator[HwTarget]:
         pytest.fail(message, pytrace=False)
     try:
         yield HwTarget(
-            what, lease.name, lease.facts, lease.device, lease.spec.profile, lease.spec.bench_copy()
+            what,
+            lease.name,
+            lease.facts,
+            lease.device,
+            lease.spec.profile,
+            lease.spec.bench_copy(),
+            lease.spec,
         )
     finally:
         lease.release()
@@ -180,8 +188,9 @@ def hw_bench(request: pytest.FixtureRequest, hw_target: HwTarget) -> Bench:
         if unknown:
             raise TypeError(f"hw_bench: unknown setting(s) {sorted(unknown)}")
         given = {"min_time_s": min_time} if min_time is not None else {}
-        merged = {**hw_target.bench, **given, **defaults}
-        merged.update(settings)
+        run = {**given, **defaults, **settings}  # each wins over the ones before
+        # one measurement a test asked for: what it set wins, the board's table fills the rest
+        merged = {**table_entries(hw_target.spec, BenchRule.FLAG_WINS, given=run), **run}
         if "cpus" in merged:
             merged["cpus"] = _cpus(merged["cpus"])
         if "min_time_s" in merged and "max_time_s" not in merged:  # a long min raises the cap
