@@ -7,10 +7,13 @@ quantizer, torch and Torch-Pruning load only when a compression runs.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from hw_targets import hookimpl
+
+from ..errors import SearchError, SettingsError
+from .common import LATENCY_STATS, add_measure_options, bench_overrides, say
+from .errors import run_verb
 
 
 def _ratios(text: str) -> tuple[float, ...]:
@@ -64,7 +67,7 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     p.add_argument("--objective", choices=["latency", "energy"], default="latency")
     p.add_argument(
         "--stat",
-        choices=["p50", "p95", "p99", "mean"],
+        choices=LATENCY_STATS,
         default="p50",
         help="the latency statistic variants are compared on (default p50; a search's "
         "--compress uses the search's)",
@@ -89,42 +92,22 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     p.add_argument("--importance", choices=["l1", "taylor"], default="l1")
     p.add_argument("--fine-tune-epochs", type=int, default=2, metavar="N")
     p.add_argument("--rounds", type=int, default=3, metavar="N", help="interleaved rounds")
-    p.add_argument("--min-time", type=float, metavar="S", help="timed loop per measurement")
-    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads on the board")
+    add_measure_options(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no step lines")
     p.set_defaults(func=run)
 
 
+@run_verb()
 def run(args: argparse.Namespace) -> int:
     """The verb: 0 done, 2 a mistake in the command or the files, 1 anything else."""
-    from ..errors import DataError, SearchError, SettingsError, SpaceError
-
-    try:
-        return _run(args)
-    except (SettingsError, SpaceError, DataError) as exc:
-        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    except SearchError as exc:
-        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
     try:
         from ..compress import CompressSettings, compress_onnx
         from ..measure import Board, bench_settings
     except ImportError as exc:  # torch / onnx missing
-        from ..errors import SearchError
-
         raise SearchError(
             f"compress needs the search extra: pip install 'hwnas-bench[search]' ({exc})"
         ) from exc
-    overrides: dict[str, object] = {}
-    if args.min_time is not None:
-        overrides["min_time_s"] = args.min_time
-    if args.threads is not None:
-        overrides["threads"] = args.threads
-    bench = bench_settings(overrides)
+    bench = bench_settings(bench_overrides(args.min_time, args.threads))
     settings = CompressSettings(
         tolerance=args.tolerance,
         objective=args.objective,
@@ -141,12 +124,10 @@ def _run(args: argparse.Namespace) -> int:
     settings.validate()  # before the board is leased or any file is read
     out = args.out or args.model.parent / f"{args.model.stem}-compressed"
     if out.exists() and not out.is_dir():
-        from ..errors import SettingsError
-
         raise SettingsError(f"--out {out} is a file; give a directory for the variants")
     board = Board(args.target, bench=bench, purpose="compress")
     board.farm.candidates(args.target)  # an unknown target: refused before the calibration
-    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    log = None if args.quiet else say
     try:
         result = compress_onnx(
             args.model,

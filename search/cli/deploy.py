@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from hw_targets import hookimpl
+
+from ..errors import SettingsError
+from .common import say
+from .errors import FAILED, run_verb
 
 
 @hookimpl
@@ -48,39 +51,28 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     p.set_defaults(func=run)
 
 
+@run_verb()
 def run(args: argparse.Namespace) -> int:
     """The verb: 0 proven on the board, 1 a board failure or a measurement out of line,
     2 a mistake in the command, the run directory or the config."""
     from hwnas_bench import load_config
-    from hwnas_bench.cli.main import exit_code_for
-    from hwnas_bench.errors import HwnasError
 
     from ..deploy import deploy_model
-    from ..errors import SearchError
-    from ..model_card import ModelCardError
 
-    try:
-        if not (math.isfinite(args.lease_timeout) and args.lease_timeout > 0):
-            raise ModelCardError(f"--lease-timeout must be > 0 seconds, not {args.lease_timeout}")
-        config = load_config(args.config)
-        result = deploy_model(
-            args.run_dir,
-            args.target,
-            path=args.path,
-            config=config,
-            lease_timeout=args.lease_timeout,
-        )
-    except ModelCardError as exc:
-        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    except (HwnasError, SearchError) as exc:
-        print(f"hwnas: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return exit_code_for(exc) if isinstance(exc, HwnasError) else 1
+    if not (math.isfinite(args.lease_timeout) and args.lease_timeout > 0):
+        raise SettingsError(f"--lease-timeout must be > 0 seconds, not {args.lease_timeout}")
+    result = deploy_model(
+        args.run_dir,
+        args.target,
+        path=args.path,
+        config=load_config(args.config),
+        lease_timeout=args.lease_timeout,
+    )
     if not result.ok:
-        print(f"hwnas: deploy FAILED on {result.board}: {result.reason}", file=sys.stderr)
-        print(f"  {result.figures()}", file=sys.stderr)
-        print(f"  fresh measurement in {result.record}", file=sys.stderr)
-        return 1
+        say(f"hwnas: deploy FAILED on {result.board}: {result.reason}")
+        say(f"  {result.figures()}")
+        say(f"  fresh measurement in {result.record}")
+        return FAILED
     print(f"Deployed to {result.board} ({result.transport}): model at {result.model_path}")
     if result.card_path is not None:
         print(f"  model card at {result.card_path}")
