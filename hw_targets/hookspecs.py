@@ -1,4 +1,5 @@
-"""The hooks through which a package adds boards, transports and power readers.
+"""The hooks through which a package adds boards, transports, power readers and search
+block kinds.
 
 A plugin is a module (or object) with functions marked ``@hookimpl`` and named like the
 specs below, published under the ``hwnas`` entry-point group::
@@ -81,6 +82,17 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
 
     :param subparsers: the ``hwnas`` subcommand registry; call ``add_parser`` and set a
         ``func(args) -> int`` default, as the built-in verbs do.
+    """
+
+
+@hookspec
+def hwnas_search_blocks() -> Sequence[Any]:  # type: ignore[empty-body]
+    """Block kinds this plugin adds to the search space (``search.blocks``).
+
+    :return: instances of subclasses of ``search.blocks.BlockKind`` (typed loosely here
+        because hw_targets never imports search; ``search.blocks`` checks each one). A kind
+        whose name or token prefix is taken is an error naming the plugin. See
+        docs/blocks.md for what a kind defines.
     """
 
 

@@ -1,11 +1,12 @@
-"""The plugin manager and the registries built from it (profiles, transports, readers)."""
+"""The plugin manager and the registries built from it (profiles, transports, readers, and
+the search's block kinds)."""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import pluggy
 
@@ -96,6 +97,17 @@ def transports() -> dict[str, TransportPlugin]:
 
 def power_readers() -> list[PowerReaderPlugin]:
     return [r for batch in get_plugin_manager().hook.hwnas_power_readers() for r in batch or ()]
+
+
+def search_blocks() -> list[tuple[str, Any]]:
+    """(plugin name, object) for each block kind a plugin's ``hwnas_search_blocks`` returns,
+    in registration order; ``search.blocks`` checks what the objects are."""
+    pm = get_plugin_manager()
+    return [
+        (_plugin_name(pm, impl.plugin), kind)
+        for impl in pm.hook.hwnas_search_blocks.get_hookimpls()
+        for kind in cast("Iterable[Any]", impl.function() or ())
+    ]
 
 
 def match_profile(facts: Mapping[str, Any]) -> str | None:

@@ -1,0 +1,71 @@
+"""The block kinds of the search space, one module each, and their registry.
+
+A kind (``conv``, ``dwconv``, ``mbconv``, ``res``, ``pool``, ``gap``, ``fc``, ``skip``) defines
+its genes and canonical token, shape inference, analytic cost, torch module and ONNX emission
+(BatchNorm folded). ``KINDS``, :func:`register`, :func:`decode` and :func:`kind_of` are the
+registry (it lives in ``registry.py`` so the chain and net modules can use it without an
+import circle); plugins add kinds through the ``hwnas_search_blocks`` hook. ``BlockNet`` and
+``to_onnx`` import torch and onnx on first use. See docs/blocks.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    ACTIVATIONS,
+    Block,
+    BlockCost,
+    BlockKind,
+    FlagGene,
+    Gene,
+    IntGene,
+    Shape,
+    Trace,
+    WordGene,
+    make_divisible,
+)
+from .chain import chain_cost, decode_blocks, encode_blocks, infer_shapes
+from .registry import KINDS, decode, encode, kind_of, register, unregister
+
+if TYPE_CHECKING:
+    from .graph import GraphBuilder
+    from .net import BlockNet, to_onnx
+
+_LAZY = {"BlockNet": "net", "to_onnx": "net", "GraphBuilder": "graph"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "KINDS",
+    "Block",
+    "BlockCost",
+    "BlockKind",
+    "BlockNet",
+    "FlagGene",
+    "Gene",
+    "GraphBuilder",
+    "IntGene",
+    "Shape",
+    "Trace",
+    "WordGene",
+    "chain_cost",
+    "decode",
+    "decode_blocks",
+    "encode",
+    "encode_blocks",
+    "infer_shapes",
+    "kind_of",
+    "make_divisible",
+    "register",
+    "to_onnx",
+    "unregister",
+]

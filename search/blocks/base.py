@@ -1,0 +1,384 @@
+"""What every block kind is made of: shapes, genes, the canonical token, analytic cost.
+
+No torch and no onnx here (the space and the cost check use this module on hosts that only
+decode and count); a kind's torch module and ONNX emission import them when first called.
+
+Encoding (timm-style, canonical: one block, one token): the kind's prefix, then one part per
+gene in the kind's fixed order, joined by ``_``. An integer gene is its tag and the number
+(``k3``, no sign, no leading zero), a word gene the word itself (``relu6``, ``max``), a flag
+its word when set and nothing when not (``se``). ``mb_e6_k5_s2_c24_se_hswish`` is an mbconv of
+expansion 6, kernel 5, stride 2, 24 channels, with squeeze-excite, hswish. Decoding re-encodes
+and compares, so any other spelling of a block (a part out of order, ``k03``) is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import SearchError, SpaceError
+from ..space import InvalidCandidate
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .graph import GraphBuilder
+
+#: ``(channels, *spatial)``: ``(C, L)`` or ``(C, H, W)`` for a feature map, batch excluded;
+#: ``(F,)`` once a block has flattened it (``fc``).
+Shape = tuple[int, ...]
+
+FLOAT_BYTES = 4
+ACTIVATIONS = ("relu", "relu6", "hswish")
+#: the most channels or units a block may have: a bound so every gene's values are a finite,
+#: stated set (the space's memory cap refuses what would not fit long before this).
+MAX_WIDTH = 65536
+STRIDES = (1, 2, 3, 4)
+_NUMBER = re.compile(r"0|[1-9][0-9]*")
+_NAME = re.compile(r"[a-z][a-z0-9]*")
+
+
+def _allowed_text(allowed: tuple[Any, ...] | range) -> str:
+    if isinstance(allowed, range):
+        return f"{allowed.start}..{allowed.stop - 1}"
+    return "|".join(str(v) for v in allowed)
+
+
+@dataclass(frozen=True)
+class IntGene:
+    """An integer gene, written ``<tag><value>`` (``k3``)."""
+
+    name: str
+    tag: str
+    allowed: tuple[int, ...] | range
+
+    def pattern(self) -> str:
+        return f"{self.tag}<{_allowed_text(self.allowed)}>"
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value not in self.allowed:
+            raise SpaceError(
+                f"{self.name} must be one of {_allowed_text(self.allowed)}, not {value!r}"
+            )
+        return value
+
+    def parts(self, value: Any) -> list[str]:
+        return [f"{self.tag}{value}"]
+
+    def read(self, part: str | None) -> tuple[int, int] | None:
+        """(value, parts used), or None when ``part`` is not this gene."""
+        if part is None or not part.startswith(self.tag):
+            return None
+        digits = part[len(self.tag) :]
+        return (int(digits), 1) if _NUMBER.fullmatch(digits) else None
+
+
+@dataclass(frozen=True)
+class WordGene:
+    """A choice among words, written as the word (``relu6``)."""
+
+    name: str
+    words: tuple[str, ...]
+
+    def pattern(self) -> str:
+        return f"<{'|'.join(self.words)}>"
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str) or value not in self.words:
+            raise SpaceError(f"{self.name} must be one of {'|'.join(self.words)}, not {value!r}")
+        return value
+
+    def parts(self, value: Any) -> list[str]:
+        return [str(value)]
+
+    def read(self, part: str | None) -> tuple[str, int] | None:
+        return (part, 1) if part in self.words else None
+
+
+@dataclass(frozen=True)
+class FlagGene:
+    """On or off, written as its word when on (``se``) and not at all when off."""
+
+    name: str
+    word: str
+
+    def pattern(self) -> str:
+        return f"[_{self.word}]"
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise SpaceError(f"{self.name} must be true or false, not {value!r}")
+        return value
+
+    def parts(self, value: Any) -> list[str]:
+        return [self.word] if value else []
+
+    def read(self, part: str | None) -> tuple[bool, int]:
+        return (True, 1) if part == self.word else (False, 0)
+
+
+Gene = IntGene | WordGene | FlagGene
+ACT = WordGene("act", ACTIVATIONS)
+WIDTH = IntGene("width", "c", range(1, MAX_WIDTH + 1))
+STRIDE = IntGene("stride", "s", STRIDES)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block: its kind's name and its gene values in the kind's order. Make one with
+    :meth:`BlockKind.make` or ``search.blocks.decode``; both check the values."""
+
+    kind: str
+    genes: tuple[tuple[str, Any], ...] = ()
+
+    def __getitem__(self, name: str) -> Any:
+        for gene, value in self.genes:
+            if gene == name:
+                return value
+        raise KeyError(f"block {self.kind} has no gene '{name}'")
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return dict(self.genes)
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    """Analytic cost of a block (or of a chain of them: ``a + b``), batch 1, float32.
+
+    ``params`` count conv and linear weights and biases with BatchNorm folded (a conv
+    followed by BN gains a bias, BN itself has none left); ``macs`` are the conv and linear
+    multiply-accumulates; ``live[i]`` is the number of elements live while the block's i-th
+    ONNX node runs (its inputs, its output, and anything held for a later node, such as a
+    residual's saved input). Constants (weights, Clip bounds) are not activations.
+    """
+
+    params: int = 0
+    macs: int = 0
+    live: tuple[int, ...] = ()
+
+    def __add__(self, other: BlockCost) -> BlockCost:
+        return BlockCost(self.params + other.params, self.macs + other.macs, self.live + other.live)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        return max(self.live, default=0) * FLOAT_BYTES
+
+
+class Trace:
+    """The dataflow of the nodes a block emits, as element counts only, so its cost can say
+    what is live at each node without building anything. Tensor 0 is the block's input."""
+
+    input = 0
+
+    def __init__(self, input_elements: int) -> None:
+        self._sizes = [input_elements]
+        self._inputs: list[tuple[int, ...]] = []
+
+    def node(self, *inputs: int, out: int) -> int:
+        """A node reading ``inputs`` (tensor ids) and writing ``out`` elements; its output's id."""
+        self._inputs.append(inputs)
+        self._sizes.append(out)
+        return len(self._sizes) - 1
+
+    def live(self, output: int) -> tuple[int, ...]:
+        """Elements live at each node; ``output`` (the block's result) outlives the block."""
+        nodes = len(self._inputs)
+        born = [-1, *range(nodes)]  # tensor t > 0 is written by node t - 1
+        last = list(born)
+        for i, inputs in enumerate(self._inputs):
+            for t in inputs:
+                last[t] = max(last[t], i)
+        last[output] = nodes
+        return tuple(
+            sum(size for t, size in enumerate(self._sizes) if born[t] <= i <= last[t])
+            for i in range(nodes)
+        )
+
+
+def trace_activation(trace: Trace, x: int, act: str | None, elements: int) -> int:
+    """Relu and relu6 (Clip) are one node; hswish is HardSigmoid then Mul with its input."""
+    if act is None:
+        return x
+    if act == "hswish":
+        gate = trace.node(x, out=elements)
+        return trace.node(x, gate, out=elements)
+    return trace.node(x, out=elements)
+
+
+def trace_conv(trace: Trace, x: int, act: str | None, elements: int) -> int:
+    """A conv (BN folded into it) and its activation."""
+    return trace_activation(trace, trace.node(x, out=elements), act, elements)
+
+
+def elements(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def feature_map(kind: str, shape: Shape) -> tuple[int, tuple[int, ...]]:
+    """(channels, spatial sizes) of a feature map; InvalidCandidate once it was flattened."""
+    if len(shape) not in (2, 3):
+        raise InvalidCandidate(f"{kind} needs a feature map (C, L) or (C, H, W), got {shape}", -1)
+    return shape[0], tuple(shape[1:])
+
+
+def conv_spatial(
+    kind: str, spatial: tuple[int, ...], kernel: int, stride: int, padding: int
+) -> tuple[int, ...]:
+    """Output sizes of a conv or pool window; InvalidCandidate where one drops below 1."""
+    out = tuple((size + 2 * padding - kernel) // stride + 1 for size in spatial)
+    if any(size < 1 for size in out):
+        raise InvalidCandidate(
+            f"{kind} (kernel {kernel}, stride {stride}) makes the spatial size "
+            f"{'x'.join(map(str, spatial))} drop below 1",
+            -1,
+        )
+    return out
+
+
+def same_padding(kernel: int) -> int:
+    """``kernel // 2`` each side, as search.space: odd kernels keep the size at stride 1."""
+    return kernel // 2
+
+
+class BlockKind(ABC):
+    """A kind of block: subclass, set ``name``, ``prefix``, ``genes`` and ``summary``, and
+    implement shape inference, cost, the torch module and its ONNX emission.
+
+    ``module(block, shape)`` builds the torch module for an input of ``shape``;
+    ``emit(block, module, graph, x, shape)`` writes that module (its current weights,
+    BatchNorm folded in eval-mode form) into ``graph`` after the tensor named ``x`` and
+    returns its output's name. ``cost`` must describe the same nodes ``emit`` writes.
+    """
+
+    name: ClassVar[str]  #: the kind's name (``mbconv``)
+    prefix: ClassVar[str]  #: the first part of its tokens (``mb``)
+    genes: ClassVar[tuple[Gene, ...]] = ()
+    summary: ClassVar[str] = ""
+
+    def make(self, **values: Any) -> Block:
+        """A block of this kind; SpaceError for an unknown, missing or disallowed value."""
+        known = {gene.name for gene in self.genes}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SpaceError(
+                f"{self.name} has no gene {', '.join(unknown)} (genes: {self.gene_names()})"
+            )
+        checked: list[tuple[str, Any]] = []
+        for gene in self.genes:
+            if gene.name not in values and not isinstance(gene, FlagGene):
+                raise SpaceError(f"{self.name} needs its gene '{gene.name}' ({gene.pattern()})")
+            value = values.get(gene.name, False)
+            checked.append((gene.name, gene.check(value)))
+        return Block(self.name, tuple(checked))
+
+    def gene_names(self) -> str:
+        return ", ".join(gene.name for gene in self.genes) or "none"
+
+    def pattern(self) -> str:
+        """The token's form, for messages: ``pool_<max|avg>_k<1..64>_s<1..64>``."""
+        out = self.prefix
+        for gene in self.genes:
+            text = gene.pattern()
+            out += text if isinstance(gene, FlagGene) else f"_{text}"
+        return out
+
+    def encode(self, block: Block) -> str:
+        if block.kind != self.name:
+            raise SpaceError(f"a {block.kind} block is not a {self.name}")
+        checked = self.make(**block.values)
+        parts = [self.prefix]
+        for gene in self.genes:
+            parts += gene.parts(checked[gene.name])
+        return "_".join(parts)
+
+    def decode(self, token: str) -> Block:
+        """The block ``token`` names; SpaceError naming the token for anything else."""
+        head, *rest = token.split("_")
+        if head != self.prefix:
+            raise SpaceError(f"block '{token}' is not a {self.name} ({self.pattern()})")
+        values: dict[str, Any] = {}
+        at = 0
+        for gene in self.genes:
+            got = gene.read(rest[at] if at < len(rest) else None)
+            if got is None:
+                raise SpaceError(f"bad block '{token}': expected {self.pattern()}")
+            values[gene.name], used = got
+            at += used
+        if at != len(rest):
+            raise SpaceError(f"bad block '{token}': expected {self.pattern()}")
+        try:
+            block = self.make(**values)
+        except SpaceError as exc:
+            raise SpaceError(f"bad block '{token}': {exc}") from exc
+        canonical = self.encode(block)
+        if canonical != token:
+            raise SpaceError(f"block '{token}' is not canonical: write it '{canonical}'")
+        return block
+
+    @abstractmethod
+    def output_shape(self, block: Block, shape: Shape) -> Shape:
+        """The output shape for an input of ``shape``; InvalidCandidate where it does not
+        work (a spatial size below 1, a feature block after a flatten)."""
+
+    @abstractmethod
+    def cost(self, block: Block, shape: Shape) -> BlockCost:
+        """Params (BN folded), MACs and live elements per emitted node; no torch."""
+
+    @abstractmethod
+    def module(self, block: Block, shape: Shape) -> nn.Module:
+        """The torch module, for training (BatchNorm in train mode folds at export)."""
+
+    @abstractmethod
+    def emit(
+        self, block: Block, module: nn.Module, graph: GraphBuilder, x: str, shape: Shape
+    ) -> str:
+        """Write ``module`` into ``graph`` after tensor ``x``; the output tensor's name."""
+
+
+def check_kind(kind: BlockKind) -> None:
+    """SpaceError where a kind's definition could not round-trip its tokens."""
+    for label, text in (("name", kind.name), ("prefix", kind.prefix)):
+        if not isinstance(text, str) or not _NAME.fullmatch(text):
+            raise SpaceError(f"block kind {label} {text!r} must be lower-case letters and digits")
+    names = [gene.name for gene in kind.genes]
+    if len(set(names)) != len(names):
+        raise SpaceError(f"block kind '{kind.name}' names a gene twice: {names}")
+    words = [w for g in kind.genes for w in _words(g)]
+    tags = [g.tag for g in kind.genes if isinstance(g, IntGene)]
+    clashes = [
+        w for w in words if any(w.startswith(t) and _NUMBER.fullmatch(w[len(t) :]) for t in tags)
+    ]
+    if len(set(words)) != len(words) or len(set(tags)) != len(tags) or clashes:
+        raise SpaceError(f"block kind '{kind.name}': its genes' tags and words are ambiguous")
+
+
+def _words(gene: Gene) -> Sequence[str]:
+    if isinstance(gene, WordGene):
+        return gene.words
+    if isinstance(gene, FlagGene):
+        return (gene.word,)
+    return ()
+
+
+def expect(module: Any, cls: type[Any] | tuple[type[Any], ...], kind: str) -> Any:
+    """``module`` when it is what ``kind``'s ``module()`` builds; SearchError otherwise."""
+    if not isinstance(module, cls):
+        raise SearchError(f"{kind} cannot emit a {type(module).__name__}: not the module it built")
+    return module
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """The nearest multiple of ``divisor`` to ``value``, at least ``min_value`` (default
+    ``divisor``) and never more than 10% below ``value``: MobileNet's ``_make_divisible``."""
+    floor = divisor if min_value is None else min_value
+    rounded = max(floor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded

@@ -1,0 +1,77 @@
+"""``conv``: a k x k convolution, BatchNorm, activation (``conv_k3_s1_c16_relu``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import (
+    ACT,
+    STRIDE,
+    WIDTH,
+    Block,
+    BlockCost,
+    BlockKind,
+    IntGene,
+    Shape,
+    Trace,
+    conv_spatial,
+    elements,
+    expect,
+    feature_map,
+    same_padding,
+    trace_conv,
+)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .graph import GraphBuilder
+
+
+class ConvKind(BlockKind):
+    name = "conv"
+    prefix = "conv"
+    genes = (IntGene("kernel", "k", (1, 3, 5, 7)), STRIDE, WIDTH, ACT)
+    summary = "k x k convolution -> BatchNorm -> activation"
+
+    def output_shape(self, block: Block, shape: Shape) -> Shape:
+        _, spatial = feature_map(self.name, shape)
+        kernel, stride = block["kernel"], block["stride"]
+        return (
+            block["width"],
+            *conv_spatial(self.name, spatial, kernel, stride, same_padding(kernel)),
+        )
+
+    def cost(self, block: Block, shape: Shape) -> BlockCost:
+        out = self.output_shape(block, shape)
+        cin, window = shape[0], block["kernel"] ** (len(shape) - 1)
+        trace = Trace(elements(shape))
+        y = trace_conv(trace, trace.input, block["act"], elements(out))
+        return BlockCost(
+            params=out[0] * cin * window + out[0],
+            macs=elements(out) * cin * window,
+            live=trace.live(y),
+        )
+
+    def module(self, block: Block, shape: Shape) -> nn.Module:
+        from .layers import ConvBN
+
+        return ConvBN(
+            len(shape) - 1,
+            shape[0],
+            block["width"],
+            block["kernel"],
+            block["stride"],
+            act=block["act"],
+        )
+
+    def emit(
+        self, block: Block, module: nn.Module, graph: GraphBuilder, x: str, shape: Shape
+    ) -> str:
+        from .graph import emit_conv_bn
+        from .layers import ConvBN
+
+        return emit_conv_bn(graph, x, expect(module, ConvBN, self.name))
+
+
+KIND = ConvKind()
