@@ -111,7 +111,8 @@ def test_power_reader_runs_inside_the_local_agent(installed: Path, tmp_path: Pat
     power = json.loads(out.read_text())["power"]
     # A power_root other than / is a simulated tree: the source says so.
     assert power["source"] == (
-        f"power_supply:usb-pd (what this supply delivers); simulated: power_root {tmp_path / 'fake'}"
+        "power_supply:usb-pd (what this supply delivers); "
+        f"simulated: power_root {tmp_path / 'fake'}"
     )
     assert power["mean_w"] == pytest.approx(4.2)
 
