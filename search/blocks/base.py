@@ -249,6 +249,24 @@ def same_padding(kernel: int) -> int:
     return kernel // 2
 
 
+def window_output_shape(
+    kind: str, shape: Shape, channels: int, kernel: int, stride: int, padding: int
+) -> Shape:
+    """The output of a conv or pool window over the feature map ``shape``: ``channels``
+    and each spatial size after the window; InvalidCandidate where it does not work."""
+    _, spatial = feature_map(kind, shape)
+    return (channels, *conv_spatial(kind, spatial, kernel, stride, padding))
+
+
+def same_conv_output_shape(kind: str, block: Block, shape: Shape) -> Shape:
+    """The output of a block whose genes ``kernel``, ``stride`` and ``width`` describe one
+    'same'-padded conv window (conv, dwconv, mbconv)."""
+    kernel = block["kernel"]
+    return window_output_shape(
+        kind, shape, block["width"], kernel, block["stride"], same_padding(kernel)
+    )
+
+
 class BlockKind(ABC):
     """A kind of block: subclass, set ``name``, ``prefix``, ``genes`` and ``summary``, and
     implement shape inference, cost, the torch module and its ONNX emission.

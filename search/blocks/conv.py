@@ -14,11 +14,9 @@ from .base import (
     IntGene,
     Shape,
     Trace,
-    conv_spatial,
     elements,
     expect,
-    feature_map,
-    same_padding,
+    same_conv_output_shape,
     trace_conv,
 )
 
@@ -35,12 +33,7 @@ class ConvKind(BlockKind):
     summary = "k x k convolution -> BatchNorm -> activation"
 
     def output_shape(self, block: Block, shape: Shape) -> Shape:
-        _, spatial = feature_map(self.name, shape)
-        kernel, stride = block["kernel"], block["stride"]
-        return (
-            block["width"],
-            *conv_spatial(self.name, spatial, kernel, stride, same_padding(kernel)),
-        )
+        return same_conv_output_shape(self.name, block, shape)
 
     def cost(self, block: Block, shape: Shape) -> BlockCost:
         out = self.output_shape(block, shape)

@@ -22,12 +22,10 @@ from .base import (
     IntGene,
     Shape,
     Trace,
-    conv_spatial,
     elements,
     expect,
-    feature_map,
     make_divisible,
-    same_padding,
+    same_conv_output_shape,
     trace_conv,
 )
 
@@ -64,12 +62,7 @@ class InvertedResidualKind(BlockKind):
     summary = "inverted residual: 1x1 expand, depthwise k x k, [squeeze-excite], 1x1 project"
 
     def output_shape(self, block: Block, shape: Shape) -> Shape:
-        _, spatial = feature_map(self.name, shape)
-        kernel, stride = block["kernel"], block["stride"]
-        return (
-            block["width"],
-            *conv_spatial(self.name, spatial, kernel, stride, same_padding(kernel)),
-        )
+        return same_conv_output_shape(self.name, block, shape)
 
     def cost(self, block: Block, shape: Shape) -> BlockCost:
         out = self.output_shape(block, shape)

@@ -11,9 +11,8 @@ from .base import (
     IntGene,
     Shape,
     WordGene,
-    conv_spatial,
     elements,
-    feature_map,
+    window_output_shape,
 )
 
 if TYPE_CHECKING:
@@ -35,8 +34,7 @@ class PoolKind(BlockKind):
     summary = "max or average pooling over a k window, no padding"
 
     def output_shape(self, block: Block, shape: Shape) -> Shape:
-        channels, spatial = feature_map(self.name, shape)
-        return (channels, *conv_spatial(self.name, spatial, block["kernel"], block["stride"], 0))
+        return window_output_shape(self.name, shape, shape[0], block["kernel"], block["stride"], 0)
 
     def cost(self, block: Block, shape: Shape) -> BlockCost:
         out = self.output_shape(block, shape)

@@ -18,12 +18,11 @@ from .base import (
     BlockKind,
     Shape,
     Trace,
-    conv_spatial,
     elements,
     expect,
-    feature_map,
     trace_activation,
     trace_conv,
+    window_output_shape,
 )
 
 if TYPE_CHECKING:
@@ -47,8 +46,7 @@ class ResidualKind(BlockKind):
     )
 
     def output_shape(self, block: Block, shape: Shape) -> Shape:
-        _, spatial = feature_map(self.name, shape)
-        return (block["width"], *conv_spatial(self.name, spatial, KERNEL, block["stride"], 1))
+        return window_output_shape(self.name, shape, block["width"], KERNEL, block["stride"], 1)
 
     def cost(self, block: Block, shape: Shape) -> BlockCost:
         out = self.output_shape(block, shape)
