@@ -15,8 +15,19 @@ from dataclasses import replace
 from typing import Any
 
 import hw_targets
+from device_agent.power import min_window_s, sample_interval_s
+from device_agent.power.discovery import CPU_PROVIDERS
 from hw_targets import HardwareProfile
-from hwnas_bench import BenchFailure, BenchSettings, Config, Measurement, TargetSpec, load_config
+from hwnas_bench import (
+    BenchFailure,
+    BenchSettings,
+    BoardFacts,
+    Config,
+    Device,
+    Measurement,
+    TargetSpec,
+    load_config,
+)
 from hwnas_bench.farm import Farm
 from hwnas_bench.targets import BenchRule, table_entries
 
@@ -31,6 +42,15 @@ ROUNDS = 3
 SEARCH_BENCH = BenchSettings(
     threads=1, warmup_runs=1, warmup_min_s=0.1, min_iterations=30, min_time_s=0.25, max_time_s=5.0
 )
+
+
+#: an energy window's room over the agent's own minimum: the samples' span ends a read
+#: before the timed window does
+WINDOW_ROOM = 1.2
+#: MIN_SENSOR_UPDATES / MIN_SAMPLING_PERIODS of device_agent.power.integrate: polling a meter
+#: at this fraction of its update interval makes its 3 updates, not 5 polls, the window it
+#: needs (each update is read at least once; none is missed)
+POLL_FRACTION = 0.6
 
 
 def latency_of(m: Measurement, stat: str) -> float:
@@ -49,6 +69,7 @@ class Board:
         purpose: str = "search",
         config: Config | None = None,
         rounds: int = ROUNDS,
+        energy: bool = False,
     ) -> None:
         bench.validate()
         #: the caller's settings; each lease lays its board's [bench] table over them
@@ -68,10 +89,23 @@ class Board:
             self._what = target
         #: called with the agent's progress reports during each measurement
         self.on_progress: Callable[[Mapping[str, Any]], None] | None = None
-        self.facts: dict[str, Any] = {}  #: from the first lease's hello
+        self._facts = BoardFacts()
         self.board_name = ""  #: the board leased last
         self.spec: TargetSpec | None = None
         self._farm: Farm | None = None
+        #: every measurement must give an energy figure: its windows cover the meter's need
+        self.energy = energy
+        #: the longest window a measurement said this board's meter needs (its min_window_s)
+        self._meter_window_s = 0.0
+
+    @property
+    def facts(self) -> BoardFacts:
+        """The board's hello facts, from the first lease (empty before it)."""
+        return self._facts
+
+    @facts.setter
+    def facts(self, facts: Mapping[str, Any]) -> None:  # a mapping too: a caller's own facts
+        self._facts = BoardFacts.from_mapping(facts)
 
     @property
     def what(self) -> str:
@@ -89,12 +123,30 @@ class Board:
             self._farm = Farm(self.config, purpose=self.purpose)
         return self._farm
 
-    def connect(self) -> dict[str, Any]:
+    def connect(self) -> BoardFacts:
         """Lease once to learn the board's facts (for its profile and the summary)."""
         with self.farm.lease(self._what, timeout=self.lease_timeout, purpose=self.purpose) as lease:
-            self.facts, self.board_name, self.spec = dict(lease.facts), lease.name, lease.spec
+            self.facts, self.board_name, self.spec = lease.facts, lease.name, lease.spec
         self.bench = self._settings(self._base, lease.spec)
+        if self.energy:
+            self._check_meter()
         return self.facts
+
+    def want_energy(self) -> None:
+        """From now on every measurement must give an energy figure (an energy budget,
+        objective or compression goal asks for it). SettingsError at once when the board's
+        facts are known and it has no power meter; otherwise at the next lease."""
+        self.energy = True
+        if self.facts:
+            self._check_meter()
+
+    def _check_meter(self) -> None:
+        if not self.has_power_meter:
+            why = self.facts.power_unavailable or "its agent lists no power meter"
+            raise SettingsError(
+                f"energy is wanted (an energy budget, objective or compression goal) and "
+                f"board {self.board_name or self._what} has no power meter: {why}"
+            )
 
     def bench_tables(self) -> list[dict[str, Any]]:
         """The [bench] table of the boards this target may lease, as a run records it
@@ -137,17 +189,68 @@ class Board:
             profiles = hw_targets.hardware_profiles()
             if name in profiles:
                 return profiles[name]
-        return hw_targets.profile_from_facts(self.board_name or "local", self.facts)
+        return hw_targets.profile_from_facts(self.board_name or "local", self.facts.to_dict())
 
     @property
     def has_power_meter(self) -> bool:
-        return bool(self.facts.get("power_meters"))
+        return bool(self.facts.power_meters)
+
+    def _meter_facts(self, settings: BenchSettings) -> Mapping[str, Any] | None:
+        """The hello entry of the meter the agent will read for ``settings`` (as its
+        ``Discovery.select``: the one named, else the first that sees the provider's work)."""
+        meters = list(self.facts.power_meters)
+        named = settings.power_meter
+        if named is not None:
+            exact = [m for m in meters if m.get("source") == named]
+            meters = exact or [m for m in meters if str(m.get("source", "")).startswith(named)]
+        elif settings.provider in CPU_PROVIDERS:
+            meters = [m for m in meters if m.get("scope") != "gpu"]
+        return meters[0] if meters else None
+
+    def energy_settings(self, settings: BenchSettings) -> BenchSettings:
+        """``settings`` for one timed window that gives the board's meter an energy figure:
+        the meter polled faster where it says how often it updates (at POLL_FRACTION of
+        that, so its 3 updates, not 5 polls, bound the window), and ``min_time_s`` raised
+        to the window it then needs (WINDOW_ROOM over the agent's own minimum, or over the
+        min_window_s a measurement reported, whichever is longer)."""
+        meter = self._meter_facts(settings)
+        update_ms = meter.get("update_interval_ms") if meter is not None else None
+        update_s = float(update_ms) / 1000.0 if isinstance(update_ms, (int, float)) else None
+        interval = settings.power_interval_s
+        if update_s is not None and update_s > 0:
+            interval = min(interval, POLL_FRACTION * update_s)
+        need = max(min_window_s(sample_interval_s(interval, update_s), update_s), 0.0)
+        need = max(need, self._meter_window_s) * WINDOW_ROOM
+        window = max(settings.min_time_s, need)
+        return replace(
+            settings,
+            power_interval_s=interval,
+            min_time_s=window,
+            max_time_s=max(settings.max_time_s, window),
+        )
+
+    def rounds_for(self, settings: BenchSettings) -> tuple[BenchSettings, int]:
+        """Each round's settings and how many rounds, from ``settings`` (one round's, the
+        board's table laid over). Energy wanted: the same timed total as without, in fewer
+        rounds where one round's share would be shorter than the meter's window (one
+        longer loop costs less than three windows of the meter's minimum); at least one
+        window of the meter."""
+        if not self.energy:
+            return settings, self.rounds
+        total = settings.min_time_s * self.rounds
+        need = self.energy_settings(replace(settings, min_time_s=0.0)).min_time_s
+        rounds = max(1, min(self.rounds, int(total // need))) if need > 0 else self.rounds
+        return self.energy_settings(replace(settings, min_time_s=total / rounds)), rounds
 
     def measure(self, model: bytes, *, name: str = "candidate") -> Measurement:
         """``rounds`` timed loops of ``min_time_s / rounds`` each, back to back in one lease;
         the Measurement of the median round (a real one, as the agent made it, never a
         blend). On a small board one short loop now and then lands in a faster or slower
-        spell of the machine; the median of three does not follow it."""
+        spell of the machine; the median of three does not follow it.
+
+        With energy wanted each loop is long enough for the board's meter (fewer, longer
+        loops where the meter needs it: :meth:`rounds_for`); a window the agent still
+        finds too short (it says the window it needs) is measured once more with that."""
         settings = self._base
         if self.rounds > 1:
             settings = replace(settings, min_time_s=settings.min_time_s / self.rounds)
@@ -158,13 +261,34 @@ class Board:
             ) as lease,
         ):
             self.board_name = lease.name
+            if not self.facts:
+                self.facts, self.spec = lease.facts, lease.spec
+            if self.energy:
+                self._check_meter()
             settings = self._settings(settings, lease.spec)
-            runs = [
-                lease.device.bench(model, settings, on_progress=self.on_progress)
-                for _ in range(self.rounds)
-            ]
+            runs = self._bench_rounds(lease.device, model, settings)
+            if self.energy and self._learn_window(runs):
+                runs = self._bench_rounds(lease.device, model, settings)
         runs.sort(key=lambda m: m.latency.median_ms)
         return runs[len(runs) // 2]
+
+    def _bench_rounds(
+        self, device: Device, model: bytes, settings: BenchSettings
+    ) -> list[Measurement]:
+        each, rounds = self.rounds_for(settings)
+        return [device.bench(model, each, on_progress=self.on_progress) for _ in range(rounds)]
+
+    def _learn_window(self, runs: list[Measurement]) -> bool:
+        """True when a run had no energy because its window was shorter than the meter needs
+        (the agent says how long, ``min_window_s``): later windows are sized to that."""
+        learnt = False
+        for m in runs:
+            needed, span = m.power.min_window_s, m.power.duration_s
+            if m.power.energy_mj is not None or needed is None or span is None:
+                continue
+            if span < needed and needed > self._meter_window_s:
+                self._meter_window_s, learnt = float(needed), True
+        return learnt
 
     def measure_many(
         self,
@@ -192,7 +316,7 @@ class Board:
         ):
             self.board_name = lease.name
             if not self.facts:
-                self.facts, self.spec = dict(lease.facts), lease.spec
+                self.facts, self.spec = lease.facts, lease.spec
             return lease.device.bench_many(models, self._settings(settings, lease.spec))
 
     def close(self) -> None:

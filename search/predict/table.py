@@ -71,9 +71,10 @@ class TableError(SearchError):
 
 
 def table_bench(board: Board) -> BenchSettings:
-    """The board's settings with the table's short loop (never longer than the board's)."""
+    """The board's settings with the table's short loop (never longer than the board's);
+    on a board with a meter its own loop, long enough for the meter when energy is wanted."""
     if board.has_power_meter:
-        return board.bench
+        return board.energy_settings(board.bench) if board.energy else board.bench
     loop = {k: min(v, getattr(board.bench, k)) for k, v in TABLE_LOOP.items()}
     return replace(board.bench, **loop)
 

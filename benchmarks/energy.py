@@ -1,0 +1,210 @@
+"""Energy in a search, on the simulated INA226: does every measured candidate get a figure,
+how good is the energy predictor, and what does energy cost in measuring time.
+
+    python benchmarks/energy.py [--candidates 20] [--seed 0] [--update-ms 5,50,100,200]
+                                [--predictor-update-ms 5]
+
+For each meter update interval (the INA226's conversion period, ``update_interval`` in ms)
+a fresh simulated meter (hwnas_bench.testing.SimulatedIna226: 2 W idle + 3 W per busy core
+of the agent) is laid out and read by the real local agent through ``power_root``. The same
+N random candidates of the CLI's default space are measured as the search measures them
+(``Board.measure``), each twice in turn: by a latency-only board (today's windows:
+SEARCH_BENCH's 0.25 s in 3 rounds) and by a board told energy is wanted
+(``Board(energy=True)``: windows sized to the meter, fewer and longer rounds where it needs
+them). Printed per interval, side by side: the share of measurements with an energy figure
+(target 100% with energy wanted), the wall time of one measurement (lease + warmup + timed
+loops) and the ratio energy / latency-only (target <= 1.5x).
+
+Then, on the ``--predictor-update-ms`` meter: a fresh lookup table with energy (a temporary
+cache: every op measured), and each candidate predicted before its measurement with the fit
+of the candidates measured before it (out of sample, as the search logs it): the energy
+predictor's share within ±10% (target >= 90%), beside latency's. Each target missed is said.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from hwnas_bench import Measurement, TargetSpec
+from hwnas_bench.testing import SimulatedIna226
+from search.build import build
+from search.cli.search import DEFAULT_SPACE
+from search.measure import SEARCH_BENCH, Board, latency_of
+from search.onnx_export import to_onnx
+from search.predict import LatencyTable, Predictor, candidate_ops
+from search.space import Candidate, SearchSpace
+
+SHARE_TARGET = 1.0
+WITHIN_TARGET = 0.90
+COST_TARGET = 1.5
+STAT = "p50"
+
+
+def draw(n: int, seed: int) -> list[Candidate]:
+    space = SearchSpace(input_shape=(8, 8, 1), num_classes=10, **DEFAULT_SPACE)
+    rng = np.random.default_rng(seed)
+    found: dict[str, Candidate] = {}
+    for _ in range(100 * n):
+        genes = {name: choices[rng.integers(len(choices))] for name, choices in space.genes.items()}
+        c = space.decode(genes)
+        if c.is_valid():
+            found.setdefault(c.hash, c)
+        if len(found) == n:
+            break
+    return list(found.values())
+
+
+def metered(root: Path) -> TargetSpec:
+    return TargetSpec("metered", "local", {"power_root": str(root)}, profile="local")
+
+
+def timed(board: Board, model: bytes) -> tuple[Measurement, float]:
+    start = time.monotonic()
+    m = board.measure(model)
+    return m, time.monotonic() - start
+
+
+def cost_row(update_ms: int, models: list[bytes], work: Path) -> dict[str, float | str]:
+    """Every model measured by a latency-only board and by an energy board, in turn."""
+    root = work / f"root-{update_ms}ms"
+    with SimulatedIna226(root, update_interval_ms=update_ms) as meter:
+        plain = Board(metered(root), bench=SEARCH_BENCH)
+        energy = Board(metered(root), bench=SEARCH_BENCH, energy=True)
+        try:
+            plain.connect()
+            energy.connect()
+            meter.wait_for_agent()
+            timed(plain, models[0])  # first lease: the agent's session cache warms up
+            timed(energy, models[0])
+            per_round = replace(SEARCH_BENCH, min_time_s=SEARCH_BENCH.min_time_s / energy.rounds)
+            t_plain, t_energy, got_plain, got_energy = [], [], 0, 0
+            windows, rounds = [], set()
+            for i, model in enumerate(models):
+                order = (plain, energy) if i % 2 == 0 else (energy, plain)
+                for board in order:
+                    m, wall = timed(board, model)
+                    if board is plain:
+                        t_plain.append(wall)
+                        got_plain += m.power.energy_mj is not None
+                    else:
+                        t_energy.append(wall)
+                        got_energy += m.power.energy_mj is not None
+                        windows.append(m.window_s)
+                        rounds.add(energy.rounds_for(per_round)[1])
+        finally:
+            plain.close()
+            energy.close()
+    n = len(models)
+    return {
+        "update_ms": update_ms,
+        "share_plain": got_plain / n,
+        "share_energy": got_energy / n,
+        "wall_plain_s": statistics.median(t_plain),
+        "wall_energy_s": statistics.median(t_energy),
+        "ratio": sum(t_energy) / sum(t_plain),
+        "window_s": statistics.median(windows),
+        "rounds": ",".join(str(r) for r in sorted(rounds)),
+    }
+
+
+def predictor_rows(update_ms: int, candidates: list[Candidate], work: Path) -> list[str]:
+    root = work / f"root-predictor-{update_ms}ms"
+    with SimulatedIna226(root, update_interval_ms=update_ms) as meter:
+        board = Board(metered(root), bench=SEARCH_BENCH, energy=True)
+        try:
+            board.connect()
+            meter.wait_for_agent()
+            table = LatencyTable.for_board(board, STAT, work, cache_dir=work / "cache")
+            ops = [op for c in candidates for op in candidate_ops(c)]
+            start = time.monotonic()
+            table.ensure(ops, board)
+            table_s = time.monotonic() - start
+            predictor = Predictor(table)
+            for c in candidates:
+                prediction = predictor.predict(c)
+                m = board.measure(to_onnx(build(c, seed=0)))
+                predictor.observe(prediction, c, latency_of(m, STAT), m.power.energy_mj)
+        finally:
+            board.close()
+    latency, energy = predictor.error(), predictor.energy_error()
+    lines = [
+        f"predictor on the {update_ms} ms meter: table of {len(table.entries)} ops "
+        f"({table.benches} one-layer benchmarks, {table_s:.1f} s), energy in the table: "
+        f"{'yes' if table.has_energy else 'NO'}",
+        f"  latency: {latency.describe() if latency else '-'}",
+        f"  energy:  {energy.describe() if energy else 'no energy pair (no prediction or figure)'}",
+        f"  energy correction now: {predictor.describe()}",
+    ]
+    share = energy.within_10 if energy is not None else 0.0
+    verdict = "met" if share >= WITHIN_TARGET else "MISSED"
+    lines.append(
+        f"  target: energy within ±10% >= {100 * WITHIN_TARGET:.0f}%: {verdict} "
+        f"({100 * share:.0f}%)"
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--update-ms", default="5,50,100,200")
+    parser.add_argument("--predictor-update-ms", type=int, default=5)
+    parser.add_argument("--no-predictor", action="store_true")
+    args = parser.parse_args(argv)
+    candidates = draw(args.candidates, args.seed)
+    models = [to_onnx(build(c, seed=0)) for c in candidates]
+    intervals = [int(v) for v in args.update_ms.split(",") if v.strip()]
+    print(
+        f"{len(candidates)} candidates of the CLI's default space, measured as the search "
+        f"measures them (SEARCH_BENCH: {SEARCH_BENCH.min_time_s} s timed in all), on the "
+        "simulated INA226 (2 W idle + 3 W per busy core)"
+    )
+    missed = []
+    with tempfile.TemporaryDirectory(prefix="hwnas-energy-") as tmp:
+        work = Path(tmp)
+        header = (
+            f"{'update':>7} | {'with energy':>22} | {'wall per candidate':>25} | "
+            f"{'energy/latency':>14} | {'window':>7} | rounds"
+        )
+        print(header)
+        print(f"{'':>7} | {'latency-only / energy':>22} | {'latency-only / energy':>25} |")
+        for update_ms in intervals:
+            row = cost_row(update_ms, models, work)
+            print(
+                f"{update_ms:>5}ms | {100 * float(row['share_plain']):>9.0f}% / "
+                f"{100 * float(row['share_energy']):>8.0f}% | "
+                f"{float(row['wall_plain_s']):>11.3f} s / {float(row['wall_energy_s']):>7.3f} s | "
+                f"{float(row['ratio']):>13.2f}x | {float(row['window_s']):>6.3f}s | "
+                f"{row['rounds']}",
+                flush=True,
+            )
+            if float(row["share_energy"]) < SHARE_TARGET:
+                missed.append(f"{update_ms} ms meter: energy on {row['share_energy']:.0%} only")
+            if float(row["ratio"]) > COST_TARGET:
+                missed.append(
+                    f"{update_ms} ms meter: energy costs {float(row['ratio']):.2f}x "
+                    f"latency-only (target <= {COST_TARGET}x)"
+                )
+        if not args.no_predictor:
+            lines = predictor_rows(args.predictor_update_ms, candidates, work)
+            print("\n".join(lines))
+            missed += [line.strip() for line in lines if "MISSED" in line]
+    print(
+        "targets: energy on every measurement with energy wanted, energy predictor >= 90% "
+        f"within ±10%, energy <= {COST_TARGET}x latency-only time per candidate"
+    )
+    print("missed: " + ("; ".join(missed) if missed else "none"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
