@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..settings import Budgets, MeasuredFigures, Violation
 from ..space import Candidate
 from .fit import FEATURES, TABLE, Fit, choose, prior
 from .ops import LayerOp, candidate_ops
@@ -278,6 +279,38 @@ class Predictor:
         if len(pairs) < self.MIN_OBSERVATIONS:
             return None
         return max(MIN_MARGIN, float(np.percentile(pairs, 90)))
+
+    def margins(self) -> dict[str, float | None]:
+        """Each predicted figure's margin by budget name (``latency_ms``: :meth:`margin`,
+        ``energy_mj``: :meth:`energy_margin`): each is judged by its own logged error."""
+        return {"latency_ms": self.margin(), "energy_mj": self.energy_margin()}
+
+    def over_budgets(
+        self, prediction: Prediction, budgets: Budgets
+    ) -> list[tuple[Violation, float]]:
+        """The budgets ``prediction`` exceeds by more than that figure's own margin, each
+        with the margin used (latency first): the search's rule for not training a
+        candidate. A figure without a margin yet (fewer than MIN_OBSERVATIONS measured
+        pairs) or without a prediction skips nothing: only a measurement decides."""
+        figures = {
+            "latency_ms": MeasuredFigures(prediction.latency_ms, None),
+            "energy_mj": MeasuredFigures(None, prediction.energy_mj),
+        }
+        out = []
+        for name, margin in self.margins().items():
+            if margin is None:
+                continue
+            out += [(v, margin) for v in budgets.over_by_more_than(figures[name], margin)]
+        return out
+
+    def describe_error(self) -> str:
+        """``latency 92% within ±10%, ...; energy 90% within ±10%, ...`` (the progress line);
+        energy only where predicted and measured pairs exist."""
+        latency, energy = self.error(), self.energy_error()
+        if latency is None:
+            return ""
+        text = f"latency {latency.describe()}"
+        return text + (f"; energy {energy.describe()}" if energy is not None else "")
 
     def over_budget(self, prediction: Prediction, budget_ms: float) -> bool:
         """True when the prediction exceeds the budget by more than the margin (a candidate

@@ -35,6 +35,7 @@ from search.predict.fit import TABLE as TABLE_FIT
 from search.predict.ops import layer_model
 from search.predict.store import MAX_FILE_BYTES, TABLE_FILE
 from search.predict.table import ROUNDS
+from search.settings import Budgets
 from search.space import Candidate
 
 #: a short timed loop: these tests check bookkeeping and fits, not the last percent
@@ -584,3 +585,60 @@ def test_a_prediction_round_trips_through_its_dict() -> None:
         with pytest.raises(ValueError, match="prediction"):
             Prediction.from_dict(bad)
     assert PredictorError.of([], []) is None
+
+
+def test_energy_over_budget_is_judged_by_the_energy_error_not_latencys() -> None:
+    """Latency predicted exactly (margin 10%), energy off by ~50% (its margin ~50%): an
+    energy 1.3x over budget is not skipped; latency 1.3x over is."""
+    table = fake_table(energy=True)
+    predictor = Predictor(table)
+    nets = [Candidate.decode(e) for e in SPACE_NETS[:6]]
+    off = [0.5, -0.4, 0.45, 0.55, -0.5, 0.3]
+    for c, e in zip(nets, off, strict=True):
+        p = predictor.predict(c)
+        assert p.energy_mj is not None
+        # measured so that the logged prediction is off by e: (p - m) / m = e
+        predictor.observe(p, c, p.latency_ms, p.energy_mj / (1 + e), refit=False)
+    energy_margin = predictor.energy_margin()
+    assert predictor.margins() == {"latency_ms": 0.10, "energy_mj": energy_margin}
+    assert energy_margin == pytest.approx(float(np.percentile(np.abs(off), 90)))
+    budgets = Budgets(latency_ms=1.0, energy_mj=1.0)
+    both = Prediction(1.3, 1.3, 1.3, 1.3, "table", "table")
+    ((violation, margin),) = predictor.over_budgets(both, budgets)
+    assert (violation.budget, margin) == ("latency_ms", 0.10)
+    far = Prediction(0.5, 1.0 * (1 + energy_margin) * 1.01, 0.5, 1.0, "table", "table")
+    ((violation, margin),) = predictor.over_budgets(far, budgets)
+    assert (violation.budget, margin) == ("energy_mj", energy_margin)
+    # no energy prediction: never a reason to skip
+    assert predictor.over_budgets(replace(far, energy_mj=None), budgets) == []
+    assert "energy" in predictor.describe_error()
+
+
+def test_energy_has_no_margin_before_enough_energy_pairs() -> None:
+    predictor = Predictor(fake_table(energy=True))
+    for c in [Candidate.decode(e) for e in SPACE_NETS[:6]]:
+        p = predictor.predict(c)
+        predictor.observe(p, c, p.latency_ms, None)  # the meter gave no figure
+    assert predictor.margin() is not None
+    assert predictor.energy_margin() is None
+    huge = Prediction(0.5, 100.0, 0.5, 100.0, "table", "table")
+    assert predictor.over_budgets(huge, Budgets(energy_mj=1.0)) == []
+    assert "energy" not in predictor.describe_error()
+
+
+def test_the_plot_has_an_energy_panel_where_energy_was_predicted_and_measured(
+    tmp_path: Path,
+) -> None:
+    predictor = Predictor(fake_table(energy=True))
+    for c in [Candidate.decode(e) for e in SPACE_NETS[:4]]:
+        p = predictor.predict(c)
+        assert p.energy_mj is not None
+        predictor.observe(p, c, p.latency_ms * 1.05, p.energy_mj * 0.95)
+    import matplotlib.image
+
+    plot_predictions(predictor, tmp_path / "both.png", stat="p50", board="metered")
+    latency_only = Predictor(fake_table(energy=False))
+    plot_predictions(latency_only, tmp_path / "one.png", stat="p50", board="x")
+    wide = matplotlib.image.imread(tmp_path / "both.png").shape
+    narrow = matplotlib.image.imread(tmp_path / "one.png").shape
+    assert wide[1] > 1.8 * narrow[1]  # two panels side by side
