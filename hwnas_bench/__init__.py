@@ -11,6 +11,7 @@ from .config import Config, load_config
 from .device import BenchFailure, Device, Profile
 from .errors import (
     AgentError,
+    BoardFactsError,
     ConfigError,
     ConnectError,
     ConnectionLostError,
@@ -24,8 +25,17 @@ from .errors import (
     UnknownTargetError,
     UsageError,
 )
+from .facts import BoardFacts
 from .farm import BoardBusyError, BoardUnhealthyError, Farm, Lease, NoHealthyBoardError
-from .measurement import Environment, Latency, Measurement, Memory, ModelInfo, Power
+from .measurement import (
+    Environment,
+    Latency,
+    MeasuredSettings,
+    Measurement,
+    Memory,
+    ModelInfo,
+    Power,
+)
 from .pg_locks import LockServerError
 from .targets import TargetSpec
 
@@ -36,6 +46,8 @@ __all__ = [
     "BenchFailure",
     "BenchSettings",
     "BoardBusyError",
+    "BoardFacts",
+    "BoardFactsError",
     "BoardUnhealthyError",
     "Config",
     "ConfigError",
@@ -53,6 +65,7 @@ __all__ = [
     "Lease",
     "LinkError",
     "LockServerError",
+    "MeasuredSettings",
     "Measurement",
     "MeasurementFormatError",
     "Memory",

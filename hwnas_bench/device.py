@@ -35,6 +35,7 @@ from .errors import (
     InputFileError,
     LinkError,
 )
+from .facts import BoardFacts
 from .measurement import Measurement, ModelInfo, from_bench_reply
 from .transports.base import Transport
 
@@ -113,7 +114,7 @@ class Device:
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.token = token
-        self.facts: dict[str, Any] | None = None
+        self.facts: BoardFacts | None = None  #: from the latest hello; None when closed
         self._channel: Channel | None = None
         self._lock = threading.RLock()  # one exchange at a time (see the module docstring)
 
@@ -126,7 +127,7 @@ class Device:
 
     # -- connection -----------------------------------------------------------------------
 
-    def open(self) -> dict[str, Any]:
+    def open(self) -> BoardFacts:
         """Connect (start the agent if needed) and greet it; return the board facts."""
         with self._lock:
             if self._channel is not None and self.transport.is_open and self.facts is not None:
@@ -159,13 +160,15 @@ class Device:
                 self.close()
                 raise
 
-    def _hello(self, channel: Channel) -> dict[str, Any]:
+    def _hello(self, channel: Channel) -> BoardFacts:
         header: dict[str, Any] = {"op": Op.HELLO.value}
         if self.token:
             header["token"] = self.token
-        facts = dict(channel.request(header, timeout=self.timeout).header)
-        facts.pop("ok", None)
-        channel.heartbeat_s = float(facts.get("heartbeat_s", channel.heartbeat_s))
+        reply = dict(channel.request(header, timeout=self.timeout).header)
+        reply.pop("ok", None)
+        facts = BoardFacts.from_mapping(reply)
+        if facts.heartbeat_s is not None:
+            channel.heartbeat_s = float(facts.heartbeat_s)
         self.facts = facts
         return facts
 
@@ -178,7 +181,7 @@ class Device:
 
     # -- requests -------------------------------------------------------------------------
 
-    def hello(self) -> dict[str, Any]:
+    def hello(self) -> BoardFacts:
         """Fresh board facts (temperatures and clocks change)."""
         return self._call(self._hello)
 
@@ -238,7 +241,7 @@ class Device:
                 )
             except AgentError as exc:
                 raise loaded.named_error(exc) from exc
-            facts = dict(self.facts or {})
+            facts = self.facts.to_dict() if self.facts is not None else {}
         samples = np.frombuffer(reply.payload, dtype=reply.header["samples"]["dtype"])
         return from_bench_reply(
             self.name, facts, loaded.info, reply.header, (samples / 1e6).tolist()

@@ -98,3 +98,11 @@ class DeployError(TargetError):
 
 class MeasurementFormatError(HwnasError):
     """A Measurement JSON file that cannot be read (wrong schema, missing key)."""
+
+
+class BoardFactsError(HwnasError):
+    """A board's hello fact of the wrong type (``BoardFacts.from_mapping``); ``key`` names it."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key

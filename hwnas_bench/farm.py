@@ -33,11 +33,11 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .config import Config
 from .device import Device
 from .errors import ConnectError, HwnasError, TargetError, UnknownTargetError
+from .facts import BoardFacts
 from .health import Health
 from .lock_url import lock_url_from
 from .locks import (
@@ -106,7 +106,7 @@ class Lease:
 
     spec: TargetSpec
     device: Device
-    facts: dict[str, Any]
+    facts: BoardFacts  #: the board's hello facts when it was leased
     acquired_at: float  #: time.time()
     purpose: str
     _lock: LeaseLock = field(repr=False)

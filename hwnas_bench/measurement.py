@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from device_agent.protocol import BENCH_REPLY_SECTIONS
+from device_agent.protocol import BENCH_REPLY_SECTIONS, BenchSettings
 
 from .errors import MeasurementFormatError
 
@@ -95,12 +95,58 @@ class ModelInfo:
     name: str | None = None
 
 
+@dataclass
+class MeasuredSettings(BenchSettings, Mapping[str, Any]):
+    """The settings a benchmark ran with, as the agent applied them (a capped thread count,
+    say), and the execution providers its session used.
+
+    Its JSON (``to_wire``) is the agent's ``settings`` object as it came: the settings, then
+    ``providers``, then keys a newer agent adds (kept in ``extra``). It also reads like that
+    object (``m.settings["threads"]``), for scripts written when it was a dict.
+    """
+
+    #: the providers the session used, in onnxruntime's order (None: the agent did not say)
+    providers: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  #: settings this host does not know
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> MeasuredSettings:
+        """From a bench reply's (or a saved measurement's) ``settings``: a setting that is
+        missing takes its default (an older agent's), one this host does not know goes to
+        ``extra``. Values are kept as they came: the agent already checked them."""
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+
+    def to_wire(self) -> dict[str, Any]:
+        out = asdict(self)
+        extra = out.pop("extra")
+        if out["providers"] is None:
+            del out["providers"]
+        return {**out, **extra}
+
+    def bench_settings(self) -> BenchSettings:
+        """The settings alone, to run the same benchmark again (``Device.bench``)."""
+        return BenchSettings.from_wire(self.to_wire())
+
+    # -- Mapping: read access as to the JSON object ---------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_wire()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_wire())
+
+    def __len__(self) -> int:
+        return len(self.to_wire())
+
+
 @dataclass(frozen=True)
 class Measurement:
     target: str
-    board: dict[str, Any]
+    board: dict[str, Any]  #: the board's hello facts (``BoardFacts.to_dict()``)
     model: ModelInfo
-    settings: dict[str, Any]
+    settings: MeasuredSettings
     latency: Latency
     samples_ms: list[float]
     throughput_ips: float | None
@@ -119,6 +165,7 @@ class Measurement:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["settings"] = self.settings.to_wire()
         return {"schema": data.pop("schema"), **data}  # schema first, for people reading it
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -144,7 +191,7 @@ class Measurement:
                 target=data["target"],
                 board=dict(data["board"]),
                 model=build_section(ModelInfo, data["model"], "model"),
-                settings=dict(data["settings"]),
+                settings=_settings(data["settings"], "settings"),
                 latency=build_section(Latency, data["latency"], "latency"),
                 samples_ms=[float(x) for x in data["samples_ms"]],
                 throughput_ips=data["throughput_ips"],
@@ -194,6 +241,12 @@ def build_section(kind: type[T], data: Any, key: str) -> T:
         raise MeasurementFormatError(f"'{key}': {exc}") from exc
 
 
+def _settings(data: Any, key: str) -> MeasuredSettings:
+    if not isinstance(data, Mapping):
+        raise MeasurementFormatError(f"'{key}' must be an object")
+    return MeasuredSettings.from_wire(data)
+
+
 #: The sections of a bench reply (device_agent.protocol.BENCH_REPLY_SECTIONS), as records.
 _SECTIONS: dict[str, type[Any]] = {
     "latency": Latency,
@@ -223,7 +276,7 @@ def from_bench_reply(
             target=target,
             board=board,
             model=model,
-            settings=dict(reply["settings"]),
+            settings=_settings(reply["settings"], "settings"),
             samples_ms=samples_ms,
             throughput_ips=reply.get("throughput_ips"),
             **{key: build_section(kind, reply[key], key) for key, kind in _SECTIONS.items()},

@@ -15,6 +15,7 @@ this one; nothing here is a latency.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,7 +24,10 @@ from .space import FLOAT_BYTES, MAX_CANDIDATE_MB, MB, Candidate
 
 
 @dataclass(frozen=True)
-class Cost:
+class Cost(Mapping[str, Any]):
+    """A candidate's analytic cost. Also a read-only mapping of :meth:`to_dict` (a trial
+    record's ``cost["memory_mb"]``, as when the record held the dict)."""
+
     params: int
     flops: int
     peak_activation_bytes: int
@@ -42,6 +46,27 @@ class Cost:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "memory_mb": round(self.memory_mb, 6)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cost:
+        """From ``to_dict()`` (``memory_mb`` is derived, so not read); ValueError for
+        anything else."""
+        counts = {}
+        for key in ("params", "flops", "peak_activation_bytes"):
+            value = data.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"cost: {key} must be an integer >= 0, not {value!r}")
+            counts[key] = value
+        return cls(**counts)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
 
 
 def _size(shape: tuple[int, ...]) -> int:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hwnas_bench import BenchSettings, Config, Measurement, load_config
+from hwnas_bench import Config, Measurement, load_config
 from hwnas_bench.errors import DeployError
 from hwnas_bench.farm import Farm, Lease
 from hwnas_bench.transports.ssh import SSHTransport
@@ -203,7 +203,7 @@ def _put_over_ssh(
 
 def _put_through_agent(lease: Lease, model: bytes, notes: list[str]) -> str:
     info = lease.device.put_model(model)
-    cache = (lease.device.facts or lease.facts or {}).get("cache") or {}
+    cache = (lease.device.facts or lease.facts).cache or {}
     notes.append(
         "the agent protocol cannot store an arbitrary file on the board: the model card "
         "stays in the run directory"
@@ -214,7 +214,7 @@ def _put_through_agent(lease: Lease, model: bytes, notes: list[str]) -> str:
 
 def remeasure(lease: Lease, model: bytes, card: ModelCard, rounds: int = ROUNDS) -> Measurement:
     """The search's procedure with the card's settings: ``rounds`` loops, the median one."""
-    settings = replace(BenchSettings.from_wire(card.measurement.get("settings") or {}), inputs=None)
+    settings = replace(card.measured().settings.bench_settings(), inputs=None)
     settings.validate()
     runs = [lease.device.bench(model, settings) for _ in range(rounds)]
     runs.sort(key=lambda m: m.latency.median_ms)

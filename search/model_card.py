@@ -20,11 +20,12 @@ import math
 import os
 import re
 import stat as stat_mode
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from hwnas_bench import BenchSettings, Measurement
+from hwnas_bench import BoardFacts, Measurement
 from hwnas_bench.errors import MeasurementFormatError
 
 from .errors import SearchError, SettingsError, SpaceError
@@ -220,19 +221,18 @@ def _check_measurement(card: ModelCard) -> None:
     for key in ("median_ms", "p95_ms", STATS[card.latency_stat]):
         _check_number(f"measurement.latency.{key}", getattr(m.latency, key), strict=False)
     try:
-        settings = BenchSettings.from_wire(m.settings)
-        settings.validate()
+        m.settings.validate()
     except (TypeError, ValueError) as exc:
         raise ModelCardError(f"model card: measurement.settings: {exc}") from exc
 
 
-def card_facts(facts: dict[str, Any]) -> dict[str, Any]:
+def card_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     """The hello's facts a card keeps (FACT_KEYS). The hello says ``cores_physical`` and
     ``cores_logical``; the card's ``cores`` is the physical count (as the board's profile
     counts cores), the logical one where the board does not say."""
     kept = {k: facts.get(k) for k in FACT_KEYS}
     if kept["cores"] is None:
-        kept["cores"] = facts.get("cores_physical") or facts.get("cores_logical")
+        kept["cores"] = BoardFacts.from_mapping(facts).cores
     return kept
 
 
@@ -282,7 +282,7 @@ def write_target_folder(
     record: TrialRecord,
     settings: SearchSettings,
     board_name: str,
-    facts: dict[str, Any],
+    facts: Mapping[str, Any],
     compression: dict[str, Any] | None = None,
     test_accuracy: float | None = None,
     measurement: Measurement | None = None,

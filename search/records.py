@@ -17,8 +17,10 @@ from typing import Any
 
 from hwnas_bench import Measurement, MeasurementFormatError
 
+from .cost import Cost
 from .errors import SettingsError
 from .files import open_append, read_present
+from .predict.predictor import Prediction
 
 #: Trial outcomes, as stored in the study (``user_attrs["outcome"]``).
 MEASURED = "measured"
@@ -55,15 +57,28 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _mapping(value: Any) -> dict[str, Any] | None:
-    """A flat mapping (cost, prediction): its text and finite-number values only."""
+def read_prediction(value: Any) -> Prediction | None:
+    """A stored prediction (``Prediction.to_dict()``), or None where it is not one."""
     if not isinstance(value, dict):
         return None
-    return {
-        str(k): v
-        for k, v in value.items()
-        if isinstance(v, str) or v is None or finite(v) is not None
-    }
+    try:
+        return Prediction.from_dict(value)
+    except ValueError:
+        return None  # another version's, or written by hand: not a prediction to trust
+
+
+def read_cost(value: Any) -> Cost | None:
+    """A stored cost (``Cost.to_dict()``), or None where it is not one."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return Cost.from_dict(value)
+    except ValueError:
+        return None
+
+
+def _prediction_attrs(prediction: Prediction | None) -> dict[str, Any] | None:
+    return prediction.to_dict() if prediction is not None else None
 
 
 @dataclass
@@ -73,7 +88,7 @@ class BoardFigures:
     latency_ms: float | None = None  #: the chosen statistic, as measured on this target
     energy_mj: float | None = None
     feasible: bool | None = None  #: within every budget on this target, as measured
-    predicted: dict[str, Any] | None = None  #: this target's predictor, before measuring
+    predicted: Prediction | None = None  #: this target's predictor, before measuring
     measurement: Measurement | None = None
     #: what happened on this target once the candidate was trained: measured, failed (the
     #: board's error in ``reason``) or pruned_profile_memory (too big for this board only)
@@ -85,7 +100,7 @@ class BoardFigures:
             "latency_ms": self.latency_ms,
             "energy_mj": self.energy_mj,
             "feasible": self.feasible,
-            "predicted": self.predicted,
+            "predicted": _prediction_attrs(self.predicted),
             "outcome": self.outcome,
             "reason": self.reason,
         }
@@ -97,7 +112,7 @@ class BoardFigures:
             latency_ms=finite(attrs.get("latency_ms")),
             energy_mj=finite(attrs.get("energy_mj")),
             feasible=_flag(attrs.get("feasible")),
-            predicted=_mapping(attrs.get("predicted")),
+            predicted=read_prediction(attrs.get("predicted")),
             measurement=measurement,
             outcome=_text(attrs.get("outcome")),
             reason=_text(attrs.get("reason")),
@@ -111,7 +126,7 @@ class TrialRecord:
     hash: str
     outcome: str
     reason: str | None = None
-    cost: dict[str, Any] = field(default_factory=dict)
+    cost: Cost | None = None  #: None until the candidate's shapes are known to work
     accuracy: float | None = None  #: validation accuracy, a fraction
     val_loss: float | None = None
     latency_ms: float | None = None  #: the chosen statistic, as measured
@@ -120,8 +135,8 @@ class TrialRecord:
     train_s: float | None = None
     export_s: float | None = None  #: candidate + weights -> ONNX bytes
     #: the predictor's figures for this candidate, made before any measurement of it
-    #: (``Prediction.to_dict()``: latency_ms, energy_mj, prior_ms, model); never measured
-    predicted: dict[str, Any] | None = None
+    #: (stored as ``Prediction.to_dict()``); never measured
+    predicted: Prediction | None = None
     measurement: Measurement | None = None
     #: a search over several targets: each target's figures (the fields above are the
     #: first target's); empty for one target
@@ -150,8 +165,12 @@ class TrialRecord:
 
     @property
     def predicted_latency_ms(self) -> float | None:
-        value = (self.predicted or {}).get("latency_ms")
-        return float(value) if isinstance(value, (int, float)) else None
+        return self.predicted.latency_ms if self.predicted is not None else None
+
+    @property
+    def cost_figures(self) -> dict[str, Any]:
+        """The cost as stored (params, flops, peak_activation_bytes, memory_mb); {} for none."""
+        return self.cost.to_dict() if self.cost is not None else {}
 
     @property
     def measured(self) -> bool:
@@ -164,7 +183,7 @@ class TrialRecord:
             "hash": self.hash,
             "outcome": self.outcome,
             "reason": self.reason,
-            "cost": self.cost,
+            "cost": self.cost_figures,
             "accuracy": self.accuracy,
             "val_loss": self.val_loss,
             "latency_ms": self.latency_ms,
@@ -172,7 +191,7 @@ class TrialRecord:
             "feasible": self.feasible,
             "train_s": self.train_s,
             "export_s": self.export_s,
-            "predicted": self.predicted,
+            "predicted": _prediction_attrs(self.predicted),
             "boards": {name: f.attrs() for name, f in self.boards.items()} or None,
         }
         return {k: v for k, v in out.items() if v is not None}
@@ -202,7 +221,7 @@ class TrialRecord:
             hash=str(attrs.get("hash", "")),
             outcome=_text(attrs.get("outcome")) or INTERRUPTED,
             reason=_text(attrs.get("reason")),
-            cost=_mapping(attrs.get("cost")) or {},
+            cost=read_cost(attrs.get("cost")),
             accuracy=finite(attrs.get("accuracy")),
             val_loss=finite(attrs.get("val_loss")),
             latency_ms=finite(attrs.get("latency_ms")),
@@ -210,7 +229,7 @@ class TrialRecord:
             feasible=_flag(attrs.get("feasible")),
             train_s=finite(attrs.get("train_s")),
             export_s=finite(attrs.get("export_s")),
-            predicted=_mapping(attrs.get("predicted")),
+            predicted=read_prediction(attrs.get("predicted")),
             measurement=measurement if measured else None,
             boards=boards,
         )

@@ -36,7 +36,7 @@ def run_ping(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(facts, indent=2))
+        print(json.dumps(facts.to_dict(), indent=2))
     else:
         console().print(facts_table(device.name, facts))
     return 0

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..device import Profile
+from ..facts import BoardFacts
 from ..measurement import Measurement
 from ..report import busy_note, cpu_ranges, governor_note, short_power_reason
 
@@ -69,8 +70,8 @@ def measurement_table(m: Measurement) -> Table:
         hottest = max((t for t in env.temperature_c_end.values() if t is not None), default=None)
         if hottest is not None:
             rows.append(("max temperature °C (end)", f"{hottest:.1f}"))
-    threads = m.settings.get("threads")
-    rows.append(("threads / provider", f"{threads or 'auto'} / {m.settings.get('provider')}"))
+    threads = m.settings.threads
+    rows.append(("threads / provider", f"{threads or 'auto'} / {m.settings.provider}"))
     for item in m.inputs:
         rows.append((f"input {item.get('name')}", _input_shape(item)))
     rows.append(("stopped by", str(m.stopped_by)))
@@ -108,7 +109,7 @@ def measurement_notes(m: Measurement, verbose: bool = False) -> list[str]:
             "drift: the last quarter of samples was significantly slower than the first "
             "(thermal throttling or background load?)"
         )
-    if m.stopped_by == "max_time" and m.latency.n < m.settings.get("min_iterations", 0):
+    if m.stopped_by == "max_time" and m.latency.n < m.settings.min_iterations:
         notes.append(f"stopped by --max-time after {m.latency.n} runs, before --min-iterations")
     if m.environment.throttled:
         notes.append("the CPU clock fell during the run (thermal or power throttling)")
@@ -144,7 +145,7 @@ def _us(value: Any) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def facts_table(target: str, facts: dict[str, Any]) -> Table:
+def facts_table(target: str, facts: BoardFacts) -> Table:
     table = Table(title=f"{target}: board facts", show_header=False)
     table.add_column("fact", style="bold")
     table.add_column("value")
@@ -172,8 +173,9 @@ def facts_table(target: str, facts: dict[str, Any]) -> Table:
         "cache",
     )
     for key in keys:
-        if key in facts and facts[key] not in (None, [], {}):
-            table.add_row(key, str(facts[key]))
+        value = facts.get(key)  # as JSON had it: str() of a list reads as before
+        if value not in (None, [], {}):
+            table.add_row(key, str(value))
     return table
 
 

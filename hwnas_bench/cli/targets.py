@@ -102,8 +102,8 @@ def run_show(args: argparse.Namespace) -> int:
             return 0
         with spec.device() as device:
             facts = device.open()
-        detected = hw_targets.profile_from_facts(args.name, facts)
-        match = hw_targets.match_profile(facts)
+        detected = hw_targets.profile_from_facts(args.name, facts.to_dict())
+        match = hw_targets.match_profile(facts.to_dict())  # plugins take a plain mapping
         console().print(profile_table(detected))
         if match:
             console().print(f"closest built-in profile: {match} (hwnas targets show {match})")

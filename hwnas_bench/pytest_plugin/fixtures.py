@@ -23,6 +23,7 @@ from ..errors import (
     UnknownTargetError,
 )
 from ..export import is_torch_module, torch_to_onnx
+from ..facts import BoardFacts
 from ..farm import BoardUnhealthyError, NoHealthyBoardError
 from ..measurement import Measurement
 from ..report import Entry
@@ -49,7 +50,7 @@ class HwTarget:
 
     requested: str  #: what the test was parametrized with: a name or ``tag:X``
     name: str  #: the board that was leased
-    facts: dict[str, Any]  #: its ``hello`` facts
+    facts: BoardFacts  #: its ``hello`` facts
     device: Device
     profile: str | None
     #: the leased board's ``[bench]`` table (its provider, threads, ...; see hwnas.toml)

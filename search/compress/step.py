@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,7 +187,7 @@ def compress_target(
     *,
     settings: SearchSettings,
     board_name: str,
-    facts: dict[str, Any],
+    facts: Mapping[str, Any],
     compress: CompressSettings | None = None,
     test: tuple[np.ndarray, np.ndarray] | None = None,
     log: Log | None = None,
@@ -236,7 +236,7 @@ def ship_variant(
     *,
     settings: SearchSettings,
     board_name: str,
-    facts: dict[str, Any],
+    facts: Mapping[str, Any],
     test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Write ``result`` into ``RUN_DIR/targets/<target>/compression/`` and rewrite the

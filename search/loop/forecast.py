@@ -80,9 +80,7 @@ class Forecast:
     def observe(self, rec: TrialRecord, candidate: Candidate) -> None:
         if rec.predicted is None or rec.latency_ms is None or rec.outcome != records.MEASURED:
             return
-        self.predictor.observe(
-            Prediction.from_dict(rec.predicted), candidate, rec.latency_ms, rec.energy_mj
-        )
+        self.predictor.observe(rec.predicted, candidate, rec.latency_ms, rec.energy_mj)
 
     def describe(self) -> str:
         error = self.predictor.error()

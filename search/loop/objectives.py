@@ -12,12 +12,11 @@ that target's answer; each target's own front and best use only its own figures
 
 from __future__ import annotations
 
-from typing import Any
-
 import optuna
 
 from hwnas_bench import Measurement
 
+from ..predict.predictor import Prediction
 from ..records import BoardFigures, TrialRecord
 from ..settings import MeasuredFigures, SearchSettings, Violation
 
@@ -28,9 +27,7 @@ def directions(targets: int) -> list[optuna.study.StudyDirection]:
     return [d.MAXIMIZE] + [d.MINIMIZE] * max(1, targets)
 
 
-def figures(
-    m: Measurement, settings: SearchSettings, predicted: dict[str, Any] | None
-) -> BoardFigures:
+def figures(m: Measurement, settings: SearchSettings, predicted: Prediction | None) -> BoardFigures:
     """A measurement scored against the budgets: infeasible when over one or when a
     figure a budget needs was not measured, with the reason."""
     measured = MeasuredFigures.of(m, settings.latency_stat)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hwnas_bench import BenchFailure
+from hwnas_bench import BenchFailure, BoardFacts
 
 from ..build import build
 from ..errors import SearchError, SettingsError, SpaceError
@@ -45,7 +45,7 @@ _RANDOM_TRIES = 1000  # random draws for a valid probe when the middle candidate
 
 def offered(facts: Mapping[str, Any]) -> list[str]:
     """The board's compute providers (its hello's ``providers``), in its order."""
-    return [str(p) for p in facts.get("providers") or () if str(p) not in NOT_COMPUTE]
+    return [p for p in BoardFacts.from_mapping(facts).providers if p not in NOT_COMPUTE]
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def choose_provider(
         raise SettingsError(f"provider margin must be a fraction in [0, 1), got {margin!r}")
     if not board.facts:
         board.connect()
-    available = [str(p) for p in board.facts.get("providers") or ()]
+    available = list(board.facts.providers)
     fixed = _fixed_by_config(board)
     if fixed is not None:
         where = getattr(board.spec, "source", None) or "the config"
@@ -264,9 +264,9 @@ def _measure(
             )
             if isinstance(result, BenchFailure):
                 errors[provider] = _first_line(result.error)
-            elif result.settings.get("provider") != provider:
+            elif result.settings.provider != provider:
                 # never credit a provider with another's timing
-                errors[provider] = f"measured on {result.settings.get('provider')}, not {provider}"
+                errors[provider] = f"measured on {result.settings.provider}, not {provider}"
             else:
                 p50s[provider].append(float(result.latency.median_ms))
     trials = tuple(

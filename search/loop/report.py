@@ -12,8 +12,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hwnas_bench import BoardFacts
+
 from .. import records
 from ..files import read_file, write_file
+from ..predict.predictor import Prediction
 from ..records import TrialRecord
 from .result import SearchResult
 
@@ -143,9 +146,8 @@ def trial_line(rec: TrialRecord, stat: str) -> str:
     return f"{head}: {rec.candidate}"
 
 
-def _predicted_note(predicted: dict[str, Any] | None) -> str:
-    value = (predicted or {}).get("latency_ms")
-    return f" [predicted {value:.3f}]" if isinstance(value, (int, float)) else ""
+def _predicted_note(predicted: Prediction | None) -> str:
+    return f" [predicted {predicted.latency_ms:.3f}]" if predicted is not None else ""
 
 
 def front_rows(result: SearchResult) -> list[dict[str, Any]]:
@@ -158,11 +160,12 @@ def front_rows(result: SearchResult) -> list[dict[str, Any]]:
             "latency_ms": r.latency_ms,
             "latency_stat": result.settings.latency_stat,
             "energy_mj": r.energy_mj,
-            "predicted": r.predicted,  # the predictor's figures before it was measured
-            "params": r.cost.get("params"),
-            "flops": r.cost.get("flops"),
-            "peak_activation_bytes": r.cost.get("peak_activation_bytes"),
-            "memory_mb": r.cost.get("memory_mb"),
+            # the predictor's figures before it was measured
+            "predicted": r.predicted.to_dict() if r.predicted is not None else None,
+            "params": r.cost_figures.get("params"),
+            "flops": r.cost_figures.get("flops"),
+            "peak_activation_bytes": r.cost_figures.get("peak_activation_bytes"),
+            "memory_mb": r.cost_figures.get("memory_mb"),
             "measurement": r.measurement.to_dict() if r.measurement else None,
         }
         for r in result.pareto
@@ -330,7 +333,7 @@ def summary(result: SearchResult) -> str:
         "",
         f"- target: {result.board}" + (f" ({board})" if board else ""),
         f"- onnxruntime {facts.get('onnxruntime', '?')}, power meters: "
-        f"{', '.join(str(m.get('source')) for m in facts.get('power_meters') or []) or 'none'}",
+        f"{', '.join(facts.power_meter_sources) or 'none'}",
         *_provider_lines(result),
         "",
         "## Counts",
@@ -346,10 +349,11 @@ def summary(result: SearchResult) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in result.pareto:
-        act = (records.finite(r.cost.get("peak_activation_bytes")) or 0) / 1024
+        cost = r.cost_figures
+        act = (records.finite(cost.get("peak_activation_bytes")) or 0) / 1024
         lines.append(
             f"| {r.number} | {100 * (r.accuracy or 0):.1f}% | {r.latency_ms:.3f} | "
-            f"{_energy(r).split(' (')[0]} | {r.cost.get('params')} | {r.cost.get('flops')} | "
+            f"{_energy(r).split(' (')[0]} | {cost.get('params')} | {cost.get('flops')} | "
             f"{act:.1f} | "
             f"`{r.candidate}` |"
         )
@@ -553,7 +557,7 @@ def study_result(storage: str, study_name: str, out: Path) -> SearchResult:
     boards = sorted({r.measurement.target for r in result.trials if r.measurement})
     result.board = ", ".join(boards)
     first = next((r.measurement for r in result.trials if r.measurement), None)
-    result.facts = dict(first.board) if first is not None else {}
+    result.facts = BoardFacts.from_mapping(first.board) if first is not None else BoardFacts()
     return result
 
 

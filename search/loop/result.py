@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from hwnas_bench import Measurement
+from hwnas_bench import BoardFacts, Measurement
 
 from .. import records
 from ..build import CandidateNet
@@ -45,7 +45,7 @@ class TargetState:
     """One target of the search: the board leased for it and what was learnt of it."""
 
     board: str = ""  #: the board's name (a farm target may lease one of several)
-    facts: dict[str, Any] = field(default_factory=dict)  #: its hello
+    facts: BoardFacts = field(default_factory=BoardFacts)  #: its hello
     forecast: Forecast | None = None  #: its measured table and predictor, if used
     provider: ProviderChoice | None = None  #: the execution provider and how it was chosen
 
@@ -58,7 +58,7 @@ class SearchResult:
     settings: SearchSettings
     trials: list[TrialRecord] = field(default_factory=list)
     board: str = ""
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: BoardFacts = field(default_factory=BoardFacts)  #: the (first) target's hello
     #: the measured table and predictor, when the search used them
     forecast: Forecast | None = None
     #: target name -> its state, in the order given (one entry for a one-target search)

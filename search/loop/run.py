@@ -35,6 +35,7 @@ from ..errors import SettingsError
 from ..files import read_file, write_file
 from ..measure import Board
 from ..onnx_export import to_onnx
+from ..predict.predictor import Prediction
 from ..predict.table import TableError
 from ..records import BoardFigures, TrialRecord
 from ..settings import SearchSettings
@@ -315,7 +316,7 @@ class Search:
         except InvalidCandidate as exc:
             rec.outcome, rec.reason = records.INVALID, str(exc)
             return rec, None, []
-        rec.cost = c.to_dict()
+        rec.cost = c
         violated = self.limits.violated(c)
         if violated is not None:
             rec.outcome, rec.reason = f"pruned_{violated}", self.limits.describe(violated, c)
@@ -375,10 +376,8 @@ class Search:
             rec.train_s = entry.get("train_s")
         for name, cached in logged.items():
             if cached is not None:
-                predicted = cached[0].get("predicted")
-                self._score(
-                    rec, name, cached[1], predicted if isinstance(predicted, dict) else None
-                )
+                predicted = records.read_prediction(cached[0].get("predicted"))
+                self._score(rec, name, cached[1], predicted)
         if repeat or not todo:
             several.settle(rec, self.names)
             return rec, None, []
@@ -388,7 +387,7 @@ class Search:
                 continue
             try:
                 figures = rec.boards.setdefault(name, BoardFigures())
-                figures.predicted = forecast.predict(candidate).to_dict()
+                figures.predicted = forecast.predict(candidate)
             except (HwnasError, TableError):
                 pass  # no prediction for this one: it is measured all the same
         return rec, read_file(model_file, MAX_MODEL_BYTES), todo
@@ -463,8 +462,8 @@ class Search:
                     "accuracy": rec.accuracy,
                     "val_loss": rec.val_loss,
                     "train_s": rec.train_s,
-                    "cost": rec.cost,
-                    "predicted": predicted,
+                    "cost": rec.cost_figures,
+                    "predicted": predicted.to_dict() if predicted is not None else None,
                     "measurement": m.to_dict(),
                 }
             )
@@ -479,7 +478,7 @@ class Search:
         self._tell(study, trial, rec)
 
     def _score(
-        self, rec: TrialRecord, name: str, m: Measurement, predicted: dict[str, Any] | None
+        self, rec: TrialRecord, name: str, m: Measurement, predicted: Prediction | None
     ) -> None:
         f = objectives.figures(m, self.settings, predicted)
         if self.several:

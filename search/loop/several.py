@@ -76,9 +76,8 @@ def keep_predictions(
     record's own ``predicted``."""
     if len(names) > 1:
         for name, prediction in predictions.items():
-            rec.boards.setdefault(name, BoardFigures()).predicted = prediction.to_dict()
-    first = predictions.get(names[0])
-    rec.predicted = first.to_dict() if first is not None else None
+            rec.boards.setdefault(name, BoardFigures()).predicted = prediction
+    rec.predicted = predictions.get(names[0])
 
 
 def skip_reason(reasons: Mapping[str, str | None]) -> str | None:

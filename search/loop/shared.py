@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import optuna
@@ -132,7 +132,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def speed_facts(facts: dict[str, Any]) -> dict[str, Any]:
+def speed_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     return {k: facts.get(k) for k in SPEED_FACTS}
 
 
