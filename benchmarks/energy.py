@@ -28,7 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,41 @@ def timed(board: Board, model: bytes) -> tuple[Measurement, float]:
     return m, time.monotonic() - start
 
 
-def cost_row(update_ms: int, models: list[bytes], work: Path) -> dict[str, float | str]:
+def agreement(first: list[float | None], second: list[float | None]) -> float | None:
+    """The share of pairs (both figures there) within ±10% of each other; None: no pair."""
+    pairs = [(a, b) for a, b in zip(first, second, strict=True) if a and b]
+    if not pairs:
+        return None
+    return float(np.mean([abs(b / a - 1) <= 0.10 for a, b in pairs]))
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """One meter's row: energy shares, wall times, the ratio, the energy board's plan."""
+
+    update_ms: int
+    share_plain: float
+    share_energy: float
+    wall_plain_s: float
+    wall_energy_s: float
+    ratio: float  #: energy / latency-only, summed wall time
+    window_s: float
+    rounds: str
+    latency_agree: float  #: p50 of the two boards within ±10%
+    energy_agree: float | None  #: their mJ within ±10% (where both had a figure)
+
+    def line(self) -> str:
+        energy = f"{100 * self.energy_agree:>4.0f}%" if self.energy_agree is not None else "   -"
+        return (
+            f"{self.update_ms:>5}ms | {100 * self.share_plain:>9.0f}% / "
+            f"{100 * self.share_energy:>8.0f}% | "
+            f"{self.wall_plain_s:>11.3f} s / {self.wall_energy_s:>7.3f} s | "
+            f"{self.ratio:>13.2f}x | {self.window_s:>6.3f}s | {self.rounds:>6} | "
+            f"{100 * self.latency_agree:>4.0f}% / {energy}"
+        )
+
+
+def cost_row(update_ms: int, models: list[bytes], work: Path) -> CostRow:
     """Every model measured by a latency-only board and by an energy board, in turn."""
     root = work / f"root-{update_ms}ms"
     with SimulatedIna226(root, update_interval_ms=update_ms) as meter:
@@ -86,33 +120,46 @@ def cost_row(update_ms: int, models: list[bytes], work: Path) -> dict[str, float
             timed(energy, models[0])
             per_round = replace(SEARCH_BENCH, min_time_s=SEARCH_BENCH.min_time_s / energy.rounds)
             t_plain, t_energy, got_plain, got_energy = [], [], 0, 0
-            windows, rounds = [], set()
+            lat_plain: list[float] = []
+            lat_energy: list[float] = []
+            mj_plain: list[float | None] = []
+            mj_energy: list[float | None] = []
+            windows: list[float] = []
+            rounds: set[int] = set()
             for i, model in enumerate(models):
                 order = (plain, energy) if i % 2 == 0 else (energy, plain)
                 for board in order:
                     m, wall = timed(board, model)
                     if board is plain:
                         t_plain.append(wall)
+                        lat_plain.append(latency_of(m, STAT))
+                        mj_plain.append(m.power.energy_mj)
                         got_plain += m.power.energy_mj is not None
                     else:
                         t_energy.append(wall)
+                        lat_energy.append(latency_of(m, STAT))
+                        mj_energy.append(m.power.energy_mj)
                         got_energy += m.power.energy_mj is not None
-                        windows.append(m.window_s)
+                        windows.append(m.window_s or 0.0)
                         rounds.add(energy.rounds_for(per_round)[1])
         finally:
             plain.close()
             energy.close()
     n = len(models)
-    return {
-        "update_ms": update_ms,
-        "share_plain": got_plain / n,
-        "share_energy": got_energy / n,
-        "wall_plain_s": statistics.median(t_plain),
-        "wall_energy_s": statistics.median(t_energy),
-        "ratio": sum(t_energy) / sum(t_plain),
-        "window_s": statistics.median(windows),
-        "rounds": ",".join(str(r) for r in sorted(rounds)),
-    }
+    return CostRow(
+        update_ms=update_ms,
+        share_plain=got_plain / n,
+        share_energy=got_energy / n,
+        wall_plain_s=statistics.median(t_plain),
+        wall_energy_s=statistics.median(t_energy),
+        ratio=sum(t_energy) / sum(t_plain),
+        window_s=statistics.median(windows),
+        rounds=",".join(str(r) for r in sorted(rounds)),
+        latency_agree=float(
+            np.mean(np.abs(np.asarray(lat_energy) / np.asarray(lat_plain) - 1) <= 0.10)
+        ),
+        energy_agree=agreement(mj_plain, mj_energy),
+    )
 
 
 def predictor_rows(update_ms: int, candidates: list[Candidate], work: Path) -> list[str]:
@@ -173,25 +220,21 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         header = (
             f"{'update':>7} | {'with energy':>22} | {'wall per candidate':>25} | "
-            f"{'energy/latency':>14} | {'window':>7} | rounds"
+            f"{'energy/latency':>14} | {'window':>7} | rounds | p50 / mJ within ±10%"
         )
         print(header)
-        print(f"{'':>7} | {'latency-only / energy':>22} | {'latency-only / energy':>25} |")
+        print(
+            f"{'':>7} | {'latency-only / energy':>22} | {'latency-only / energy':>25} | "
+            f"{'(wall time)':>14} | {'':>7} | {'':>6} | of latency-only's"
+        )
         for update_ms in intervals:
             row = cost_row(update_ms, models, work)
-            print(
-                f"{update_ms:>5}ms | {100 * float(row['share_plain']):>9.0f}% / "
-                f"{100 * float(row['share_energy']):>8.0f}% | "
-                f"{float(row['wall_plain_s']):>11.3f} s / {float(row['wall_energy_s']):>7.3f} s | "
-                f"{float(row['ratio']):>13.2f}x | {float(row['window_s']):>6.3f}s | "
-                f"{row['rounds']}",
-                flush=True,
-            )
-            if float(row["share_energy"]) < SHARE_TARGET:
-                missed.append(f"{update_ms} ms meter: energy on {row['share_energy']:.0%} only")
-            if float(row["ratio"]) > COST_TARGET:
+            print(row.line(), flush=True)
+            if row.share_energy < SHARE_TARGET:
+                missed.append(f"{update_ms} ms meter: energy on {row.share_energy:.0%} only")
+            if row.ratio > COST_TARGET:
                 missed.append(
-                    f"{update_ms} ms meter: energy costs {float(row['ratio']):.2f}x "
+                    f"{update_ms} ms meter: energy costs {row.ratio:.2f}x "
                     f"latency-only (target <= {COST_TARGET}x)"
                 )
         if not args.no_predictor:

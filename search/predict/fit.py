@@ -196,14 +196,19 @@ def loo_errors(model: str, features: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(out)
 
 
-def choose(features: np.ndarray, y: np.ndarray) -> tuple[Fit, dict[str, float]]:
+def choose(
+    features: np.ndarray, y: np.ndarray, *, models: tuple[str, ...] = tuple(MIN_FIT)
+) -> tuple[Fit, dict[str, float]]:
     """The model with the best leave-one-out error (share within ±10%, then median), a more
     complex one only where it is strictly better; fitted on everything. Also the
-    leave-one-out share within ±10% of each model tried."""
-    best, best_score = "table", (-1.0, 0.0)
+    leave-one-out share within ±10% of each model tried. ``models``: those that may be
+    tried (features in another unit than ``y`` leave out ``table``; the first of them that
+    ``y`` has enough measurements for is the fallback)."""
+    usable = [m for m in models if len(y) >= max(MIN_FIT[m], 1)]
+    best, best_score = (usable[0] if usable else models[0]), (-1.0, 0.0)
     tried: dict[str, float] = {}
     for model, need in MIN_FIT.items():
-        if len(y) < max(need, 1):
+        if model not in models or len(y) < max(need, 1):
             continue
         err = loo_errors(model, features, y)
         score = (float(np.mean(err <= TOL)), -float(np.median(err)))

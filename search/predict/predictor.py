@@ -18,7 +18,7 @@ import numpy as np
 
 from ..settings import Budgets, MeasuredFigures, Violation
 from ..space import Candidate
-from .fit import FEATURES, TABLE, Fit, choose, prior
+from .fit import FEATURES, MIN_FIT, TABLE, Fit, choose, prior
 from .ops import LayerOp, candidate_ops
 from .table import LatencyTable
 
@@ -148,6 +148,9 @@ class Predictor:
         self.observations: list[Observation] = []
         self.fit: Fit = TABLE
         self.energy_fit: Fit | None = None
+        #: what the energy correction maps: the table's energies (``energy``), or its
+        #: times (``time``: energy = power x time, the power fitted on the measurements)
+        self.energy_basis = "energy"
         #: leave-one-out share within ±10% of each latency model tried at the last refit
         self.tried: dict[str, float] = {}
 
@@ -177,15 +180,19 @@ class Predictor:
         if e is not None:
             prior_energy = float(prior(e)[0])
             fit = self.energy_fit or TABLE
-            energy = float(fit.predict(e)[0])
+            energy = float(fit.predict(f if self.energy_basis == "time" else e)[0])
         return Prediction(
             latency_ms=float(self.fit.predict(f)[0]),
             energy_mj=energy,
             prior_ms=float(prior(f)[0]),
             prior_energy_mj=prior_energy,
             model=self.fit.model,
-            energy_model=(self.energy_fit or TABLE).model if e is not None else None,
+            energy_model=self._energy_model_name() if e is not None else None,
         )
+
+    def _energy_model_name(self) -> str:
+        model = (self.energy_fit or TABLE).model
+        return f"{model} of time" if self.energy_basis == "time" else model
 
     def observe(
         self,
@@ -239,10 +246,23 @@ class Predictor:
         )
         with_energy = [o for o in obs if o.energy_features and o.measured_energy_mj]
         if with_energy:
-            self.energy_fit, _ = choose(
-                np.asarray([o.energy_features for o in with_energy]),
-                np.asarray([o.measured_energy_mj for o in with_energy]),
+            joules = np.asarray([o.measured_energy_mj for o in with_energy])
+            self.energy_fit, tried = choose(
+                np.asarray([o.energy_features for o in with_energy]), joules
             )
+            self.energy_basis = "energy"
+            # A one-layer model's energy is its whole model's less the overhead's, two
+            # noisy figures of similar size; its time is measured beside the overhead. So
+            # energy as a fitted power x the table's time is tried too, and kept where it
+            # predicts the measurements left out better (never before MIN_FIT["scale"]).
+            if len(with_energy) >= MIN_FIT["scale"]:
+                by_time, tried_time = choose(
+                    np.asarray([o.features for o in with_energy]),
+                    joules,
+                    models=("scale", "affine", "kinds"),
+                )
+                if tried_time.get(by_time.model, -1.0) > tried.get(self.energy_fit.model, -1.0):
+                    self.energy_fit, self.energy_basis = by_time, "time"
 
     # -- its error ------------------------------------------------------------------------
 
@@ -322,5 +342,8 @@ class Predictor:
         """The correction in use, for summary.md."""
         text = f"latency: {self.fit.model} ({self.fit.describe('ms')})"
         if self.energy_fit is not None:
-            text += f"; energy: {self.energy_fit.model} ({self.energy_fit.describe('mJ')})"
+            how = self.energy_fit.describe("mJ")
+            if self.energy_basis == "time":  # the coefficients are powers: mJ per ms is W
+                how = how.replace("the table's sum", "the table's time, W")
+            text += f"; energy: {self._energy_model_name()} ({how})"
         return text

@@ -47,7 +47,8 @@ __all__ = ["ROUNDS", "TABLE_LOOP", "LatencyTable", "TableEntry", "TableError", "
 
 #: the timed loop of a table measurement: short (a 12 µs model still gets ~2,000 runs), so
 #: that a round is over before the machine changes speed; a board with a power meter keeps
-#: its own loop (an energy figure needs a window of several meter readings)
+#: its own loop (an energy figure needs a window of several meter readings), unless energy
+#: is wanted: then the short loop, raised to the meter's window (``table_bench``)
 TABLE_LOOP: dict[str, Any] = {"min_time_s": 0.03, "warmup_min_s": 0.01, "min_iterations": 30}
 #: agent error codes that are about the model itself (the op), not the board or the link
 _MODEL_CODES = {
@@ -71,11 +72,14 @@ class TableError(SearchError):
 
 
 def table_bench(board: Board) -> BenchSettings:
-    """The board's settings with the table's short loop (never longer than the board's);
-    on a board with a meter its own loop, long enough for the meter when energy is wanted."""
-    if board.has_power_meter:
-        return board.energy_settings(board.bench) if board.energy else board.bench
+    """The board's settings with the table's short loop (never longer than the board's).
+    On a board with a meter: its own loop; with energy wanted, the short loop raised to
+    the window the meter needs (``Board.energy_settings``)."""
     loop = {k: min(v, getattr(board.bench, k)) for k, v in TABLE_LOOP.items()}
+    if board.has_power_meter and board.energy:
+        return board.energy_settings(replace(board.bench, **loop))
+    if board.has_power_meter:
+        return board.bench
     return replace(board.bench, **loop)
 
 

@@ -101,7 +101,11 @@ def test_latency_only_is_as_before() -> None:
 def test_the_table_loop_covers_the_meter_when_energy_is_wanted() -> None:
     board = Board("local", bench=replace(SEARCH_BENCH, min_time_s=0.1), energy=True)
     board.facts = meter_facts(100.0)
-    assert table_bench(board).min_time_s == pytest.approx(0.3 * WINDOW_ROOM)
+    each = table_bench(board)
+    assert each.min_time_s == pytest.approx(0.3 * WINDOW_ROOM)  # the short loop, raised
+    assert each.power_interval_s == pytest.approx(0.06)
+    board.facts = meter_facts(5.0)
+    assert table_bench(board).min_time_s == pytest.approx(0.03)  # the short loop as it is
 
 
 # -- on the simulated meter ------------------------------------------------------------------
