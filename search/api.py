@@ -34,11 +34,11 @@ from .loop.run_lock import run_dir_lock
 from .measure import ROUNDS, Board, bench_settings
 from .model_card import CARD_FILE, MAX_MODEL_BYTES, TARGETS, safe_name, write_target_folder
 from .records import TrialRecord
-from .settings import Budgets, SearchSettings
+from .settings import DEFAULT_STAT, Budgets, SearchSettings
 from .space import SearchSpace
 from .strategies import Strategy, get_strategy
 from .training.data import Split, class_count, labels, split, to_nchw
-from .training.train import TrainSettings
+from .training.settings import TrainSettings
 
 if TYPE_CHECKING:
     from .compress import CompressSettings
@@ -46,6 +46,13 @@ if TYPE_CHECKING:
 
 class Searcher:
     """Finds the most accurate candidate within the budgets, measured on ``target``.
+
+    Settings come as objects or as keywords, never both for one setting (SettingsError):
+    ``train`` (a :class:`~search.training.settings.TrainSettings`) or ``epochs``,
+    ``batch_size``, ``optimizer``, ``lr``, ``train_threads``; a keyword left out (None) is
+    the object's value, and the defaults are those of TrainSettings and SearchSettings
+    (10 epochs, batch size 32, 40 trials: the same as ``hwnas search``). ``seed`` seeds the
+    split, the strategy and the training (``train.seed`` when only ``train`` is given).
 
     ``budgets``: a :class:`~search.settings.Budgets`, or the same as a mapping
     (``{"latency_ms": 0.05, "energy_mj": 2.0, "memory_mb": ..., "flops": ..., "params":
@@ -75,25 +82,26 @@ class Searcher:
         *,
         target: str | TargetSpec = "local",
         targets: Sequence[str | TargetSpec] | None = None,
-        strategy: str | Strategy = "evolution",
+        strategy: str | Strategy | None = None,
+        train: TrainSettings | None = None,
         budgets: Budgets | Mapping[str, float] | None = None,
+        bench: BenchSettings | dict[str, Any] | None = None,
         constraints: Mapping[str, float] | None = None,
         latency_stat: str | None = None,
-        trials: int = 40,
-        epochs: int = 5,
-        batch_size: int = 64,
-        optimizer: str = "adam",
+        trials: int | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        optimizer: str | None = None,
         lr: float | None = None,
-        validation_split: float = 0.2,
-        seed: int = 0,
+        validation_split: float | None = None,
+        seed: int | None = None,
         out: str | Path | None = None,
         storage: str | None = None,
         study_name: str = "search",
         study: str | None = None,
         resume: bool = False,
-        bench: BenchSettings | dict[str, Any] | None = None,
         pruner: optuna.pruners.BasePruner | None = None,
-        train_threads: int = 1,
+        train_threads: int | None = None,
         progress: bool | None = None,
         lease_timeout: float = 600.0,
         predictor: bool | None = None,
@@ -105,7 +113,17 @@ class Searcher:
         if isinstance(targets, (str, TargetSpec)):
             raise SettingsError(f"targets is a list of targets: targets=[{targets!r}]")
         self.targets = check_targets([target] if targets is None else list(targets))
-        self.strategy = get_strategy(strategy, seed=seed)
+        loose = {
+            "optimizer": optimizer,
+            "lr": lr,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "train_threads": train_threads,
+        }
+        training = given_train(train, loose, seed)
+        self.strategy = get_strategy(
+            SearchSettings.strategy if strategy is None else strategy, seed=training.seed
+        )
         several = len(self.targets) > 1
         if several and not self.strategy.several_targets:
             raise SettingsError(
@@ -118,15 +136,15 @@ class Searcher:
                 "own --target (docs/distributed.md)"
             )
         self.compress = compress_settings(compress)
+        given: dict[str, Any] = {"trials": trials, "validation_split": validation_split}
         self.settings = SearchSettings(
             strategy=self.strategy.name,
             predictor=self.strategy.predictor_default if predictor is None else predictor,
             strategy_options=self.strategy.options(),
-            trials=trials,
             budgets=given_budgets(budgets, constraints, latency_stat),
-            train=TrainSettings(optimizer, lr, epochs, batch_size, seed, train_threads),
-            validation_split=validation_split,
-            seed=seed,
+            train=training,
+            seed=training.seed,  # one seed: the split's, the strategy's and the training's
+            **{name: value for name, value in given.items() if value is not None},
         )
         self.settings.validate()
         self.bench = bench if isinstance(bench, BenchSettings) else bench_settings(bench)
@@ -384,7 +402,48 @@ def given_budgets(
     given = budgets if budgets is not None else constraints
     if given is not None and not isinstance(given, Mapping):
         raise SettingsError(f"budgets is a Budgets or a mapping, not {given!r}")
-    return Budgets.from_mapping(given, stat=latency_stat or "p50")
+    return Budgets.from_mapping(given, stat=latency_stat or DEFAULT_STAT)
+
+
+#: ``Searcher``'s training keywords -> the TrainSettings field each one sets
+TRAIN_KEYWORDS = {
+    "optimizer": "optimizer",
+    "lr": "lr",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "train_threads": "threads",
+}
+
+
+def given_train(
+    train: TrainSettings | None, loose: Mapping[str, Any], seed: int | None
+) -> TrainSettings:
+    """``Searcher``'s training settings: ``train``, or the keywords given (``loose``, by
+    their names in TRAIN_KEYWORDS; None: not given) over TrainSettings' defaults, seeded with
+    ``seed``. A keyword given with ``train`` is refused, naming both: each setting has one
+    place."""
+    given: dict[str, Any] = {
+        TRAIN_KEYWORDS[key]: value for key, value in loose.items() if value is not None
+    }
+    if train is None:
+        if seed is not None:
+            given["seed"] = seed
+        return TrainSettings(**given)
+    if not isinstance(train, TrainSettings):
+        raise SettingsError(f"train is a TrainSettings, not {train!r}")
+    for key, value in loose.items():
+        if value is not None:
+            field = TRAIN_KEYWORDS[key]
+            raise SettingsError(
+                f"{key}={value!r} and train= both set the training's {field}: give it in one "
+                f"place (train=TrainSettings({field}=...) or {key}=)"
+            )
+    if seed is not None and seed != train.seed:
+        raise SettingsError(
+            f"seed={seed!r} but train.seed={train.seed!r}: the search and its training share "
+            "one seed; give one of them"
+        )
+    return train
 
 
 def given_provider(bench: BenchSettings | Mapping[str, Any] | None) -> str | None:

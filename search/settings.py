@@ -10,13 +10,15 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 from .errors import SettingsError
-from .training.train import MAX_SEED, TrainSettings, check_int, check_number, is_number
+from .training.settings import MAX_SEED, TrainSettings, check_int, check_number, is_number
 
 if TYPE_CHECKING:
     from hwnas_bench import Measurement
 
 #: latency statistic name -> Latency field
 STATS = {"p50": "median_ms", "p95": "p95_ms", "p99": "p99_ms", "mean": "mean_ms"}
+#: the statistic a latency budget limits unless one is named (Budgets, Searcher, the CLI)
+DEFAULT_STAT = "p50"
 
 
 def check_stat(stat: str) -> str:
@@ -95,7 +97,7 @@ class Budgets:
     memory_mb: float | None = None
     flops: float | None = None
     params: float | None = None
-    stat: str = "p50"  #: the latency statistic ``latency_ms`` limits
+    stat: str = DEFAULT_STAT  #: the latency statistic ``latency_ms`` limits
 
     #: the budgets checked on a measurement, in the order their violations are reported
     MEASURED: ClassVar[tuple[str, ...]] = ("latency_ms", "energy_mj")
@@ -108,7 +110,7 @@ class Budgets:
                 object.__setattr__(self, name, _budget(name, value))
 
     @classmethod
-    def from_mapping(cls, budgets: Mapping[str, Any] | None, stat: str = "p50") -> Budgets:
+    def from_mapping(cls, budgets: Mapping[str, Any] | None, stat: str = DEFAULT_STAT) -> Budgets:
         """``{"latency_ms": 0.05, ...}`` (search.json's ``constraints``, a card's
         ``budgets``, ``Searcher(constraints=...)``); a None value is no budget. SettingsError
         for an unknown name or a value that is not a finite number > 0."""

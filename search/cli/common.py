@@ -7,9 +7,10 @@ import argparse
 import sys
 from typing import Any
 
-#: the latency statistics a budget or a comparison may use (``search.settings.STATS``' keys,
-#: written out: that module pulls numpy into every ``hwnas`` start)
-LATENCY_STATS = ["p50", "p95", "p99", "mean"]
+from ..settings import STATS
+
+#: the latency statistics a budget or a comparison may use
+LATENCY_STATS = list(STATS)
 
 
 def add_measure_options(

@@ -48,6 +48,13 @@ def hwnas_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
         metavar="S",
         help="seconds to wait for a busy board (default 600)",
     )
+    p.add_argument(
+        "--allow-unmeasured-energy",
+        action="store_true",
+        help="deploy exits 1 when the card has an energy budget and the board measured no "
+        "energy (no power meter there); with this flag the energy budget is not checked "
+        "and a note says so (default: off)",
+    )
     p.set_defaults(func=run)
 
 
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         path=args.path,
         config=load_config(args.config),
         lease_timeout=args.lease_timeout,
+        allow_unmeasured_energy=args.allow_unmeasured_energy,
     )
     if not result.ok:
         say(f"hwnas: deploy FAILED on {result.board}: {result.reason}")

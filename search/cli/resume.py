@@ -35,31 +35,33 @@ def read_run(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
     path = out / "search.json"
     record = read_record(path)  # never through a link, at most its cap, one line if damaged
     try:
-        settings, train = record["settings"], record["settings"]["train"]
-        constraints = dict(settings["constraints"])
+        from ..settings import SearchSettings
+
+        settings = SearchSettings.from_dict(record["settings"])
+        budgets, train = settings.budgets, settings.train
         opts: dict[str, Any] = {
             "target": record["target"],
-            "latency_budget_ms": constraints.pop("latency_ms", None),
-            "energy_budget_mj": constraints.pop("energy_mj", None),
-            "memory_budget_mb": constraints.pop("memory_mb", None),
-            "latency_stat": settings["latency_stat"],
-            "strategy": settings["strategy"],
+            "latency_budget_ms": budgets.latency_ms,
+            "energy_budget_mj": budgets.energy_mj,
+            "memory_budget_mb": budgets.memory_mb,
+            "latency_stat": budgets.stat,
+            "strategy": settings.strategy,
             "trials": record["trials"],
-            "epochs": train["epochs"],
-            "batch_size": train["batch_size"],
-            "optimizer": train["optimizer"],
-            "lr": train["lr"],
-            "seed": settings["seed"],
+            "epochs": train.epochs,
+            "batch_size": train.batch_size,
+            "optimizer": train.optimizer,
+            "lr": train.lr,
+            "seed": settings.seed,
             "min_time": record["bench"]["min_time_s"],
             "threads": record["bench"]["threads"],
-            "predictor": "on" if settings["predictor"] else "off",
-            "lambda": settings["strategy_options"].get("lambda"),
+            "predictor": "on" if settings.predictor else "off",
+            "lambda": settings.strategy_options.get("lambda"),
         }
         keywords = {
-            "validation_split": settings["validation_split"],
-            "train_threads": train["threads"],
+            "validation_split": settings.validation_split,
+            "train_threads": train.threads,
             "measure_rounds": record["measure_rounds"],
-            "constraints": constraints,  # those the CLI has no flag for (flops, params)
+            "budgets": budgets,  # with those the CLI has no flag for (flops, params)
         }
         space = dict(record["space"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +78,16 @@ def run(args: argparse.Namespace) -> int:
         else load_dataset(opts["dataset"])
     )
     space = SearchSpace.from_dict({"input_shape": data.input_shape, **space_opts})
-    constraints = {
-        **keywords.pop("constraints", {}),
-        "latency_ms": opts["latency_budget_ms"],
-        "energy_mj": opts["energy_budget_mj"],
-        "memory_mb": opts["memory_budget_mb"],
-    }
+    from ..settings import Budgets
     from ..strategies import get_strategy
+
+    budgets = replace(
+        keywords.pop("budgets", None) or Budgets(),  # a resumed run's (its flops, params)
+        latency_ms=opts["latency_budget_ms"],
+        energy_mj=opts["energy_budget_mj"],
+        memory_mb=opts["memory_budget_mb"],
+        stat=opts["latency_stat"],
+    )
 
     strategy_options = {"fixed_lambda": opts["lambda"]} if opts["lambda"] is not None else None
     searcher = Searcher(
@@ -92,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         compress=compress_option(opts["compress"], args.config),
         strategy=get_strategy(opts["strategy"], seed=opts["seed"], options=strategy_options),
         predictor=None if opts["predictor"] is None else opts["predictor"] == "on",
-        constraints={k: v for k, v in constraints.items() if v is not None},
-        latency_stat=opts["latency_stat"],
+        budgets=budgets,
         trials=opts["trials"],
         epochs=opts["epochs"],
         batch_size=opts["batch_size"],

@@ -8,6 +8,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..measure import SEARCH_BENCH
+from ..settings import SearchSettings
+from ..training.settings import TrainSettings
 from .common import LATENCY_STATS, add_measure_options
 
 #: The space the CLI searches unless search.toml's [space] says otherwise.
@@ -22,7 +25,9 @@ DEFAULT_SPACE: dict[str, Any] = {
     "fc_sizes": [16, 32, 64],
 }
 
-#: option -> default, for options that search.toml may also set
+_SEARCH, _TRAIN = SearchSettings(), TrainSettings()
+#: option -> default, for options that search.toml may also set: the settings' own
+#: defaults (SearchSettings, TrainSettings, the search's bench), never written twice
 DEFAULTS: dict[str, Any] = {
     "target": "local",
     "dataset": None,
@@ -30,17 +35,17 @@ DEFAULTS: dict[str, Any] = {
     "latency_budget_ms": None,
     "energy_budget_mj": None,
     "memory_budget_mb": None,
-    "latency_stat": "p50",
-    "strategy": "evolution",
-    "trials": 40,
-    "epochs": 10,
-    "batch_size": 32,
-    "optimizer": "adam",
-    "lr": None,
-    "seed": 0,
+    "latency_stat": _SEARCH.latency_stat,
+    "strategy": _SEARCH.strategy,
+    "trials": _SEARCH.trials,
+    "epochs": _TRAIN.epochs,
+    "batch_size": _TRAIN.batch_size,
+    "optimizer": _TRAIN.optimizer,
+    "lr": _TRAIN.lr,
+    "seed": _SEARCH.seed,
     "out": None,
-    "min_time": 0.25,
-    "threads": 1,
+    "min_time": SEARCH_BENCH.min_time_s,
+    "threads": SEARCH_BENCH.threads,
     "predictor": None,  #: "on" / "off"; None: the strategy's default (on for evolution)
     "lambda": None,  #: differentiable: a fixed latency weight instead of the calibrated one
     "compress": False,  #: compress each target's model as the last step

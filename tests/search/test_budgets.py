@@ -311,6 +311,45 @@ def test_the_searcher_takes_budgets_or_the_older_constraints_never_both() -> Non
         Searcher(space, budgets=Budgets(stat="p95"), latency_stat="p50")
 
 
+def test_the_searcher_takes_a_train_settings_object_or_its_keywords_never_both() -> None:
+    space = SearchSpace(input_shape=(8, 8, 1), num_layers=1, layer_types=["fc"], fc_sizes=[8])
+    # the defaults are the settings objects' (the CLI's too): 10 epochs of batches of 32
+    assert (
+        Searcher(space).settings.train == TrainSettings() == TrainSettings(epochs=10, batch_size=32)
+    )
+    assert Searcher(space).settings.trials == 40
+    given = TrainSettings(epochs=2, batch_size=16, seed=4, threads=2)
+    typed = Searcher(space, train=given)
+    assert typed.settings.train == given
+    assert typed.settings.seed == 4  # one seed: the split's, the strategy's, the training's
+    loose = Searcher(space, epochs=2, batch_size=16, seed=4, train_threads=2)
+    assert loose.settings == typed.settings
+    with pytest.raises(SettingsError, match=r"epochs=3 and train= both set the training's epochs"):
+        Searcher(space, train=given, epochs=3)
+    with pytest.raises(SettingsError, match=r"train_threads=1 and train= both set .* threads"):
+        Searcher(space, train=given, train_threads=1)
+    with pytest.raises(SettingsError, match=r"seed=5 but train.seed=4"):
+        Searcher(space, train=given, seed=5)
+    assert Searcher(space, train=given, seed=4).settings.seed == 4
+    with pytest.raises(SettingsError, match="train is a TrainSettings"):
+        Searcher(space, train={"epochs": 2})  # type: ignore[arg-type]
+
+
+def test_the_cli_defaults_are_the_settings_objects() -> None:
+    from search.cli.search_flags import DEFAULTS
+    from search.measure import SEARCH_BENCH
+
+    train = TrainSettings()
+    assert (DEFAULTS["epochs"], DEFAULTS["batch_size"]) == (train.epochs, train.batch_size)
+    assert DEFAULTS["optimizer"] == train.optimizer
+    assert DEFAULTS["trials"] == SearchSettings().trials
+    assert DEFAULTS["latency_stat"] == Budgets().stat == "p50"
+    assert (DEFAULTS["min_time"], DEFAULTS["threads"]) == (
+        SEARCH_BENCH.min_time_s,
+        SEARCH_BENCH.threads,
+    )
+
+
 def test_a_board_figure_without_a_measurement_is_never_within_for_the_study() -> None:
     """A target where the candidate was not measured (pruned there for its memory) has no
     latency: for the study that is over budget, never 0 (it was ``(latency or 0) - b``)."""

@@ -133,6 +133,7 @@ def test_both_strategies_search_digits_within_a_budget_that_binds(
         constraints={"latency_ms": budget},
         trials=6,
         epochs=1,
+        batch_size=64,
         seed=3,
         out=tmp_path,
         bench=SMALL,
@@ -204,6 +205,7 @@ def test_hardware_limits_prune_before_training_and_are_counted(
         constraints={"memory_mb": 0.02},
         trials=8,
         epochs=1,
+        batch_size=64,
         out=tmp_path,
         bench=SMALL,
     )
@@ -234,6 +236,7 @@ def test_an_infeasible_budget_names_the_smallest_latency_measured(
         constraints={"latency_ms": 1e-6},
         trials=3,
         epochs=1,
+        batch_size=64,
         out=tmp_path,
         bench=SMALL,
     )
@@ -257,7 +260,14 @@ def test_a_second_run_in_the_same_directory_must_resume(
     from search import SettingsError
 
     x, y = small_digits
-    args = {"strategy": "random", "trials": 2, "epochs": 1, "out": tmp_path, "bench": SMALL}
+    args = {
+        "strategy": "random",
+        "trials": 2,
+        "epochs": 1,
+        "batch_size": 64,
+        "out": tmp_path,
+        "bench": SMALL,
+    }
     Searcher(digits_space(), **args).search(x, y)  # type: ignore[arg-type]
     with pytest.raises(SettingsError, match="already holds a search"):
         Searcher(digits_space(), **args).search(x, y)  # type: ignore[arg-type]
@@ -281,7 +291,12 @@ def test_an_energy_budget_without_a_power_meter_is_refused_before_training(
     from search import SettingsError
 
     searcher = Searcher(
-        digits_space(), constraints={"energy_mj": 1.0}, trials=2, epochs=1, out=tmp_path
+        digits_space(),
+        constraints={"energy_mj": 1.0},
+        trials=2,
+        epochs=1,
+        batch_size=64,
+        out=tmp_path,
     )
     with pytest.raises(SettingsError, match="an energy budget needs a power meter"):
         searcher.search(*small_digits)
@@ -289,7 +304,9 @@ def test_an_energy_budget_without_a_power_meter_is_refused_before_training(
     assert searcher.result.trials == []
     assert not (tmp_path / "measurements.jsonl").exists()
     # nothing was started: the same directory takes the corrected search, no --resume needed
-    Searcher(digits_space(), trials=1, epochs=1, out=tmp_path, bench=SMALL).search(*small_digits)
+    Searcher(digits_space(), trials=1, epochs=1, batch_size=64, out=tmp_path, bench=SMALL).search(
+        *small_digits
+    )
 
 
 def test_unknown_settings_are_refused_at_once() -> None:
@@ -314,6 +331,7 @@ def test_hopeless_training_runs_stop_early_through_the_optuna_pruner(
         strategy="random",
         trials=3,
         epochs=4,
+        batch_size=64,
         out=tmp_path,
         bench=SMALL,
         pruner=optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=1),
