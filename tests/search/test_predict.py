@@ -642,3 +642,32 @@ def test_the_plot_has_an_energy_panel_where_energy_was_predicted_and_measured(
     wide = matplotlib.image.imread(tmp_path / "both.png").shape
     narrow = matplotlib.image.imread(tmp_path / "one.png").shape
     assert wide[1] > 1.8 * narrow[1]  # two panels side by side
+
+
+def test_energy_as_power_times_time_is_kept_where_it_predicts_better() -> None:
+    """A board whose energy is 5 W x the time (the table's energies do not follow it): the
+    energy correction maps the table's times, a power fitted on the measurements."""
+    table = fake_table(energy=True)
+    for i, (key, entry) in enumerate(sorted(table.entries.items())):
+        if key != "overhead":  # each op's energy off its time by its own factor
+            table.entries[key] = replace(entry, energy_mj=0.5 + 0.3 * (i % 4))
+    predictor = Predictor(table)
+    nets = [Candidate.decode(e) for e in SPACE_NETS]
+    for c in nets[:8]:
+        p = predictor.predict(c)
+        predictor.observe(p, c, p.prior_ms, measured_energy_mj=5.0 * p.prior_ms)
+    assert predictor.energy_basis == "time"
+    assert predictor.energy_fit is not None
+    assert "of time" in predictor.describe()
+    for c in nets[8:]:
+        p = predictor.predict(c)
+        assert p.energy_mj == pytest.approx(5.0 * p.prior_ms, rel=1e-6)
+        assert p.energy_model is not None
+        assert p.energy_model.endswith("of time")
+    # the table's own energies where they are what the board does
+    follows = Predictor(fake_table(energy=True))
+    for c in nets[:8]:
+        p = follows.predict(c)
+        assert p.prior_energy_mj is not None
+        follows.observe(p, c, p.prior_ms, measured_energy_mj=1.5 * p.prior_energy_mj)
+    assert follows.energy_basis == "energy"
