@@ -2,10 +2,16 @@
 
 A kind (``conv``, ``dwconv``, ``mbconv``, ``res``, ``pool``, ``gap``, ``fc``, ``skip``) defines
 its genes and canonical token, shape inference, analytic cost, torch module and ONNX emission
-(BatchNorm folded). ``KINDS``, :func:`register`, :func:`decode` and :func:`kind_of` are the
-registry (it lives in ``registry.py`` so the chain and net modules can use it without an
-import circle); plugins add kinds through the ``hwnas_search_blocks`` hook. ``BlockNet`` and
-``to_onnx`` import torch and onnx on first use. See docs/blocks.md.
+(BatchNorm folded), the ops the latency table measures for it (``table_ops``) and how it is
+pruned (``prune_groups``, ``pruned``). ``KINDS``, :func:`register`, :func:`decode` and
+:func:`kind_of` are the registry (it lives in ``registry.py`` so the chain and net modules
+can use it without an import circle); plugins add kinds through the ``hwnas_search_blocks``
+hook. ``BlockNet`` and ``to_onnx`` import torch and onnx on first use.
+
+``StageSpace`` (stages.py) is the stage (macro) space over the kinds; ``chain_ops`` and
+``op_model`` (table.py) the latency table's view of a net; ``net_groups``,
+``frozen_modules`` and ``pruned_blocks`` (pruning.py) its structured pruning. None of it is
+wired into ``search.space.SearchSpace`` yet. See docs/blocks.md.
 """
 
 from __future__ import annotations
@@ -20,13 +26,18 @@ from .base import (
     FlagGene,
     Gene,
     IntGene,
+    PruneGroup,
     Shape,
+    TableOp,
     Trace,
     WordGene,
     make_divisible,
 )
 from .chain import chain_cost, decode_blocks, encode_blocks, infer_shapes
+from .pruning import NetGroup, frozen_modules, net_groups, pruned_blocks
 from .registry import KINDS, decode, encode, kind_of, register, unregister
+from .stages import RandomSuggest, StageCandidate, StageSpace, StageSpec, StemSpec, Suggest
+from .table import chain_ops, op_model
 
 if TYPE_CHECKING:
     from .graph import GraphBuilder
@@ -54,17 +65,31 @@ __all__ = [
     "Gene",
     "GraphBuilder",
     "IntGene",
+    "NetGroup",
+    "PruneGroup",
+    "RandomSuggest",
     "Shape",
+    "StageCandidate",
+    "StageSpace",
+    "StageSpec",
+    "StemSpec",
+    "Suggest",
+    "TableOp",
     "Trace",
     "WordGene",
     "chain_cost",
+    "chain_ops",
     "decode",
     "decode_blocks",
     "encode",
     "encode_blocks",
+    "frozen_modules",
     "infer_shapes",
     "kind_of",
     "make_divisible",
+    "net_groups",
+    "op_model",
+    "pruned_blocks",
     "register",
     "to_onnx",
     "unregister",

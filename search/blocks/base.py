@@ -173,6 +173,51 @@ class BlockCost:
         return max(self.live, default=0) * FLOAT_BYTES
 
 
+@dataclass(frozen=True)
+class TableOp:
+    """One entry of the per-layer latency table: a one-block ONNX model measured alone.
+
+    ``token`` is the block's canonical token (``mb_e6_k3_s1_c16_relu6``), or ``cls_u<N>`` for
+    the net's linear classifier; ``in_shape`` is channels-first without the batch. The key,
+    ``<token>@<C>x<H>x<W>``, has the form of ``search.predict.ops.LayerOp.key`` (two
+    blocks with one token on one input share an entry); ``kind`` is the block kind (or
+    ``classifier``), the column a per-kind fit sums it in.
+    """
+
+    kind: str
+    token: str
+    in_shape: Shape
+
+    def key(self) -> str:
+        return f"{self.token}@{'x'.join(str(d) for d in self.in_shape)}"
+
+
+@dataclass(frozen=True)
+class PruneGroup:
+    """Channels of one block that structured pruning removes together (the same indices from
+    every module listed), and what their width is to the encoding.
+
+    ``modules`` are paths inside the block's torch module (``body.0.conv``; ``""`` the whole
+    block) whose *output* channels these are: conv filters, BatchNorm features, linear rows;
+    the layers that read them follow from the dataflow (Torch-Pruning's graph finds them).
+    ``gene``: the gene whose value this width is; the pruned block re-encodes with what is
+    left (:meth:`BlockKind.pruned`). ``tied_to_input``: these are the block's input channels
+    themselves (an identity residual add, a depthwise conv over the input, a pooling), pruned
+    with the previous block's output. ``derived``: a width computed from the input's
+    (mbconv's hidden ``e x input``, the squeeze-excite's), which no gene can say once pruned:
+    neither it nor the input it comes from may be pruned. ``output``: the block's output
+    channels (the next block's input).
+    """
+
+    name: str
+    width: int
+    modules: tuple[str, ...] = ()
+    gene: str | None = None
+    tied_to_input: bool = False
+    derived: bool = False
+    output: bool = False
+
+
 class Trace:
     """The dataflow of the nodes a block emits, as element counts only, so its cost can say
     what is live at each node without building anything. Tensor 0 is the block's input."""
@@ -342,6 +387,36 @@ class BlockKind(ABC):
             raise SpaceError(f"block '{token}' is not canonical: write it '{canonical}'")
         return block
 
+    def table_ops(self, block: Block, shape: Shape) -> tuple[TableOp, ...]:
+        """What the latency table measures for this block on an input of ``shape``: by
+        default the whole block as one op (its nodes run as the full model runs them, the
+        residual add and squeeze-excite included, as OFA's and MCUNet's tables keep blocks)."""
+        return (TableOp(self.name, self.encode(block), tuple(shape)),)
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        """The block's channel groups for structured pruning. By default one derived group
+        over the whole module: a kind that says nothing is neither pruned nor has its input
+        pruned (its module was built for that input width)."""
+        width = self.output_shape(block, shape)[0]
+        return (PruneGroup("output", width, ("",), derived=True, output=True),)
+
+    def pruned(self, block: Block, module: Any, shape: Shape) -> Block:
+        """The block a pruned ``module`` is (``shape``: the input it was built for, before
+        pruning; its structure has not changed). Each gene group's width is read from its
+        first module (``out_channels``, ``out_features`` or ``num_features``); SearchError
+        where two groups of one gene were pruned to different widths (the encoding has one)."""
+        widths: dict[str, int] = {}
+        for group in self.prune_groups(block, shape):
+            if group.gene is None or not group.modules or group.modules[0] == "":
+                continue
+            width = channels_of(module.get_submodule(group.modules[0]))
+            if widths.setdefault(group.gene, width) != width:
+                raise SearchError(
+                    f"{self.encode(block)} pruned to {widths[group.gene]} and {width} "
+                    f"channels for its one gene '{group.gene}'"
+                )
+        return self.make(**{**block.values, **widths})
+
     @abstractmethod
     def output_shape(self, block: Block, shape: Shape) -> Shape:
         """The output shape for an input of ``shape``; InvalidCandidate where it does not
@@ -400,3 +475,12 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     floor = divisor if min_value is None else min_value
     rounded = max(floor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def channels_of(module: Any) -> int:
+    """The output channels of a conv, linear or BatchNorm module."""
+    for attr in ("out_channels", "out_features", "num_features"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            return value
+    raise SearchError(f"{type(module).__name__} has no output channels to read")

@@ -12,6 +12,7 @@ from .base import (
     BlockCost,
     BlockKind,
     IntGene,
+    PruneGroup,
     Shape,
     Trace,
     elements,
@@ -45,6 +46,9 @@ class ConvKind(BlockKind):
             macs=elements(out) * cin * window,
             live=trace.live(y),
         )
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        return (PruneGroup("width", block["width"], ("conv", "bn"), gene="width", output=True),)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from .layers import ConvBN

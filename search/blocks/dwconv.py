@@ -12,6 +12,7 @@ from .base import (
     BlockCost,
     BlockKind,
     IntGene,
+    PruneGroup,
     Shape,
     Trace,
     elements,
@@ -46,6 +47,12 @@ class DepthwiseSeparableKind(BlockKind):
             params=cin * window + cin + cout * cin + cout,
             macs=cin * area * window + cout * area * cin,
             live=trace.live(y),
+        )
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        return (
+            PruneGroup("depthwise", shape[0], ("0.conv", "0.bn"), tied_to_input=True),
+            PruneGroup("width", block["width"], ("1.conv", "1.bn"), gene="width", output=True),
         )
 
     def module(self, block: Block, shape: Shape) -> nn.Module:

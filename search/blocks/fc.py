@@ -11,6 +11,7 @@ from .base import (
     BlockCost,
     BlockKind,
     IntGene,
+    PruneGroup,
     Shape,
     Trace,
     elements,
@@ -39,6 +40,9 @@ class DenseKind(BlockKind):
         x = trace.node(trace.input, out=features) if len(shape) > 1 else trace.input
         y = trace_activation(trace, trace.node(x, out=units), block["act"], units)
         return BlockCost(features * units + units, features * units, trace.live(y))
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        return (PruneGroup("units", block["units"], ("linear",), gene="units", output=True),)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from .layers import Dense

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Block, BlockCost, BlockKind, Shape, elements, feature_map
+from .base import Block, BlockCost, BlockKind, PruneGroup, Shape, elements, feature_map
 
 if TYPE_CHECKING:
     from torch import nn
@@ -23,6 +23,10 @@ class GlobalAvgPoolKind(BlockKind):
 
     def cost(self, block: Block, shape: Shape) -> BlockCost:
         return BlockCost(live=(elements(shape) + shape[0],))
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        """Channel by channel: its output channels are its input's."""
+        return (PruneGroup("channels", shape[0], tied_to_input=True, output=True),)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from .layers import GlobalAvgPool

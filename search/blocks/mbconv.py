@@ -20,6 +20,7 @@ from .base import (
     BlockKind,
     FlagGene,
     IntGene,
+    PruneGroup,
     Shape,
     Trace,
     elements,
@@ -92,6 +93,45 @@ class InvertedResidualKind(BlockKind):
         if has_residual(block, shape):
             y = trace.node(y, trace.input, out=cout * area)
         return BlockCost(params, macs, trace.live(y))
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        """The hidden channels are ``e x input`` (the input's own when e = 1) and the
+        squeeze ``make_divisible(hidden // 4)``: no gene says them once pruned, so they stay,
+        and so does the input they come from. The output is tied to the input by the add."""
+        at = "body." if has_residual(block, shape) else ""
+        hidden = hidden_width(block, shape[0])
+        parts = iter(range(4))
+        modules: list[str] = []
+        if block["expansion"] != 1:
+            index = next(parts)
+            modules += [f"{at}{index}.conv", f"{at}{index}.bn"]
+        index = next(parts)
+        modules += [f"{at}{index}.conv", f"{at}{index}.bn"]
+        groups: list[PruneGroup] = []
+        if block["se"]:
+            index = next(parts)
+            modules.append(f"{at}{index}.expand")
+            squeeze = squeeze_width(hidden)
+            groups.append(PruneGroup("squeeze", squeeze, (f"{at}{index}.reduce",), derived=True))
+        expanded = block["expansion"] != 1
+        groups.insert(
+            0,
+            PruneGroup(
+                "hidden", hidden, tuple(modules), tied_to_input=not expanded, derived=expanded
+            ),
+        )
+        index = next(parts)
+        groups.append(
+            PruneGroup(
+                "width",
+                block["width"],
+                (f"{at}{index}.conv", f"{at}{index}.bn"),
+                gene="width",
+                tied_to_input=bool(at),
+                output=True,
+            )
+        )
+        return tuple(groups)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from torch import nn

@@ -9,6 +9,7 @@ from .base import (
     BlockCost,
     BlockKind,
     IntGene,
+    PruneGroup,
     Shape,
     WordGene,
     elements,
@@ -39,6 +40,10 @@ class PoolKind(BlockKind):
     def cost(self, block: Block, shape: Shape) -> BlockCost:
         out = self.output_shape(block, shape)
         return BlockCost(live=(elements(shape) + elements(out),))
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        """Channel by channel: its output channels are its input's."""
+        return (PruneGroup("channels", shape[0], tied_to_input=True, output=True),)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from torch import nn

@@ -16,6 +16,7 @@ from .base import (
     Block,
     BlockCost,
     BlockKind,
+    PruneGroup,
     Shape,
     Trace,
     elements,
@@ -64,6 +65,21 @@ class ResidualKind(BlockKind):
             macs += n * cin
         y = trace_activation(trace, trace.node(second, shortcut, out=n), act, n)
         return BlockCost(params, macs, trace.live(y))
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        """Both convs have the one width gene: the two groups must keep equal widths. The
+        output is the input's channels when the shortcut is the identity."""
+        projection = needs_projection(block, shape)
+        out = ("body.1.conv", "body.1.bn") + (
+            ("shortcut.conv", "shortcut.bn") if projection else ()
+        )
+        width = block["width"]
+        return (
+            PruneGroup("mid", width, ("body.0.conv", "body.0.bn"), gene="width"),
+            PruneGroup(
+                "width", width, out, gene="width", tied_to_input=not projection, output=True
+            ),
+        )
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from torch import nn

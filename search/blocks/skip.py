@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Block, BlockCost, BlockKind, Shape
+from .base import Block, BlockCost, BlockKind, PruneGroup, Shape, TableOp
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,6 +22,13 @@ class SkipKind(BlockKind):
 
     def cost(self, block: Block, shape: Shape) -> BlockCost:
         return BlockCost()
+
+    def table_ops(self, block: Block, shape: Shape) -> tuple[TableOp, ...]:
+        return ()  # no node: nothing to measure
+
+    def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
+        """Channel by channel: its output channels are its input's."""
+        return (PruneGroup("channels", shape[0], tied_to_input=True, output=True),)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from torch import nn

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 - torch's own spelling
@@ -24,11 +23,7 @@ from hw_targets import PluginError, hookimpl
 from search.blocks import (
     KINDS,
     Block,
-    BlockCost,
-    BlockKind,
     BlockNet,
-    GraphBuilder,
-    IntGene,
     Shape,
     chain_cost,
     decode,
@@ -45,6 +40,8 @@ from search.blocks.layers import Residual, SqueezeExcite
 from search.blocks.references import mobilenet_v2, resnet8
 from search.errors import SpaceError
 from search.space import InvalidCandidate
+
+from .blocks_support import ClampKind, run_onnx, with_moved_statistics
 
 IMAGE: Shape = (4, 9, 7)  # odd sizes, so strides and windows round
 SIGNAL: Shape = (4, 17)  # 1-D: (C, L)
@@ -121,14 +118,6 @@ def trained(encoding: str, shape: Shape, classes: int = CLASSES) -> BlockNet:
 @functools.cache
 def exported(encoding: str, shape: Shape) -> bytes:
     return to_onnx(trained(encoding, shape))
-
-
-def run_onnx(data: bytes, x: np.ndarray) -> np.ndarray:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    out: np.ndarray = session.run(None, {"input": x})[0]
-    return out
 
 
 def folded_torch_params(net: nn.Module) -> int:
@@ -420,38 +409,6 @@ def test_the_blocks_decode_and_count_without_torch_or_onnx() -> None:
 # --- a kind from outside the package ------------------------------------------------------
 
 
-class Clamp(nn.Module):
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(x, -self.limit, self.limit)
-
-
-class ClampKind(BlockKind):
-    """``clamp_v2``: clip every value to [-v, v]."""
-
-    name = "clamp"
-    prefix = "clamp"
-    genes = (IntGene("limit", "v", range(1, 10)),)
-
-    def output_shape(self, block: Block, shape: Shape) -> Shape:
-        return shape
-
-    def cost(self, block: Block, shape: Shape) -> BlockCost:
-        return BlockCost(live=(2 * math.prod(shape),))
-
-    def module(self, block: Block, shape: Shape) -> nn.Module:
-        return Clamp(block["limit"])
-
-    def emit(
-        self, block: Block, module: nn.Module, graph: GraphBuilder, x: str, shape: Shape
-    ) -> str:
-        bounds = [graph.constant(-float(block["limit"])), graph.constant(float(block["limit"]))]
-        return graph.node("Clip", [x, *bounds], hint="clamp")
-
-
 class NamedKind(ClampKind):
     def __init__(self, name: str, prefix: str) -> None:
         self.name, self.prefix = name, prefix  # type: ignore[misc]
@@ -535,20 +492,6 @@ def test_register_refuses_a_taken_name_or_prefix() -> None:
 # --- the references -----------------------------------------------------------------------
 
 
-def _with_moved_statistics(net: BlockNet) -> BlockNet:
-    """Running statistics and affine parameters off their initial values."""
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-    return net.eval()
-
-
 def _check_reference_runs(net: BlockNet, classes: int) -> None:
     data = to_onnx(net)
     model = onnx.load_from_string(data)
@@ -568,7 +511,7 @@ def _check_reference_runs(net: BlockNet, classes: int) -> None:
 
 def test_resnet8_is_mlperf_tinys() -> None:
     ref = resnet8()
-    net = _with_moved_statistics(BlockNet(ref.blocks, ref.input_shape, 10))
+    net = with_moved_statistics(BlockNet(ref.blocks, ref.input_shape, 10))
     _check_reference_runs(net, 10)
     cost = chain_cost(ref.blocks, ref.input_shape, 10)
     # MLPerf Tiny's Keras ResNet-8 reports 78,666 parameters: its convs carry biases and
@@ -582,7 +525,7 @@ def test_resnet8_is_mlperf_tinys() -> None:
 
 def test_mobilenet_v2_at_width_035() -> None:
     ref = mobilenet_v2(0.35)
-    net = _with_moved_statistics(BlockNet(ref.blocks, ref.input_shape, 10))
+    net = with_moved_statistics(BlockNet(ref.blocks, ref.input_shape, 10))
     _check_reference_runs(net, 10)
     shapes = infer_shapes(ref.blocks, ref.input_shape)
     assert shapes[-2][1] == (1280, 4, 4)  # CIFAR adaptation: 32x32 downsampled by 8

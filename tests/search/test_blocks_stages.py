@@ -8,12 +8,10 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import optuna
 import pytest
 import tomllib
 import torch
-from torch import nn
 
 from search.blocks import BlockNet, to_onnx
 from search.blocks.references import MOBILENET_V2_STAGES, mobilenet_v2
@@ -25,6 +23,8 @@ from search.blocks.stages import (
     StemSpec,
 )
 from search.errors import SpaceError
+
+from .blocks_support import run_onnx, with_moved_statistics
 
 
 class Fixed:
@@ -325,20 +325,6 @@ def test_the_candidate_gives_blocknet_its_channels_first_input() -> None:
 # --- sampled nets build, export and run as torch does ---------------------------------------
 
 
-def _moved(net: nn.Module) -> nn.Module:
-    """BatchNorm statistics and affine parameters off their initial values, eval mode."""
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-    return net.eval()
-
-
 def _onnx_equals_torch(net: BlockNet) -> None:
     data = to_onnx(net)
     model = onnx.load_from_string(data)
@@ -348,10 +334,7 @@ def _onnx_equals_torch(net: BlockNet) -> None:
     x = np.random.default_rng(5).standard_normal((1, *net.input_shape)).astype(np.float32)
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"input": x})[0], want, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(run_onnx(data, x), want, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -359,7 +342,7 @@ def test_sampled_image_nets_build_export_and_run_as_torch(seed: int) -> None:
     candidate = small_space().sample(RandomSuggest(seed))
     shape = candidate.input_shape((32, 32, 3))  # resized to the candidate's resolution
     net = BlockNet(candidate.blocks, shape, 10, seed=seed)
-    _onnx_equals_torch(_moved(net))  # type: ignore[arg-type]
+    _onnx_equals_torch(with_moved_statistics(net))
 
 
 ONE_D = StageSpace(
@@ -383,4 +366,4 @@ def test_sampled_1d_nets_on_l_c_windows_build_export_and_run_as_torch(seed: int)
     assert shape == (6, candidate.resolution)
     net = BlockNet(candidate.blocks, shape, 4, seed=seed)
     assert all(len(s_in) == 2 for s_in, _ in net.shapes[:-1])  # (C, L) through the stages
-    _onnx_equals_torch(_moved(net))  # type: ignore[arg-type]
+    _onnx_equals_torch(with_moved_statistics(net))

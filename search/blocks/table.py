@@ -1,0 +1,79 @@
+"""The latency table's view of a chain of blocks: its ops, and each op as a one-block model.
+
+:func:`chain_ops` lists what a per-layer table measures for a net (each block's
+``table_ops``, then the classifier); :func:`op_model` writes one op as an ONNX model with
+the very nodes the block emits in the full net (BatchNorm folded, random weights: latency
+does not depend on their values). Torch and onnx are imported on first use of
+:func:`op_model` only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ..errors import SpaceError
+from .base import Block, Shape, TableOp, elements
+from .chain import check_classes, infer_shapes
+from .registry import decode, kind_of
+
+CLASSIFIER = "classifier"
+_CLASSIFIER_TOKEN = re.compile(r"cls_u([1-9][0-9]*)")
+
+
+def classifier_op(shape: Shape, num_classes: int) -> TableOp:
+    """The net's last linear layer (with the flatten when ``shape`` is a feature map)."""
+    return TableOp(CLASSIFIER, f"cls_u{check_classes(num_classes)}", tuple(shape))
+
+
+def chain_ops(
+    blocks: Sequence[Block], input_shape: Sequence[int], num_classes: int
+) -> list[TableOp]:
+    """Every block's table ops in order, then the classifier's; InvalidCandidate as
+    :func:`infer_shapes` where the shapes do not work."""
+    shapes = infer_shapes(blocks, input_shape)
+    ops: list[TableOp] = []
+    for block, (shape_in, _) in zip(blocks, shapes, strict=True):
+        ops += kind_of(block).table_ops(block, shape_in)
+    last = shapes[-1][1] if shapes else tuple(input_shape)
+    ops.append(classifier_op(last, num_classes))
+    return ops
+
+
+def op_model(op: TableOp, *, seed: int = 0) -> bytes:
+    """The one-op ONNX model of ``op``: input ``input`` ``[1, *in_shape]`` float32, one output
+    (the block's last tensor), the nodes the block writes in the full net and no others."""
+    import torch
+    from torch import nn
+
+    from .graph import GraphBuilder, emit_flatten, emit_linear
+
+    shape = tuple(op.in_shape)
+    graph = GraphBuilder(reserved=("input",))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        if op.kind == CLASSIFIER:
+            match = _CLASSIFIER_TOKEN.fullmatch(op.token)
+            if match is None:
+                raise SpaceError(f"bad classifier op '{op.token}': expected cls_u<classes>")
+            units = int(match.group(1))
+            x = emit_flatten(graph, "input") if len(shape) > 1 else "input"
+            y = emit_linear(graph, x, nn.Linear(elements(shape), units))
+            out_shape: Shape = (units,)
+        else:
+            block = decode(op.token)
+            kind = kind_of(block)
+            if kind.name != op.kind:
+                raise SpaceError(f"table op '{op.key()}' is a {kind.name}, not a {op.kind}")
+            module = kind.module(block, shape).eval()
+            y = kind.emit(block, module, graph, "input", shape)
+            if y == "input":
+                raise SpaceError(f"{op.token} writes no node: nothing for the table to measure")
+            out_shape = kind.output_shape(block, shape)
+    model = graph.model(
+        name=op.key(),
+        inputs=[("input", [1, *shape])],
+        outputs=[(y, [1, *out_shape])],
+        doc=op.key(),
+    )
+    return bytes(model.SerializeToString())
