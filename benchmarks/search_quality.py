@@ -2,7 +2,8 @@
 
     python benchmarks/search_quality.py [--part all|evolution|differentiable]
                                         [--seeds 0 1 2] [--trials 40] [--epochs 3]
-                                        [--budget-ms 0.02] [--min-time 0.3] [--target local]
+                                        [--latency-budget-ms 0.02] [--min-time 0.3]
+                                        [--target local]
                                         [--space conv|bench|default|large]
                                         [--at 0.25 0.5 0.75] [--rounds 5]
 
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import differentiable_quality  # benchmarks/ is on the path when run as a script
 
-from search import InfeasibleBudgetError, Searcher, SearchSpace
+from search import Budgets, InfeasibleBudgetError, Searcher, SearchSpace
 from search.cli.search import DEFAULT_SPACE
 from search.records import MEASURED, TrialRecord
 from search.training.data import load_dataset
@@ -132,7 +133,7 @@ def run(
         SearchSpace(input_shape=data.input_shape, **SPACES[args.space]),  # type: ignore[arg-type]
         target=args.target,
         strategy=strategy,
-        constraints={"latency_ms": args.budget_ms},
+        budgets=Budgets(latency_ms=args.latency_budget_ms),
         trials=args.trials,
         epochs=args.epochs,
         batch_size=32,
@@ -179,7 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--trials", type=int, default=40)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--budget-ms", type=float, default=0.02)
+    p.add_argument(
+        "--latency-budget-ms",
+        "--budget-ms",  # its earlier name
+        type=float,
+        default=0.02,
+        metavar="X",
+        help="the p50 latency budget, as hwnas search's flag (default: 0.02)",
+    )
     p.add_argument(
         "--min-time", type=float, default=0.3, help="seconds timed per measurement (median)"
     )
@@ -217,7 +225,8 @@ def evolution_part(args: argparse.Namespace) -> None:
                 continue
             hv = {
                 s: hypervolume(
-                    [(r.accuracy or 0.0, r.latency_ms or 0.0) for r in v[:m]], args.budget_ms
+                    [(r.accuracy or 0.0, r.latency_ms or 0.0) for r in v[:m]],
+                    args.latency_budget_ms,
                 )
                 for s, v in measured.items()
             }
@@ -228,7 +237,7 @@ def evolution_part(args: argparse.Namespace) -> None:
             # headroom: the hypervolume of every candidate either run measured, all together
             union = hypervolume(
                 [(r.accuracy or 0.0, r.latency_ms or 0.0) for v in measured.values() for r in v],
-                args.budget_ms,
+                args.latency_budget_ms,
             )
             shares.append(hv["random"] / union if union > 0 else 0.0)
             exports += [r.export_s for v in measured.values() for r in v if r.export_s]
