@@ -1,4 +1,5 @@
-"""What every block kind is made of: shapes, genes, the canonical token, analytic cost.
+"""What every block kind is made of: shapes, the canonical token, the kind's hooks (the
+genes live in genes.py, the cost trace in trace.py; both are re-exported here).
 
 No torch and no onnx here (the space and the cost check use this module on hosts that only
 decode and count); a kind's torch module and ONNX emission import them when first called.
@@ -14,7 +15,6 @@ and compares, so any other spelling of a block (a part out of order, ``k03``) is
 from __future__ import annotations
 
 import math
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +22,54 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import SearchError, SpaceError
 from ..space import InvalidCandidate
+from .genes import (
+    ACT,
+    ACTIVATIONS,
+    MAX_WIDTH,
+    NAME,
+    NUMBER,
+    STRIDE,
+    STRIDES,
+    WIDTH,
+    FlagGene,
+    Gene,
+    IntGene,
+    WordGene,
+)
+from .trace import FLOAT_BYTES, BlockCost, Trace, trace_activation, trace_conv
+
+__all__ = [
+    "ACT",
+    "ACTIVATIONS",
+    "FLOAT_BYTES",
+    "MAX_WIDTH",
+    "STRIDE",
+    "STRIDES",
+    "WIDTH",
+    "Block",
+    "BlockCost",
+    "BlockKind",
+    "FlagGene",
+    "Gene",
+    "IntGene",
+    "PruneGroup",
+    "Shape",
+    "TableOp",
+    "Trace",
+    "WordGene",
+    "channels_of",
+    "check_kind",
+    "conv_spatial",
+    "elements",
+    "expect",
+    "feature_map",
+    "make_divisible",
+    "same_conv_output_shape",
+    "same_padding",
+    "trace_activation",
+    "trace_conv",
+    "window_output_shape",
+]
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,100 +79,6 @@ if TYPE_CHECKING:
 #: ``(channels, *spatial)``: ``(C, L)`` or ``(C, H, W)`` for a feature map, batch excluded;
 #: ``(F,)`` once a block has flattened it (``fc``).
 Shape = tuple[int, ...]
-
-FLOAT_BYTES = 4
-ACTIVATIONS = ("relu", "relu6", "hswish")
-#: the most channels or units a block may have: a bound so every gene's values are a finite,
-#: stated set (the space's memory cap refuses what would not fit long before this).
-MAX_WIDTH = 65536
-STRIDES = (1, 2, 3, 4)
-_NUMBER = re.compile(r"0|[1-9][0-9]*")
-_NAME = re.compile(r"[a-z][a-z0-9]*")
-
-
-def _allowed_text(allowed: tuple[Any, ...] | range) -> str:
-    if isinstance(allowed, range):
-        return f"{allowed.start}..{allowed.stop - 1}"
-    return "|".join(str(v) for v in allowed)
-
-
-@dataclass(frozen=True)
-class IntGene:
-    """An integer gene, written ``<tag><value>`` (``k3``)."""
-
-    name: str
-    tag: str
-    allowed: tuple[int, ...] | range
-
-    def pattern(self) -> str:
-        return f"{self.tag}<{_allowed_text(self.allowed)}>"
-
-    def check(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value not in self.allowed:
-            raise SpaceError(
-                f"{self.name} must be one of {_allowed_text(self.allowed)}, not {value!r}"
-            )
-        return value
-
-    def parts(self, value: Any) -> list[str]:
-        return [f"{self.tag}{value}"]
-
-    def read(self, part: str | None) -> tuple[int, int] | None:
-        """(value, parts used), or None when ``part`` is not this gene."""
-        if part is None or not part.startswith(self.tag):
-            return None
-        digits = part[len(self.tag) :]
-        return (int(digits), 1) if _NUMBER.fullmatch(digits) else None
-
-
-@dataclass(frozen=True)
-class WordGene:
-    """A choice among words, written as the word (``relu6``)."""
-
-    name: str
-    words: tuple[str, ...]
-
-    def pattern(self) -> str:
-        return f"<{'|'.join(self.words)}>"
-
-    def check(self, value: Any) -> str:
-        if not isinstance(value, str) or value not in self.words:
-            raise SpaceError(f"{self.name} must be one of {'|'.join(self.words)}, not {value!r}")
-        return value
-
-    def parts(self, value: Any) -> list[str]:
-        return [str(value)]
-
-    def read(self, part: str | None) -> tuple[str, int] | None:
-        return (part, 1) if part in self.words else None
-
-
-@dataclass(frozen=True)
-class FlagGene:
-    """On or off, written as its word when on (``se``) and not at all when off."""
-
-    name: str
-    word: str
-
-    def pattern(self) -> str:
-        return f"[_{self.word}]"
-
-    def check(self, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise SpaceError(f"{self.name} must be true or false, not {value!r}")
-        return value
-
-    def parts(self, value: Any) -> list[str]:
-        return [self.word] if value else []
-
-    def read(self, part: str | None) -> tuple[bool, int]:
-        return (True, 1) if part == self.word else (False, 0)
-
-
-Gene = IntGene | WordGene | FlagGene
-ACT = WordGene("act", ACTIVATIONS)
-WIDTH = IntGene("width", "c", range(1, MAX_WIDTH + 1))
-STRIDE = IntGene("stride", "s", STRIDES)
 
 
 @dataclass(frozen=True)
@@ -144,33 +98,6 @@ class Block:
     @property
     def values(self) -> dict[str, Any]:
         return dict(self.genes)
-
-
-@dataclass(frozen=True)
-class BlockCost:
-    """Analytic cost of a block (or of a chain of them: ``a + b``), batch 1, float32.
-
-    ``params`` count conv and linear weights and biases with BatchNorm folded (a conv
-    followed by BN gains a bias, BN itself has none left); ``macs`` are the conv and linear
-    multiply-accumulates; ``live[i]`` is the number of elements live while the block's i-th
-    ONNX node runs (its inputs, its output, and anything held for a later node, such as a
-    residual's saved input). Constants (weights, Clip bounds) are not activations.
-    """
-
-    params: int = 0
-    macs: int = 0
-    live: tuple[int, ...] = ()
-
-    def __add__(self, other: BlockCost) -> BlockCost:
-        return BlockCost(self.params + other.params, self.macs + other.macs, self.live + other.live)
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def peak_activation_bytes(self) -> int:
-        return max(self.live, default=0) * FLOAT_BYTES
 
 
 @dataclass(frozen=True)
@@ -216,52 +143,6 @@ class PruneGroup:
     tied_to_input: bool = False
     derived: bool = False
     output: bool = False
-
-
-class Trace:
-    """The dataflow of the nodes a block emits, as element counts only, so its cost can say
-    what is live at each node without building anything. Tensor 0 is the block's input."""
-
-    input = 0
-
-    def __init__(self, input_elements: int) -> None:
-        self._sizes = [input_elements]
-        self._inputs: list[tuple[int, ...]] = []
-
-    def node(self, *inputs: int, out: int) -> int:
-        """A node reading ``inputs`` (tensor ids) and writing ``out`` elements; its output's id."""
-        self._inputs.append(inputs)
-        self._sizes.append(out)
-        return len(self._sizes) - 1
-
-    def live(self, output: int) -> tuple[int, ...]:
-        """Elements live at each node; ``output`` (the block's result) outlives the block."""
-        nodes = len(self._inputs)
-        born = [-1, *range(nodes)]  # tensor t > 0 is written by node t - 1
-        last = list(born)
-        for i, inputs in enumerate(self._inputs):
-            for t in inputs:
-                last[t] = max(last[t], i)
-        last[output] = nodes
-        return tuple(
-            sum(size for t, size in enumerate(self._sizes) if born[t] <= i <= last[t])
-            for i in range(nodes)
-        )
-
-
-def trace_activation(trace: Trace, x: int, act: str | None, elements: int) -> int:
-    """Relu and relu6 (Clip) are one node; hswish is HardSigmoid then Mul with its input."""
-    if act is None:
-        return x
-    if act == "hswish":
-        gate = trace.node(x, out=elements)
-        return trace.node(x, gate, out=elements)
-    return trace.node(x, out=elements)
-
-
-def trace_conv(trace: Trace, x: int, act: str | None, elements: int) -> int:
-    """A conv (BN folded into it) and its activation."""
-    return trace_activation(trace, trace.node(x, out=elements), act, elements)
 
 
 def elements(shape: Shape) -> int:
@@ -440,7 +321,7 @@ class BlockKind(ABC):
 def check_kind(kind: BlockKind) -> None:
     """SpaceError where a kind's definition could not round-trip its tokens."""
     for label, text in (("name", kind.name), ("prefix", kind.prefix)):
-        if not isinstance(text, str) or not _NAME.fullmatch(text):
+        if not isinstance(text, str) or not NAME.fullmatch(text):
             raise SpaceError(f"block kind {label} {text!r} must be lower-case letters and digits")
     names = [gene.name for gene in kind.genes]
     if len(set(names)) != len(names):
@@ -448,7 +329,7 @@ def check_kind(kind: BlockKind) -> None:
     words = [w for g in kind.genes for w in _words(g)]
     tags = [g.tag for g in kind.genes if isinstance(g, IntGene)]
     clashes = [
-        w for w in words if any(w.startswith(t) and _NUMBER.fullmatch(w[len(t) :]) for t in tags)
+        w for w in words if any(w.startswith(t) and NUMBER.fullmatch(w[len(t) :]) for t in tags)
     ]
     if len(set(words)) != len(words) or len(set(tags)) != len(tags) or clashes:
         raise SpaceError(f"block kind '{kind.name}': its genes' tags and words are ambiguous")

@@ -11,7 +11,8 @@ given, an input resolution are chosen once per candidate.
 The encoding is the blocks' tokens joined by ``-``, after ``r<size>`` when the space has
 resolution choices: ``r32-conv_k3_s2_c16_relu6-mb_e6_k3_s1_c16_relu6-gap``. The resolution
 is the size of every spatial axis: 2-D data are resized to r x r, 1-D data to length r.
-See docs/blocks.md for the ``[space.stages]`` table.
+One stage is a ``StageSpec`` (stage_spec.py). See docs/blocks.md for the ``[space.stages]``
+table.
 """
 
 from __future__ import annotations
@@ -24,18 +25,36 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import SpaceError
-from .base import ACTIVATIONS, Block, BlockKind, Shape, make_divisible
+from .base import Block, Shape, make_divisible
 from .chain import decode_blocks, encode_blocks
 from .registry import KINDS
+from .stage_spec import (
+    CHOICE_GENES,
+    DEFAULT_CHOICES,
+    MAX_DEPTH,
+    STAGE_GENES,
+    StageSpec,
+    StemSpec,
+    as_act,
+    as_choices,
+    as_ints,
+    as_pair,
+    first_choices,
+)
 
-#: the most blocks one stage may have (OFA's and MCUNet's stages have at most 4)
-MAX_DEPTH = 16
-#: the genes a stage fills itself; a stage kind must have ``stride`` and ``width``
-STAGE_GENES = ("stride", "width")
-#: the per-block choices a stage may give, by the gene each fills
-CHOICE_GENES = {"kernels": "kernel", "expansions": "expansion", "se": "se"}
-#: the value a stage takes for a choice gene it does not name
-DEFAULT_CHOICES: dict[str, tuple[Any, ...]] = {"kernel": (3,), "expansion": (6,), "se": (False,)}
+__all__ = [
+    "CHOICE_GENES",
+    "DEFAULT_CHOICES",
+    "MAX_DEPTH",
+    "STAGE_GENES",
+    "RandomSuggest",
+    "StageCandidate",
+    "StageSpace",
+    "StageSpec",
+    "StemSpec",
+    "Suggest",
+]
+
 _RESOLUTION = re.compile(r"r([1-9][0-9]*)")
 
 
@@ -58,163 +77,6 @@ class RandomSuggest:
 
     def suggest_int(self, name: str, low: int, high: int) -> int:
         return self._rng.randint(low, high)
-
-
-def _ints(label: str, values: Any, *, low: int = 1) -> tuple[int, ...]:
-    items = tuple(values) if isinstance(values, (list, tuple)) else (values,)
-    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int) or v < low]
-    if not items or bad:
-        raise SpaceError(f"{label} must be integers >= {low}, got {values!r}")
-    if len(set(items)) != len(items):
-        raise SpaceError(f"{label} name a value twice: {list(items)}")
-    return items
-
-
-def _choices(label: str, values: Any) -> tuple[Any, ...]:
-    items = tuple(values) if isinstance(values, (list, tuple)) else (values,)
-    if not items:
-        raise SpaceError(f"{label} must name at least one value")
-    if len(set(items)) != len(items):
-        raise SpaceError(f"{label} name a value twice: {list(items)}")
-    return items
-
-
-def _act(label: str, value: Any) -> str:
-    if value not in ACTIVATIONS:
-        raise SpaceError(f"{label} must be one of {'|'.join(ACTIVATIONS)}, not {value!r}")
-    return str(value)
-
-
-def _refuse_unknown(label: str, table: Mapping[str, Any], known: Sequence[str]) -> None:
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise SpaceError(f"{label} has no key {', '.join(unknown)} (keys: {', '.join(known)})")
-
-
-@dataclass(frozen=True)
-class StemSpec:
-    """The first conv: ``conv_k<kernel>_s<stride>_c<width x multiplier>_<act>``."""
-
-    width: int = 16
-    kernel: int = 3
-    stride: int = 2
-    act: str | None = None  #: None: the space's ``act``
-
-    def __post_init__(self) -> None:
-        _ints("stem width", self.width)
-        if self.act is not None:
-            _act("stem act", self.act)
-        probe = {"kernel": self.kernel, "stride": self.stride, "width": self.width, "act": "relu"}
-        try:
-            KINDS["conv"].make(**probe)
-        except SpaceError as exc:
-            raise SpaceError(f"stem: {exc}") from exc
-
-    def block(self, multiplier: float, act: str) -> Block:
-        return KINDS["conv"].make(
-            kernel=self.kernel,
-            stride=self.stride,
-            width=make_divisible(self.width * multiplier),
-            act=self.act or act,
-        )
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage: ``depth`` blocks of ``kind`` (``(low, high)``, both included), one of
-    ``widths`` for the whole stage (times the multiplier, a multiple of 8), ``stride`` on
-    the first block (1 on the others), and per block one of ``kernels`` / ``expansions`` /
-    ``se`` where the kind has that gene (None: the kind's default, kernel 3, expansion 6, no
-    squeeze-excite). ``act`` None takes the space's."""
-
-    kind: str
-    depth: tuple[int, int]
-    widths: tuple[int, ...]
-    stride: int = 1
-    kernels: tuple[int, ...] | None = None
-    expansions: tuple[int, ...] | None = None
-    se: tuple[bool, ...] | None = None
-    act: str | None = None
-
-    def __post_init__(self) -> None:
-        kind = self.block_kind()
-        genes = {gene.name: gene for gene in kind.genes}
-        missing = [g for g in STAGE_GENES if g not in genes]
-        if missing:
-            raise SpaceError(
-                f"stage kind '{self.kind}' has no {' or '.join(missing)} gene: a stage sets "
-                "each block's stride and width"
-            )
-        low, high = _pair("stage depth", self.depth)
-        if not 1 <= low <= high <= MAX_DEPTH:
-            raise SpaceError(
-                f"stage depth must be [low, high] with 1 <= low <= high <= {MAX_DEPTH}, "
-                f"got {list(self.depth)}"
-            )
-        object.__setattr__(self, "depth", (low, high))
-        object.__setattr__(self, "widths", _ints("stage widths", self.widths))
-        for width in self.widths:
-            genes["width"].check(width)
-        genes["stride"].check(self.stride)
-        for key, gene_name in CHOICE_GENES.items():
-            given = getattr(self, key)
-            if given is None:
-                continue
-            if gene_name not in genes:
-                raise SpaceError(f"stage kind '{self.kind}' has no {gene_name} gene: drop {key}")
-            values = _choices(f"stage {key}", given)
-            for value in values:
-                genes[gene_name].check(value)
-            object.__setattr__(self, key, values)
-        if self.act is not None:
-            if "act" not in genes:
-                raise SpaceError(f"stage kind '{self.kind}' has no act gene: drop act")
-            _act("stage act", self.act)
-
-    def block_kind(self) -> BlockKind:
-        if self.kind not in KINDS:
-            raise SpaceError(f"unknown stage kind '{self.kind}' (known: {', '.join(KINDS)})")
-        return KINDS[self.kind]
-
-    def choices(self) -> dict[str, tuple[Any, ...]]:
-        """Per-block choices by gene (kernel, expansion, se), those the kind has."""
-        genes = {gene.name for gene in self.block_kind().genes}
-        out: dict[str, tuple[Any, ...]] = {}
-        for key, gene_name in CHOICE_GENES.items():
-            if gene_name in genes:
-                given = getattr(self, key)
-                out[gene_name] = given if given is not None else DEFAULT_CHOICES[gene_name]
-        return out
-
-    def size(self) -> int:
-        """Choice combinations of this stage: widths x sum over depths of per-block ones."""
-        per_block = math.prod(len(v) for v in self.choices().values())
-        low, high = self.depth
-        depths: int = sum(per_block**d for d in range(low, high + 1))
-        return len(self.widths) * depths
-
-    def block(self, index: int, width: int, picks: Mapping[str, Any], act: str) -> Block:
-        """The stage's block ``index`` (0: the first, with the stride)."""
-        values: dict[str, Any] = {
-            **picks,
-            "stride": self.stride if index == 0 else 1,
-            "width": width,
-        }
-        if "act" in {gene.name for gene in self.block_kind().genes}:
-            values["act"] = self.act or act
-        return self.block_kind().make(**values)
-
-
-def _pair(label: str, value: Any) -> tuple[int, int]:
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, value
-    raise SpaceError(f"{label} must be [low, high] or one integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -262,7 +124,7 @@ class StageSpace:
         if not stages or not all(isinstance(s, StageSpec) for s in stages):
             raise SpaceError("a stage space needs at least one StageSpec")
         object.__setattr__(self, "stages", stages)
-        multipliers = _choices("width_multipliers", self.width_multipliers)
+        multipliers = as_choices("width_multipliers", self.width_multipliers)
         bad = [m for m in multipliers if isinstance(m, bool) or not isinstance(m, (int, float))]
         if bad or any(not 0 < m <= 8 for m in multipliers):
             raise SpaceError(
@@ -270,16 +132,16 @@ class StageSpace:
             )
         object.__setattr__(self, "width_multipliers", tuple(float(m) for m in multipliers))
         if self.resolutions:
-            object.__setattr__(self, "resolutions", _ints("resolutions", self.resolutions))
+            object.__setattr__(self, "resolutions", as_ints("resolutions", self.resolutions))
         if self.head_width is not None:
-            _ints("head_width", self.head_width)
-        _act("act", self.act)
+            as_ints("head_width", self.head_width)
+        as_act("act", self.act)
         if not isinstance(self.pool, bool):
             raise SpaceError(f"pool must be true or false, got {self.pool!r}")
         for multiplier in self.width_multipliers:  # every scaled width a block may have
             for stage in self.stages:
                 for width in stage.widths:
-                    stage.block(0, self._scaled(width, multiplier), _first(stage), self.act)
+                    stage.block(0, self._scaled(width, multiplier), first_choices(stage), self.act)
 
     def _scaled(self, width: int, multiplier: float) -> int:
         return make_divisible(width * multiplier)
@@ -399,48 +261,58 @@ class StageSpace:
     def from_mapping(cls, table: Mapping[str, Any]) -> StageSpace:
         """The space a ``[space.stages]`` table describes (its ``[[space.stages.stage]]``
         entries are the stages); SpaceError naming an unknown key or a bad value."""
-        if not isinstance(table, Mapping):
-            raise SpaceError(f"[space.stages] must be a table, not {type(table).__name__}")
-        keys = ("stage", "width_multipliers", "resolutions", "stem", "head_width", "pool", "act")
-        _refuse_unknown("[space.stages]", table, keys)
-        entries = table.get("stage")
-        if not isinstance(entries, list) or not entries:
-            raise SpaceError("[space.stages] needs at least one [[space.stages.stage]]")
-        stages = tuple(_stage_from(i, entry) for i, entry in enumerate(entries))
-        values: dict[str, Any] = {"stages": stages}
-        for key in ("width_multipliers", "resolutions"):
-            if key in table:
-                values[key] = _choices(key, table[key])
-        for key in ("head_width", "pool", "act"):
-            if key in table:
-                values[key] = table[key]
-        if "stem" in table:
-            values["stem"] = _stem_from(table["stem"])
-        return cls(**values)
+        return _space_from(table)
 
 
 def _pick(trial: Suggest, name: str, values: Sequence[Any]) -> Any:
     return trial.suggest_categorical(name, list(values)) if len(values) > 1 else values[0]
 
 
-def _first(stage: StageSpec) -> dict[str, Any]:
-    return {gene: values[0] for gene, values in stage.choices().items()}
+SPACE_KEYS = ("stage", "width_multipliers", "resolutions", "stem", "head_width", "pool", "act")
+STAGE_KEYS = ("kind", "depth", "widths", "stride", "kernels", "expansions", "se", "act")
+STEM_KEYS = ("width", "kernel", "stride", "act")
+
+
+def _refuse_unknown(label: str, table: Mapping[str, Any], known: Sequence[str]) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise SpaceError(f"{label} has no key {', '.join(unknown)} (keys: {', '.join(known)})")
+
+
+def _space_from(table: Mapping[str, Any]) -> StageSpace:
+    """The space ``table`` (the contents of ``[space.stages]``) describes."""
+    if not isinstance(table, Mapping):
+        raise SpaceError(f"[space.stages] must be a table, not {type(table).__name__}")
+    _refuse_unknown("[space.stages]", table, SPACE_KEYS)
+    entries = table.get("stage")
+    if not isinstance(entries, list) or not entries:
+        raise SpaceError("[space.stages] needs at least one [[space.stages.stage]]")
+    stages = tuple(_stage_from(i, entry) for i, entry in enumerate(entries))
+    values: dict[str, Any] = {"stages": stages}
+    for key in ("width_multipliers", "resolutions"):
+        if key in table:
+            values[key] = as_choices(key, table[key])
+    for key in ("head_width", "pool", "act"):
+        if key in table:
+            values[key] = table[key]
+    if "stem" in table:
+        values["stem"] = _stem_from(table["stem"])
+    return StageSpace(**values)
 
 
 def _stage_from(index: int, entry: Any) -> StageSpec:
     label = f"[[space.stages.stage]] {index}"
     if not isinstance(entry, Mapping):
         raise SpaceError(f"{label} must be a table")
-    keys = ("kind", "depth", "widths", "stride", "kernels", "expansions", "se", "act")
-    _refuse_unknown(label, entry, keys)
+    _refuse_unknown(label, entry, STAGE_KEYS)
     for key in ("kind", "depth", "widths"):
         if key not in entry:
             raise SpaceError(f"{label} needs '{key}'")
     values = dict(entry)
     for key in ("widths", "kernels", "expansions", "se"):
         if key in values:
-            values[key] = _choices(f"{label} {key}", values[key])
-    values["depth"] = _pair(f"{label} depth", values["depth"])
+            values[key] = as_choices(f"{label} {key}", values[key])
+    values["depth"] = as_pair(f"{label} depth", values["depth"])
     try:
         return StageSpec(**values)
     except SpaceError as exc:
@@ -452,5 +324,5 @@ def _stem_from(value: Any) -> StemSpec | None:
         return None
     if not isinstance(value, Mapping):
         raise SpaceError(f"stem must be a table or false, not {value!r}")
-    _refuse_unknown("stem", value, ("width", "kernel", "stride", "act"))
+    _refuse_unknown("stem", value, STEM_KEYS)
     return StemSpec(**value)
