@@ -13,7 +13,10 @@ SEARCH_BENCH's 0.25 s in 3 rounds) and by a board told energy is wanted
 (``Board(energy=True)``: windows sized to the meter, fewer and longer rounds where it needs
 them). Printed per interval, side by side: the share of measurements with an energy figure
 (target 100% with energy wanted), the wall time of one measurement (lease + warmup + timed
-loops) and the ratio energy / latency-only (target <= 1.5x).
+loops), the ratio energy / latency-only (target <= 1.5x), the energy board's window and
+rounds, and how often the two boards' p50 (and, where both have one, energy) agree within
+±10%: with the same plan that is the host's own repeatability, the ceiling of any
+predictor; with fewer, longer rounds it also says what dropping the median of three costs.
 
 Then, on the ``--predictor-update-ms`` meter: a fresh lookup table with energy (a temporary
 cache: every op measured), and each candidate predicted before its measurement with the fit

@@ -5,7 +5,8 @@ predicts outside the budget band spends a board measurement for nothing. So the 
 ranks architectures by log-probability under softmax(α) and takes the most probable whose
 table prediction lies in a band (bands are tried in order: the inner band first), passes
 ``accept`` (the analytic limits, not proposed before) and, with an energy model, stays
-within ``energy_max``. If no band holds one, the accepted architecture closest below the
+within ``energy_max``; with an energy budget too, one in the band of both budgets comes
+first. If no band holds one, the accepted architecture closest below the
 last band; with no bands (fixed λ), the most probable accepted one.
 
 The search is a beam over positions in which the partial architectures are grouped by
@@ -44,7 +45,9 @@ class Derived:
     candidate: Candidate
     table_ms: float  #: the table's prediction
     log_prob: float
-    how: str  #: the band's name, "below band", "fastest" or "argmax"
+    #: the band's name (with ", latency and energy" when in both), "below band", "fastest"
+    #: or "argmax"
+    how: str
     energy_mj: float | None  #: the energy model's prediction, uncorrected
 
 
@@ -105,22 +108,35 @@ def derive(
     accept: Callable[[Candidate], bool],
     energy: CostModel | None = None,
     energy_max: float | None = None,
+    energy_bands: Sequence[tuple[float, float]] | None = None,
     buckets: int = BUCKETS,
     per_group: int = PER_GROUP,
 ) -> Derived | None:
     """The architecture to measure, or None when no architecture is accepted.
 
     ``bands`` are (name, low, high) table-latency ranges, tried in order; None: the most
-    probable. When nothing is accepted at or below the bands: the fastest accepted.
+    probable. ``energy_bands`` (with ``energy``): the (low, high) table-energy range of each
+    band; an architecture in both of a band's ranges comes first (``"<band>, latency and
+    energy"``), before any in the latency bands alone. When nothing is accepted at or below
+    the bands: the fastest accepted.
     """
     top = max(hi for _, _, hi in bands) if bands else math.inf
     paths = _complete(log_probs, latency, top, buckets, per_group)
 
-    def first(pool: list[_Path], how: str, key: Callable[[_Path], float]) -> Derived | None:
+    def first(
+        pool: list[_Path],
+        how: str,
+        key: Callable[[_Path], float],
+        joules_within: tuple[float, float] | None = None,
+    ) -> Derived | None:
         for path in sorted(pool, key=key, reverse=True):
             candidate = macro.candidate(path.picks)
             joules = energy.of(path.picks) if energy is not None else None
             if energy_max is not None and joules is not None and joules > energy_max:
+                continue
+            if joules_within is not None and not (
+                joules is not None and joules_within[0] <= joules <= joules_within[1]
+            ):
                 continue
             if accept(candidate):
                 return Derived(candidate, latency.of(path.picks), path.log_prob, how, joules)
@@ -128,9 +144,18 @@ def derive(
 
     if not bands:
         return first(paths, "argmax", lambda p: p.log_prob)
-    for name, lo, hi in bands:
+    tiers: list[tuple[str, float, float, tuple[float, float] | None]] = []
+    if energy is not None and energy_bands is not None:
+        if len(energy_bands) != len(bands):
+            raise ValueError(f"{len(energy_bands)} energy bands for {len(bands)} bands")
+        tiers += [
+            (f"{name}, latency and energy", lo, hi, joules)
+            for (name, lo, hi), joules in zip(bands, energy_bands, strict=True)
+        ]
+    tiers += [(name, lo, hi, None) for name, lo, hi in bands]
+    for name, lo, hi, joules_within in tiers:
         pool = [p for p in paths if lo <= p.latency <= hi]
-        found = first(pool, name, lambda p: p.log_prob)
+        found = first(pool, name, lambda p: p.log_prob, joules_within)
         if found is not None:
             return found
     low = min(lo for _, lo, _ in bands)

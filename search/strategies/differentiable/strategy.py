@@ -10,11 +10,15 @@ One search, in rounds (one round = one trial of the search):
    ascent on ``E[lat] <= T``, ``T = 0.9·budget / ratio`` in table units.
 3. Derivation (``derive``): the most probable architecture whose corrected prediction
    ``ratio·table`` lies in [0.85, 0.95]·budget, else [0.8, 1.0]·budget, else the closest
-   below; within the analytic limits, and not proposed by an earlier round.
+   below; within the analytic limits, and not proposed by an earlier round. With an energy
+   budget too (``+ λ_en·(E[energy]/T_en - 1)`` in the loss, λ_en by its own dual ascent,
+   ``T_en = 0.9·energy budget / energy ratio``): never over the energy budget, and one in
+   the bands of both budgets first.
 4. The search trains it from scratch and measures it. ``ratio`` becomes the median of
    measured / table over the rounds so far and 1.0 (the table itself); the next round
    warm-starts the supernet for fewer epochs and derives again. The search ends at the
-   first round measured within [0.8, 1.0]·budget, or after ``trials``.
+   first round measured within [0.8, 1.0]·budget (of each budget in the loss), or after
+   ``trials``.
 
 With ``fixed_lambda`` (``--lambda X``) there is no calibration: ``L = L_task + λ·E[lat_ms]``
 (the seed's ``θ <- θ - (α1·∇L + α2·∇L_h)`` with ``λ = α2/α1``), one round, the most probable
@@ -257,15 +261,20 @@ class DifferentiableStrategy(Strategy):
         return _median([1.0, *self._energy_ratios])
 
     def _in_band(self, rnd: Round) -> bool:
-        """Measured within the band of the latency budget and within every budget (an
-        energy budget the round has no measured energy for is not met: the search goes on)."""
+        """Measured within the band of the latency budget, within the band of the energy
+        budget where energy is in the loss, and within every budget (an energy budget the
+        round has no measured energy for is not met: the search goes on)."""
         budgets = self._ready.context.settings.budgets
         latency_budget_ms = budgets.latency_ms
         assert latency_budget_ms is not None
         assert rnd.measured_ms is not None
         low, high = BAND[0] * latency_budget_ms, BAND[1] * latency_budget_ms
         measured = MeasuredFigures(rnd.measured_ms, rnd.measured_energy_mj)
-        return low <= rnd.measured_ms <= high and not budgets.violations(measured)
+        if not low <= rnd.measured_ms <= high or budgets.violations(measured):
+            return False
+        if budgets.energy_mj is None or self._ready.energy is None:
+            return True
+        return BAND[0] * budgets.energy_mj <= (rnd.measured_energy_mj or 0.0)
 
     def _next_round(self) -> Round:
         ready = self._ready
@@ -345,9 +354,11 @@ class DifferentiableStrategy(Strategy):
                 (name, lo * latency_budget_ms / self._ratio, hi * latency_budget_ms / self._ratio)
                 for name, (lo, hi) in (("inner band", INNER_BAND), ("band", BAND))
             ]
-        energy_max = None
+        energy_max = energy_bands = None
         if energy_budget_mj is not None and ready.energy is not None:
             energy_max = energy_budget_mj / self._energy_ratio
+            if bands is not None:  # both budgets in the loss: the band of both comes first
+                energy_bands = [(lo * energy_max, hi * energy_max) for lo, hi in (INNER_BAND, BAND)]
         derived = derive(
             ready.macro,
             ready.trainer.log_probs(),
@@ -356,6 +367,7 @@ class DifferentiableStrategy(Strategy):
             accept=accept,
             energy=ready.energy,
             energy_max=energy_max,
+            energy_bands=energy_bands,
         )
         if derived is not None and not limits:
             derived = replace(derived, how="over a limit")
