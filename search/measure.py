@@ -261,9 +261,9 @@ class Board:
             ) as lease,
         ):
             self.board_name = lease.name
-            if not self.facts:
-                self.facts, self.spec = lease.facts, lease.spec
             if self.energy:
+                if not self.facts:  # the meter is read from the facts: measured before connect()
+                    self.facts, self.spec = lease.facts, lease.spec
                 self._check_meter()
             settings = self._settings(settings, lease.spec)
             runs = self._bench_rounds(lease.device, model, settings)
