@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from ..facts import BoardFacts
 from ..report import Entry, busy_note, cpu_ranges, governor_note, short_power_reason
 from .state import HwState
 
@@ -44,10 +45,9 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     return [line(HEADERS), "-" * (sum(widths) + 2 * (len(widths) - 1)), *(line(r) for r in rows)]
 
 
-def _board_line(board: str, facts: dict[str, Any]) -> str:
-    what = facts.get("device_model") or facts.get("cpu_model") or facts.get("arch") or "?"
+def _board_line(board: str, facts: BoardFacts) -> str:
     return (
-        f"{board}: {what}, onnxruntime {facts.get('onnxruntime')}, governor {facts.get('governor')}"
+        f"{board}: {facts.what or '?'}, onnxruntime {facts.onnxruntime}, governor {facts.governor}"
     )
 
 
@@ -80,7 +80,9 @@ def write(tr: Any, state: HwState, verbose: bool = False) -> None:
     for entry in state.entries:
         by_board[entry.board].append(entry)
     for board, entries in sorted(by_board.items()):
-        tr.write_line(_board_line(board, entries[0].measurement.get("board", {})), bold=True)
+        # the facts this session's hello gave (checked then), as its measurement keeps them
+        facts = BoardFacts.from_mapping(entries[0].measurement.get("board") or {})
+        tr.write_line(_board_line(board, facts), bold=True)
         ordered = sorted(entries, key=lambda e: e.test)
         for text in _table([_row(e) for e in ordered]):
             tr.write_line(text)
