@@ -124,6 +124,7 @@ class Searcher:
         self.strategy = get_strategy(
             SearchSettings.strategy if strategy is None else strategy, seed=training.seed
         )
+        refuse_stage_space(space, self.strategy, predictor)
         several = len(self.targets) > 1
         if several and not self.strategy.several_targets:
             raise SettingsError(
@@ -139,7 +140,11 @@ class Searcher:
         given: dict[str, Any] = {"trials": trials, "validation_split": validation_split}
         self.settings = SearchSettings(
             strategy=self.strategy.name,
-            predictor=self.strategy.predictor_default if predictor is None else predictor,
+            predictor=(
+                (self.strategy.predictor_default and space.stage_space is None)
+                if predictor is None
+                else predictor
+            ),
             strategy_options=self.strategy.options(),
             budgets=given_budgets(budgets, constraints, latency_stat),
             train=training,
@@ -186,11 +191,11 @@ class Searcher:
         classes = class_count(y, space.num_classes)
         if space.num_classes is None:
             space = space.with_classes(classes)
-        x = to_nchw(train_data, space.hwc)
+        x = samples(train_data, space)
         data = split(x, y, self.settings.validation_split, self.settings.seed)
         test = None
         if test_data is not None and test_labels is not None:
-            test = (to_nchw(test_data, space.hwc), labels(test_labels))
+            test = (samples(test_data, space), labels(test_labels))
         out = self.out or Path(tempfile.mkdtemp(prefix="hwnas-search-"))
         names = [target_name(t) for t in self.targets]
         with run_dir_lock(out):
@@ -381,6 +386,32 @@ class Searcher:
                 extra(rec, result)
 
             yield both
+
+
+def samples(x: Any, space: SearchSpace) -> np.ndarray:
+    """The samples channels first, as the space's candidates take them."""
+    if space.stage_space is None:
+        return to_nchw(x, space.hwc)
+    from .blocks.data import to_channels_first
+
+    return to_channels_first(x, space.input_shape)
+
+
+def refuse_stage_space(space: SearchSpace, strategy: Strategy, predictor: bool | None) -> None:
+    """What cannot serve the stage space's block candidates yet says so (SettingsError),
+    rather than search without it."""
+    if space.stage_space is None:
+        return
+    if predictor:
+        raise SettingsError(
+            "predictor=True: the latency predictor is not yet for the stage space "
+            "(stages=); search it with predictor=False (its default there)"
+        )
+    if strategy.name == "differentiable":
+        raise SettingsError(
+            "the differentiable strategy is not yet for the stage space (stages=): "
+            "use evolution or random"
+        )
 
 
 def given_budgets(

@@ -68,7 +68,14 @@ class CandidateNet(nn.Module):
 
 
 def build(candidate: Candidate, *, seed: int = 0) -> CandidateNet:
-    """A freshly initialised module; the same seed gives the same weights."""
+    """A freshly initialised module; the same seed gives the same weights. A block
+    candidate (``search.blocks.BlockCandidate``) gives its ``BlockCandidateNet``."""
+    from .blocks.candidate import BlockCandidate
+
+    if isinstance(candidate, BlockCandidate):
+        from .blocks.candidate_net import BlockCandidateNet
+
+        return BlockCandidateNet(candidate, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return CandidateNet(candidate)

@@ -26,7 +26,14 @@ INPUT, OUTPUT = "input", "logits"
 
 
 def to_onnx(net: CandidateNet) -> bytes:
-    """The module's graph and current weights; input ``[1, C, H, W]`` float32 (NCHW)."""
+    """The module's graph and current weights; input ``[1, C, H, W]`` float32 (NCHW). A
+    block net's graph is written by its blocks (BatchNorm folded; blocks/candidate_net.py)."""
+    from .blocks.candidate_net import BlockCandidateNet, OnnxBlockNet, block_onnx
+
+    if isinstance(net, BlockCandidateNet):
+        return block_onnx(net)
+    if isinstance(net, OnnxBlockNet):  # loaded from the bytes themselves: those bytes
+        return net.onnx
     h, w, c = net.candidate.input_shape
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
@@ -107,13 +114,20 @@ def _pair(value: int | tuple[int, ...]) -> list[int]:
 
 
 def from_onnx(data: bytes) -> CandidateNet:
-    """The torch module back from bytes :func:`to_onnx` wrote (weights and candidate)."""
+    """The torch module back from bytes :func:`to_onnx` wrote (weights and candidate). A
+    block candidate's model (BatchNorm folded away) comes back as an ``OnnxBlockNet``,
+    which runs the bytes themselves: it evaluates and predicts, it does not train."""
+    from .blocks.candidate import BlockCandidate
     from .space import Candidate
 
     model = onnx.load_from_string(data)
     meta = {p.key: p.value for p in model.metadata_props}
     if "hwnas.candidate" not in meta:
         raise SearchError("not a model the search exported (no hwnas.candidate metadata)")
+    if isinstance(Candidate.decode(meta["hwnas.candidate"]), BlockCandidate):
+        from .blocks.candidate_net import load_block_net
+
+        return load_block_net(model, data)
     net = build(Candidate.decode(meta["hwnas.candidate"]))
     weights = {
         t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer

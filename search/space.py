@@ -15,10 +15,14 @@ import hashlib
 import numbers
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 from .errors import SpaceError
+
+if TYPE_CHECKING:
+    from .blocks.stage_spec import StageSpec
+    from .blocks.stages import StageSpace
 
 #: Layer types: ``conv`` (conv + ReLU), ``dwconv`` (depthwise-separable: depthwise kxk +
 #: pointwise 1x1, each + ReLU), ``pool`` (max pool), ``fc`` (linear + ReLU), ``skip``
@@ -98,6 +102,12 @@ class Candidate:
 
     @classmethod
     def decode(cls, text: str) -> Candidate:
+        """The candidate ``text`` names: a flat one, or a ``search.blocks.BlockCandidate``
+        when ``text`` is a block encoding (the two never collide)."""
+        from .blocks.candidate import BlockCandidate, is_block_encoding
+
+        if is_block_encoding(text):
+            return BlockCandidate.decode(text)
         parts = text.strip().split("-")
         head = re.fullmatch(r"in(\d+)x(\d+)x(\d+)", parts[0]) if parts else None
         tail = re.fullmatch(r"out(\d+)", parts[-1]) if len(parts) > 1 else None
@@ -202,6 +212,12 @@ class SearchSpace:
     from the labels unless ``num_classes`` is given; ``(k,)`` with k > 1 means k classes.
     ``num_layers`` is an int or a ``(min, max)`` range; it counts the searched layers, not
     the classifier that is always appended.
+
+    ``stages`` searches the stage (macro) space of ``search.blocks`` instead of the flat
+    layers: a ``StageSpace``, its ``StageSpec``s, or a ``[space.stages]`` mapping
+    (docs/blocks.md). ``input_shape`` is then ``(H, W, C)`` images or ``(L, C)`` signals,
+    the flat settings (``num_layers``, ``layer_types``, ...) are not given, and candidates
+    are ``BlockCandidate``s.
     """
 
     input_shape: tuple[int, ...]
@@ -215,9 +231,13 @@ class SearchSpace:
     pool_strides: Sequence[int] = (2,)
     fc_sizes: Sequence[int] = (64, 128)
     num_classes: int | None = None
+    stages: StageSpace | Sequence[StageSpec | Mapping[str, Any]] | Mapping[str, Any] | None = None
     _genes: dict[str, tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.stages is not None:
+            self._init_stages()
+            return
         shape = _shape("input_shape", self.input_shape)
         if len(shape) == 2:
             shape = (*shape, 1)
@@ -237,10 +257,6 @@ class SearchSpace:
             raise SpaceError(
                 f"num_layers {hi}: at most {MAX_LAYERS} searched layers (search.space.MAX_LAYERS)"
             )
-        if self.num_classes is not None and (not _is_int(self.num_classes) or self.num_classes < 2):
-            raise SpaceError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
-        if self.num_classes is not None:
-            object.__setattr__(self, "num_classes", int(self.num_classes))
         for name in (
             "layer_types",
             "conv_kernels",
@@ -251,17 +267,11 @@ class SearchSpace:
             "fc_sizes",
         ):
             object.__setattr__(self, name, _choices(name, getattr(self, name)))
-        object.__setattr__(self, "output_shape", _shape("output_shape", self.output_shape))
+        self._init_classes()
         types = tuple(self.layer_types)
         unknown = [t for t in types if t not in LAYER_TYPES]
         if unknown:
             raise SpaceError(f"unknown layer types {unknown} (known: {', '.join(LAYER_TYPES)})")
-        if self.num_classes is None and tuple(self.output_shape) != (1,):
-            if len(self.output_shape) != 1 or not _is_int(self.output_shape[0]):
-                raise SpaceError(f"output_shape must be (1,) or (k,), got {self.output_shape}")
-            if self.output_shape[0] < 2:
-                raise SpaceError(f"output_shape must be (1,) or (k,), got {self.output_shape}")
-            object.__setattr__(self, "num_classes", int(self.output_shape[0]))
         genes: dict[str, tuple[Any, ...]] = {}
         if lo < hi:
             genes["depth"] = tuple(range(lo, hi + 1))
@@ -280,10 +290,62 @@ class SearchSpace:
         object.__setattr__(self, "_genes", genes)
         check_space(self)  # before anything is built: no value may need more than the cap
 
+    def _init_classes(self) -> None:
+        """``num_classes`` checked, or taken from ``output_shape`` ``(k,)``."""
+        if self.num_classes is not None and (not _is_int(self.num_classes) or self.num_classes < 2):
+            raise SpaceError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+        if self.num_classes is not None:
+            object.__setattr__(self, "num_classes", int(self.num_classes))
+        object.__setattr__(self, "output_shape", _shape("output_shape", self.output_shape))
+        if self.num_classes is None and tuple(self.output_shape) != (1,):
+            if len(self.output_shape) != 1 or not _is_int(self.output_shape[0]):
+                raise SpaceError(f"output_shape must be (1,) or (k,), got {self.output_shape}")
+            if self.output_shape[0] < 2:
+                raise SpaceError(f"output_shape must be (1,) or (k,), got {self.output_shape}")
+            object.__setattr__(self, "num_classes", int(self.output_shape[0]))
+
+    def _init_stages(self) -> None:
+        """The stage space: its genes; the flat settings must be left at their defaults."""
+        from .blocks.candidate import blocks_input
+        from .blocks.stage_genes import stage_genes
+
+        flat = [
+            f.name
+            for f in fields(SearchSpace)
+            if f.name in FLAT_SETTINGS and getattr(self, f.name) != f.default
+        ]
+        if flat:
+            raise SpaceError(
+                f"{', '.join(flat)}: flat-space settings; with stages= the stage space says "
+                "the layers (docs/blocks.md)"
+            )
+        object.__setattr__(self, "stages", as_stage_space(self.stages))
+        object.__setattr__(
+            self, "input_shape", blocks_input(_shape("input_shape", self.input_shape))
+        )
+        self._init_classes()
+        assert self.stage_space is not None
+        object.__setattr__(self, "_genes", stage_genes(self.stage_space))
+
+    @property
+    def stage_space(self) -> StageSpace | None:
+        """The stage space searched (None: the flat layers)."""
+        from .blocks.stages import StageSpace
+
+        return self.stages if isinstance(self.stages, StageSpace) else None
+
     @property
     def hwc(self) -> tuple[int, int, int]:
+        """The (H, W, C) of image data; SpaceError for (L, C) signals (see ``is_1d``)."""
+        if len(self.input_shape) != 3:
+            raise SpaceError(f"input_shape {self.input_shape} is (L, C), not (H, W, C)")
         h, w, c = self.input_shape
         return (h, w, c)
+
+    @property
+    def is_1d(self) -> bool:
+        """(L, C) signals (a stage space only; the flat space reads (H, W) as an image)."""
+        return len(self.input_shape) == 2
 
     @property
     def depth_range(self) -> tuple[int, int]:
@@ -307,6 +369,8 @@ class SearchSpace:
     def decode(self, genes: Mapping[str, Any]) -> Candidate:
         if self.num_classes is None:
             raise SpaceError("num_classes is not known yet (give it, or search with labels)")
+        if self.stage_space is not None:
+            return self._decode_stages(genes, self.num_classes)
         _lo, hi = self.depth_range
         depth = int(genes.get("depth", hi))
         features: list[Layer] = []
@@ -335,8 +399,25 @@ class SearchSpace:
         h, w, c = self.input_shape
         return Candidate((h, w, c), tuple(features + head), self.num_classes)
 
+    def _decode_stages(self, genes: Mapping[str, Any], num_classes: int) -> Candidate:
+        from .blocks.candidate import BlockCandidate
+        from .blocks.stage_genes import GeneSuggest
+
+        assert self.stage_space is not None
+        picked = self.stage_space.sample(GeneSuggest(genes, self._genes))
+        return BlockCandidate.of(self.input_shape, picked.blocks, num_classes, picked.resolution)
+
     def to_dict(self) -> dict[str, Any]:
         """The settings that define the space (for the run directory and resume checks)."""
+        if self.stage_space is not None:
+            from .blocks.stage_genes import space_mapping
+
+            return {
+                "input_shape": list(self.input_shape),
+                "output_shape": list(self.output_shape),
+                "num_classes": self.num_classes,
+                "stages": space_mapping(self.stage_space),
+            }
         return {
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
@@ -366,6 +447,41 @@ class SearchSpace:
             )
         except TypeError as exc:
             raise SpaceError(f"bad search space settings: {exc}") from exc
+
+
+#: the flat space's settings, which a stage space (``stages=``) leaves at their defaults
+FLAT_SETTINGS = (
+    "num_layers",
+    "layer_types",
+    "conv_kernels",
+    "conv_strides",
+    "conv_channels",
+    "pool_sizes",
+    "pool_strides",
+    "fc_sizes",
+)
+
+
+def as_stage_space(value: Any) -> StageSpace:
+    """A ``StageSpace`` from one, from its ``StageSpec``s (or their tables), or from a
+    ``[space.stages]`` mapping."""
+    from .blocks.stage_spec import StageSpec
+    from .blocks.stages import StageSpace
+
+    if isinstance(value, StageSpace):
+        return value
+    if isinstance(value, Mapping):
+        return StageSpace.from_mapping(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise SpaceError(f"stages must be a StageSpace, a list of stages or a table, not {value!r}")
+    entries = list(value)
+    if entries and all(isinstance(e, StageSpec) for e in entries):
+        return StageSpace(stages=tuple(entries))
+    if entries and all(isinstance(e, (StageSpec, Mapping)) for e in entries):
+        if any(isinstance(e, StageSpec) for e in entries):
+            raise SpaceError("stages: give StageSpecs or stage tables, not both")
+        return StageSpace.from_mapping({"stage": entries})
+    raise SpaceError(f"stages must hold StageSpecs or stage tables, got {entries!r}")
 
 
 FLOAT_BYTES = 4

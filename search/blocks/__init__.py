@@ -10,8 +10,10 @@ hook. ``BlockNet`` and ``to_onnx`` import torch and onnx on first use.
 
 ``StageSpace`` (stages.py) is the stage (macro) space over the kinds; ``chain_ops`` and
 ``op_model`` (table.py) the latency table's view of a net; ``net_groups``,
-``frozen_modules`` and ``pruned_blocks`` (pruning.py) its structured pruning. None of it is
-wired into ``search.space.SearchSpace`` yet. See docs/blocks.md.
+``frozen_modules`` and ``pruned_blocks`` (pruning.py) its structured pruning.
+``SearchSpace(stages=...)`` searches the stage space: its genes are ``stage_genes``
+(stage_genes.py), its candidates ``BlockCandidate`` (candidate.py), built and exported as
+``BlockCandidateNet`` (candidate_net.py). See docs/blocks.md.
 """
 
 from __future__ import annotations
@@ -33,17 +35,26 @@ from .base import (
     WordGene,
     make_divisible,
 )
+from .candidate import BlockCandidate
 from .chain import chain_cost, decode_blocks, encode_blocks, infer_shapes
 from .pruning import NetGroup, frozen_modules, net_groups, pruned_blocks
 from .registry import KINDS, decode, encode, kind_of, register, unregister
+from .stage_genes import GeneSuggest, space_mapping, stage_genes
 from .stages import RandomSuggest, StageCandidate, StageSpace, StageSpec, StemSpec, Suggest
 from .table import chain_ops, op_model
 
 if TYPE_CHECKING:
+    from .candidate_net import BlockCandidateNet, OnnxBlockNet
     from .graph import GraphBuilder
     from .net import BlockNet, to_onnx
 
-_LAZY = {"BlockNet": "net", "to_onnx": "net", "GraphBuilder": "graph"}
+_LAZY = {
+    "BlockNet": "net",
+    "to_onnx": "net",
+    "GraphBuilder": "graph",
+    "BlockCandidateNet": "candidate_net",
+    "OnnxBlockNet": "candidate_net",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -58,14 +69,18 @@ __all__ = [
     "ACTIVATIONS",
     "KINDS",
     "Block",
+    "BlockCandidate",
+    "BlockCandidateNet",
     "BlockCost",
     "BlockKind",
     "BlockNet",
     "FlagGene",
     "Gene",
+    "GeneSuggest",
     "GraphBuilder",
     "IntGene",
     "NetGroup",
+    "OnnxBlockNet",
     "PruneGroup",
     "RandomSuggest",
     "Shape",
@@ -91,6 +106,8 @@ __all__ = [
     "op_model",
     "pruned_blocks",
     "register",
+    "space_mapping",
+    "stage_genes",
     "to_onnx",
     "unregister",
 ]

@@ -127,7 +127,10 @@ def check_toml(config: Path, file: dict[str, Any]) -> None:
         if key == "space":
             if not isinstance(value, dict):
                 raise SettingsError(f"{config}: space must be a table ([space]), not {value!r}")
-            _check_table(config, "space", value, _space_keys())
+            flat = {k: v for k, v in value.items() if k != "stages"}
+            _check_table(config, "space", flat, _space_keys())
+            if "stages" in value:
+                _check_stages(config, value["stages"])
             continue
         if key == "compress":
             if not isinstance(value, (bool, dict)):
@@ -144,6 +147,20 @@ def check_toml(config: Path, file: dict[str, Any]) -> None:
         if isinstance(value, bool) or not isinstance(value, kinds):
             wanted = "a number" if float in kinds else "an integer" if int in kinds else "a string"
             raise SettingsError(f"{config}: {key} must be {wanted}, not {value!r}")
+
+
+def _check_stages(config: Path, table: Any) -> None:
+    """``[space.stages]`` and its ``[[space.stages.stage]]`` tables, read as the stage space
+    reads them (a bad key or value is one line naming it)."""
+    from ..blocks.stages import StageSpace
+    from ..errors import SpaceError
+
+    if not isinstance(table, dict):
+        raise SettingsError(f"{config}: space.stages must be a table ([space.stages])")
+    try:
+        StageSpace.from_mapping(table)
+    except SpaceError as exc:
+        raise SettingsError(f"{config}: {exc}") from exc
 
 
 def _space_keys() -> list[str]:

@@ -31,7 +31,8 @@ TAYLOR_SAMPLES = 256
 
 
 def prunable_widths(candidate: Candidate) -> int:
-    """How many layers have channels (or units) pruning may remove."""
+    """How many layers have channels (or units) pruning may remove: none of a block
+    candidate's yet (it has no flat layers; its nets are compressed by int8 only)."""
     return sum(1 for layer in candidate.layers if layer.kind in ("conv", "dwconv", "fc"))
 
 
@@ -105,6 +106,12 @@ def prune(
 ) -> CandidateNet:
     """A new module with ``ratio`` of each layer's channels removed (the classifier's outputs
     kept); ``net`` is left as it was. ``importance="taylor"`` needs ``data``."""
+    from ..blocks.candidate import BlockCandidate
+
+    if isinstance(net.candidate, BlockCandidate):
+        raise CompressionError(
+            f"{net.candidate.encode()}: pruning is not yet for block nets (int8 only)"
+        )
     if not 0.0 < ratio < 1.0:
         raise SettingsError(f"a pruning ratio must be in (0, 1), got {ratio}")
     if importance == "taylor" and data is None:

@@ -45,6 +45,10 @@ def population_size(trials: int) -> int:
 
 def expressed(space: SearchSpace, genes: Mapping[str, Any]) -> list[str]:
     """The genes that ``genes`` decodes through (mutating any other changes nothing)."""
+    if space.stage_space is not None:
+        from ..blocks.stage_genes import expressed as stage_expressed
+
+        return stage_expressed(space.stage_space, genes)
     used = ["depth"] if "depth" in space.genes else []
     depth = int(genes.get("depth", space.depth_range[1]))
     per_type = {
