@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 from .errors import SettingsError
@@ -220,7 +220,7 @@ class SearchSettings:
             "trials": self.trials,
             "constraints": self.budgets.to_mapping(),
             "latency_stat": self.budgets.stat,
-            "train": asdict(self.train),
+            "train": self.train.to_record(),
             "validation_split": self.validation_split,
             "seed": self.seed,
             "predictor": self.predictor,
@@ -234,7 +234,7 @@ class SearchSettings:
         that is not one."""
         rest = {k: v for k, v in data.items() if k not in ("constraints", "latency_stat")}
         budgets = Budgets.from_mapping(data["constraints"], stat=data["latency_stat"])
-        train = TrainSettings(**data["train"])
+        train = TrainSettings.from_record(data["train"])
         return cls(**{**rest, "budgets": budgets, "train": train, **overrides})
 
     def resume_key(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 from hw_targets import hookimpl
 
 from ..errors import DataError, SearchError
+from ..training.settings import TrainSettings
 from .common import bench_overrides, say
 from .errors import FAILED, hidden, run_verb
 from .report import add_report_parser
@@ -98,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
         predictor=None if opts["predictor"] is None else opts["predictor"] == "on",
         budgets=budgets,
         trials=opts["trials"],
-        epochs=opts["epochs"],
-        batch_size=opts["batch_size"],
-        optimizer=opts["optimizer"],
-        lr=opts["lr"],
+        train=train_settings(opts, keywords),
         seed=opts["seed"],
         out=opts["out"],
         storage=getattr(args, "storage", None),
@@ -144,6 +142,25 @@ def run(args: argparse.Namespace) -> int:
     for name in opts["target"]:
         print(f"{name}: {final_line(result.for_target(name))}")
     return FAILED if missing else 0
+
+
+def train_settings(opts: dict[str, Any], keywords: dict[str, Any]) -> TrainSettings:
+    """The TrainSettings the options give (a resumed run's threads from ``keywords``)."""
+    threads = keywords.pop("train_threads", None)
+    return TrainSettings(
+        optimizer=opts["optimizer"],
+        lr=opts["lr"],
+        epochs=opts["epochs"],
+        batch_size=opts["batch_size"],
+        seed=opts["seed"],
+        threads=TrainSettings.threads if threads is None else threads,
+        schedule=opts["schedule"],
+        weight_decay=opts["weight_decay"],
+        label_smoothing=opts["label_smoothing"],
+        augment=opts["augment"],
+        flips=bool(opts["flip_ok"]),
+        final_epochs=opts["final_epochs"],
+    )
 
 
 def _print_shipped(out: Path, target: str) -> None:

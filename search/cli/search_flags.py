@@ -10,7 +10,7 @@ from typing import Any
 
 from ..measure import SEARCH_BENCH
 from ..settings import SearchSettings
-from ..training.settings import TrainSettings
+from ..training.settings import AUGMENTS, FINAL_EPOCHS_FACTOR, SCHEDULES, TrainSettings
 from .common import LATENCY_STATS, add_measure_options
 
 #: The space the CLI searches unless search.toml's [space] says otherwise.
@@ -42,6 +42,12 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": _TRAIN.batch_size,
     "optimizer": _TRAIN.optimizer,
     "lr": _TRAIN.lr,
+    "schedule": _TRAIN.schedule,
+    "weight_decay": _TRAIN.weight_decay,
+    "label_smoothing": _TRAIN.label_smoothing,
+    "augment": _TRAIN.augment,
+    "flip_ok": _TRAIN.flips,  #: mirror training samples too (store_true: False is unset)
+    "final_epochs": _TRAIN.final_epochs,  #: None: FINAL_EPOCHS_FACTOR x epochs
     "seed": _SEARCH.seed,
     "out": None,
     "min_time": SEARCH_BENCH.min_time_s,
@@ -152,6 +158,43 @@ def add_search_parser(
         "--optimizer", choices=["adam", "sgd", "adamw"], help=f"default: {d['optimizer']}"
     )
     p.add_argument("--lr", type=float, help="default: 0.01 for adam and adamw, 0.05 for sgd")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="the learning rate over the run: cosine anneals it to 0, constant keeps it "
+        f"(default: {d['schedule']})",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        metavar="X",
+        help=f"L2 on conv and fc weights, never biases or norms (default: {d['weight_decay']:g})",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        metavar="X",
+        help=f"in [0, 1): smooth the training targets (default: {d['label_smoothing']:g})",
+    )
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTS,
+        help="shift: move each training sample by up to 1/8 of each spatial axis; none: "
+        f"as they are (default: {d['augment']})",
+    )
+    p.add_argument(
+        "--flip-ok",
+        action="store_true",
+        help="also mirror training samples (images left-right, 1-D windows in time): only "
+        "where that keeps the class (default: off)",
+    )
+    p.add_argument(
+        "--final-epochs",
+        type=int,
+        metavar="N",
+        help="retrain each board's best on train+validation for N epochs before it ships, "
+        f"re-measured; 0: ship the searched model (default: {FINAL_EPOCHS_FACTOR}x --epochs)",
+    )
     p.add_argument("--seed", type=int, metavar="N", help=f"default: {d['seed']}")
     add_measure_options(p, min_time=d["min_time"], threads=d["threads"])
     p.add_argument(

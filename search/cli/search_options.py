@@ -42,6 +42,7 @@ def options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], d
     space = {**DEFAULT_SPACE, **space_file}
     if resumed:
         recorded, space_recorded, keywords = read_run(out)
+        recorded.update(recorded_training(out))
         refuse_contradictions(out, recorded, given)
         space = {**space_recorded, **space_file}  # a [space] that differs: refused by name
         if {"dataset", "data"} & set(given):  # the data given again wins (same fingerprint)
@@ -93,3 +94,25 @@ def shared_study(args: argparse.Namespace, out: Path, keywords: dict[str, Any]) 
         from ..loop.shared import check_storage_url
 
         args.storage = check_storage_url(args.storage, "--storage")
+
+
+def recorded_training(out: Path) -> dict[str, Any]:
+    """The training recipe's options in the run's search.json (read_run gives the others):
+    keys an older record lacks read as what that run trained with (TrainSettings'
+    LEGACY_TRAIN), so an old run resumes as it was, and a flag that contradicts is refused."""
+    from ..loop.run_dir import read_record
+    from ..settings import SearchSettings
+
+    path = out / "search.json"
+    try:
+        train = SearchSettings.from_dict(read_record(path)["settings"]).train
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SettingsError(f"cannot resume {out}: {path} is not a search record ({exc})") from exc
+    return {
+        "schedule": train.schedule,
+        "weight_decay": train.weight_decay,
+        "label_smoothing": train.label_smoothing,
+        "augment": train.augment,
+        "flip_ok": train.flips,
+        "final_epochs": train.final_epochs,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +82,12 @@ def test_validation_split_is_seeded_and_sized() -> None:
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_training_is_deterministic_for_a_seed_and_learns(optimizer: str) -> None:
     data = split(*_digits(), 0.25, 0)
-    settings = TrainSettings(optimizer=optimizer, epochs=3, batch_size=32, seed=5)
+    # a constant rate: 3 epochs of 300 samples are too few for the cosine schedule's mean
+    # rate (half of lr) to learn with sgd (27%); the recipe's tests: test_training_recipe.py
+    settings = TrainSettings(optimizer, epochs=3, batch_size=32, seed=5, schedule="constant")
     a = train(build(TINY, seed=5), data, settings)
     b = train(build(TINY, seed=5), data, settings)
-    other = train(
-        build(TINY, seed=6), data, TrainSettings(optimizer, epochs=3, batch_size=32, seed=6)
-    )
+    other = train(build(TINY, seed=6), data, replace(settings, seed=6))
     assert (a.val_accuracy, a.val_loss) == (b.val_accuracy, b.val_loss)
     assert a.val_loss != other.val_loss
     assert a.val_accuracy > 0.3  # chance is 0.1
