@@ -31,6 +31,8 @@ def stage_genes(space: StageSpace) -> dict[str, tuple[Any, ...]]:
         for j in range(high):
             for gene, values in stage.choices().items():
                 genes[f"s{i}.b{j}.{gene}"] = tuple(values)
+    if space.fc_units:
+        genes["fc_units"] = tuple(space.fc_units)
     return genes
 
 
@@ -42,6 +44,7 @@ def expressed(space: StageSpace, genes: Mapping[str, Any]) -> list[str]:
         used += [f"s{i}.depth", f"s{i}.width"]
         depth = int(genes.get(f"s{i}.depth", stage.depth[1]))
         used += [f"s{i}.b{j}.{g}" for j in range(depth) for g in stage.choices()]
+    used.append("fc_units")
     every = stage_genes(space)
     return [g for g in used if len(every.get(g, ())) > 1]
 
@@ -85,6 +88,8 @@ def space_mapping(space: StageSpace) -> dict[str, Any]:
         out["resolutions"] = list(space.resolutions)
     if space.head_width is not None:
         out["head_width"] = space.head_width
+    if space.fc_units:
+        out["fc_units"] = list(space.fc_units)
     if space.stem is None:
         out["stem"] = False
     else:

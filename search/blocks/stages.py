@@ -118,6 +118,9 @@ class StageSpace:
     head_width: int | None = None  #: a last 1x1 conv before the pooling; None: none
     pool: bool = True  #: global average pooling last (else the classifier flattens)
     act: str = "relu6"
+    #: units of a hidden ``fc`` block before the classifier, one chosen per candidate
+    #: (``fc_units`` gene); empty: none
+    fc_units: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         stages = tuple(self.stages)
@@ -135,6 +138,10 @@ class StageSpace:
             object.__setattr__(self, "resolutions", as_ints("resolutions", self.resolutions))
         if self.head_width is not None:
             as_ints("head_width", self.head_width)
+        if self.fc_units:
+            object.__setattr__(self, "fc_units", as_ints("fc_units", self.fc_units))
+            for units in self.fc_units:
+                KINDS["fc"].make(units=units, act=self.act)
         as_act("act", self.act)
         if not isinstance(self.pool, bool):
             raise SpaceError(f"pool must be true or false, got {self.pool!r}")
@@ -146,25 +153,33 @@ class StageSpace:
     def _scaled(self, width: int, multiplier: float) -> int:
         return make_divisible(width * multiplier)
 
-    def _head(self, multiplier: float) -> list[Block]:
+    def _head(self, multiplier: float, units: int | None = None) -> list[Block]:
         out: list[Block] = []
         if self.head_width is not None:
             width = make_divisible(self.head_width * max(1.0, multiplier))
             out.append(KINDS["conv"].make(kernel=1, stride=1, width=width, act=self.act))
         if self.pool:
             out.append(KINDS["gap"].make())
+        if units is not None:
+            out.append(KINDS["fc"].make(units=units, act=self.act))
         return out
+
+    def _heads(self, multiplier: float) -> list[list[Block]]:
+        """Every head a candidate at ``multiplier`` may end with (one per ``fc_units``)."""
+        return [self._head(multiplier, u) for u in self.fc_units] or [self._head(multiplier)]
 
     def size(self) -> int:
         """Choice combinations (distinct encodings may be fewer where a multiplier rounds two
         widths to one, or a choice has no effect)."""
         stages = math.prod(stage.size() for stage in self.stages)
-        return max(1, len(self.resolutions)) * len(self.width_multipliers) * stages
+        heads = max(1, len(self.fc_units))
+        return max(1, len(self.resolutions)) * len(self.width_multipliers) * stages * heads
 
     def sample(self, trial: Suggest) -> StageCandidate:
         """A candidate from ``trial``'s suggestions. The names are stable, so an optuna study
         learns across trials: ``resolution``, ``width_mult``, ``s<i>.depth``, ``s<i>.width``,
-        ``s<i>.b<j>.<gene>`` (kernel, expansion, se); a choice of one value is not asked."""
+        ``s<i>.b<j>.<gene>`` (kernel, expansion, se), ``fc_units``; a choice of one value is
+        not asked."""
         resolution = _pick(trial, "resolution", self.resolutions) if self.resolutions else None
         multiplier = float(_pick(trial, "width_mult", self.width_multipliers))
         blocks = [] if self.stem is None else [self.stem.block(multiplier, self.act)]
@@ -178,7 +193,8 @@ class StageSpace:
                     for gene, values in stage.choices().items()
                 }
                 blocks.append(stage.block(j, self._scaled(width, multiplier), picks, self.act))
-        blocks += self._head(multiplier)
+        units = int(_pick(trial, "fc_units", self.fc_units)) if self.fc_units else None
+        blocks += self._head(multiplier, units)
         return StageCandidate(tuple(blocks), resolution)
 
     def decode(self, text: str) -> StageCandidate:
@@ -206,7 +222,7 @@ class StageSpace:
     def _mismatch(self, blocks: tuple[Block, ...], multiplier: float) -> tuple[int, str] | None:
         """None when ``blocks`` are a candidate at ``multiplier``; else (the furthest block
         reached, why it does not fit there)."""
-        head = self._head(multiplier)
+        heads = [tuple(h) for h in self._heads(multiplier)]
         start: list[Block] = [] if self.stem is None else [self.stem.block(multiplier, self.act)]
         if tuple(blocks[: len(start)]) != tuple(start):
             return 0, f"is not the stem {encode_blocks(start)}"
@@ -219,9 +235,10 @@ class StageSpace:
 
         def walk(stage: int, at: int) -> bool:
             if stage == len(self.stages):
-                if tuple(blocks[at:]) == tuple(head):
+                if tuple(blocks[at:]) in heads:
                     return True
-                note(at, f"is not the head {encode_blocks(head) or '(none)'}")
+                shown = " or ".join(encode_blocks(h) or "(none)" for h in heads)
+                note(at, f"is not the head {shown}")
                 return False
             spec = self.stages[stage]
             low, high = spec.depth
@@ -268,7 +285,16 @@ def _pick(trial: Suggest, name: str, values: Sequence[Any]) -> Any:
     return trial.suggest_categorical(name, list(values)) if len(values) > 1 else values[0]
 
 
-SPACE_KEYS = ("stage", "width_multipliers", "resolutions", "stem", "head_width", "pool", "act")
+SPACE_KEYS = (
+    "stage",
+    "width_multipliers",
+    "resolutions",
+    "stem",
+    "head_width",
+    "pool",
+    "act",
+    "fc_units",
+)
 STAGE_KEYS = ("kind", "depth", "widths", "stride", "kernels", "expansions", "se", "act")
 STEM_KEYS = ("width", "kernel", "stride", "act")
 
@@ -289,7 +315,7 @@ def _space_from(table: Mapping[str, Any]) -> StageSpace:
         raise SpaceError("[space.stages] needs at least one [[space.stages.stage]]")
     stages = tuple(_stage_from(i, entry) for i, entry in enumerate(entries))
     values: dict[str, Any] = {"stages": stages}
-    for key in ("width_multipliers", "resolutions"):
+    for key in ("width_multipliers", "resolutions", "fc_units"):
         if key in table:
             values[key] = as_choices(key, table[key])
     for key in ("head_width", "pool", "act"):

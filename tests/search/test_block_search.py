@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from search import Searcher, SearchSpace
-from search.blocks import BlockCandidate, StageSpec
+from search.blocks import BlockCandidate, StageSpace, StageSpec
 from search.build import build
 from search.errors import SettingsError, SpaceError
 from search.onnx_export import from_onnx, to_onnx
@@ -28,7 +28,8 @@ def image_space(**kw: object) -> SearchSpace:
         StageSpec("conv", (1, 1), (8,), stride=2),
         StageSpec("mbconv", (1, 2), (8, 16), stride=1, kernels=(3, 5), expansions=(3,)),
     ]
-    return SearchSpace(input_shape=(32, 32, 3), stages=stages, **kw)  # type: ignore[arg-type]
+    space = StageSpace(stages=tuple(stages), fc_units=(16, 32))
+    return SearchSpace(input_shape=(32, 32, 3), stages=space, **kw)  # type: ignore[arg-type]
 
 
 def images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +63,8 @@ def test_a_stage_space_search_writes_a_best_onnx_without_batch_norm(
         if "Add" in ops_of((tmp_path / "models" / f"{m['hash']}.onnx").read_bytes())
     ]
     assert adds, "no measured model holds a residual Add"
+    kinds = {b.kind for m in measured for b in Candidate.decode(m["candidate"]).blocks}  # type: ignore[attr-defined]
+    assert {"conv", "mbconv", "gap", "fc"} <= kinds
     for m in measured:
         assert Candidate.decode(m["candidate"]).hash == m["hash"]
     loss, accuracy = best.evaluate(x[:16], y[:16])
@@ -140,3 +143,48 @@ def test_the_stage_space_round_trips_and_refuses_what_it_cannot_serve() -> None:
     with pytest.raises(SettingsError, match="differentiable"):
         Searcher(image_space(), strategy="differentiable")
     assert Searcher(image_space()).settings.predictor is False  # evolution's default: off
+
+
+def test_block_and_flat_encodings_never_collide() -> None:
+    flat = Candidate.decode("in8x8x1-conv_k3_s1_c16-pool_k2_s2-fc_u64-out10")
+    assert type(flat) is Candidate
+    block = Candidate.decode("in8x8x1-conv_k3_s1_c16_relu-pool_max_k2_s2-fc_u64_relu-out10")
+    assert isinstance(block, BlockCandidate)
+    assert [b.kind for b in block.blocks] == ["conv", "pool", "fc"]
+    signal = Candidate.decode("in64x3-r32-res_s2_c8_relu6-gap-out4")
+    assert isinstance(signal, BlockCandidate)
+    assert signal.net_shape == (3, 32)
+    assert signal.data_shape == (3, 64)
+    with pytest.raises(SpaceError):
+        Candidate.decode("in8x8x1-conv_k3_s1_c16_swish-out10")
+
+
+def test_search_toml_takes_a_space_stages_table(tmp_path: Path) -> None:
+    from search.cli.search_toml import check_toml, read_config
+
+    config = tmp_path / "search.toml"
+    config.write_text(
+        "[space.stages]\nresolutions = [24, 32]\nfc_units = [32]\n"
+        "[[space.stages.stage]]\nkind = 'mbconv'\ndepth = [1, 2]\nwidths = [16]\n"
+    )
+    file = read_config(config)
+    check_toml(config, file)
+    space = SearchSpace.from_dict({"input_shape": (32, 32, 3), **file["space"]})
+    assert space.stage_space is not None
+    assert space.stage_space.resolutions == (24, 32)
+    config.write_text("[space.stages]\n[[space.stages.stage]]\nkind = 'mbconv'\ndepth = 1\n")
+    with pytest.raises(SettingsError, match="needs 'widths'"):
+        check_toml(config, read_config(config))
+
+
+def test_a_block_net_compresses_to_int8(tmp_path: Path) -> None:
+    x, y = images(48)
+    searcher = Searcher(
+        image_space(), strategy="random", epochs=1, trials=1, out=tmp_path, bench=SMALL,
+        compress=True,
+    )  # fmt: skip
+    searcher.search(x, y)
+    folder = next((tmp_path / "targets").iterdir())
+    report = json.loads((folder / "compression" / "compression.json").read_text())
+    assert (folder / "compression" / "int8.onnx").is_file()
+    assert [v["name"] for v in report["variants"]] == ["fp32", "int8"]
