@@ -1,0 +1,74 @@
+"""The winner's retraining: from scratch with the search's seed, on train+validation, for
+final_epochs; exported, measured again on each board (trained once for boards that share
+their best), its own measurement and the proxy accuracy kept."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from search.errors import SettingsError
+from search.loop.final import retrain_winners
+from search.measure import Board, bench_settings
+from search.records import MEASURED, TrialRecord
+from search.settings import Budgets, SearchSettings
+from search.space import Candidate
+from search.training.data import Split, load_dataset, split, to_nchw
+from search.training.final import retrain, train_and_validation
+from search.training.settings import TrainSettings
+
+TINY = Candidate.decode("in8x8x1-conv_k3_s1_c4-pool_k2_s2-out10")
+SMALL = {"min_time_s": 0.05, "min_iterations": 10, "warmup_min_s": 0.0}
+
+
+def _digits(n: int = 300) -> Split:
+    d = load_dataset("digits")
+    return split(to_nchw(d.x[:n], (8, 8, 1)), d.y[:n], 0.25, 0)
+
+
+def test_the_retraining_uses_every_sample_and_is_seeded() -> None:
+    data = _digits()
+    everything = train_and_validation(data)
+    assert len(everything.x_train) == 300
+    assert len(everything.x_val) == 0
+    settings = TrainSettings(epochs=1, final_epochs=2)
+    a, result = retrain(TINY, data, settings, seed=3)
+    b, _ = retrain(TINY, data, settings, seed=3)
+    assert result.epochs_run == 2
+    assert np.isnan(result.val_accuracy)  # nothing held out: the test set judges it
+    for x, y in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(x, y)
+    c, _ = retrain(TINY, data, settings, seed=4)
+    assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
+    with pytest.raises(SettingsError, match="final_epochs"):
+        retrain(TINY, data, TrainSettings(final_epochs=0), seed=0)
+
+
+def test_each_board_measures_the_retrained_model_trained_once() -> None:
+    data = _digits()
+    best = TrialRecord(0, TINY.encode(), TINY.hash, MEASURED, accuracy=0.75)
+    settings = SearchSettings(
+        train=TrainSettings(epochs=1, final_epochs=2),
+        budgets=Budgets(latency_ms=1000.0),
+    )
+    boards = {name: Board("local", bench=bench_settings(SMALL)) for name in ("a", "b")}
+    try:
+        finals = retrain_winners({"a": best, "b": best}, data, settings, boards)
+    finally:
+        for board in boards.values():
+            board.close()
+    assert set(finals) == {"a", "b"}
+    assert finals["a"].onnx == finals["b"].onnx  # trained once for both
+    sha = hashlib.sha256(finals["a"].onnx).hexdigest()
+    for final in finals.values():
+        assert final.measurement.model.sha256 == sha  # its own measurement, on each board
+        assert final.epochs == 2
+        assert final.samples == 300
+        assert final.proxy_accuracy == 0.75
+        assert final.violations == ()
+        assert final.to_dict()["model_sha256"] == sha
+    off = SearchSettings(train=TrainSettings(final_epochs=0))
+    assert retrain_winners({"a": best}, data, off, {}) == {}
