@@ -20,10 +20,14 @@ from .space import Candidate, InvalidCandidate, Layer, SearchSpace
 
 if TYPE_CHECKING:
     from .api import Searcher
+    from .blocks import BlockCandidate, StageSpace, StageSpec
     from .loop.result import SearchedModel, SearchResult
     from .settings import Budgets
 
 _LAZY = {
+    "BlockCandidate": "blocks",
+    "StageSpace": "blocks",
+    "StageSpec": "blocks",
     "Budgets": "settings",
     "Searcher": "api",
     "SearchedModel": "loop.result",
@@ -46,6 +50,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BlockCandidate",
     "Budgets",
     "Candidate",
     "DataError",
@@ -59,4 +64,6 @@ __all__ = [
     "Searcher",
     "SettingsError",
     "SpaceError",
+    "StageSpace",
+    "StageSpec",
 ]

@@ -188,3 +188,20 @@ def test_a_block_net_compresses_to_int8(tmp_path: Path) -> None:
     report = json.loads((folder / "compression" / "compression.json").read_text())
     assert (folder / "compression" / "int8.onnx").is_file()
     assert [v["name"] for v in report["variants"]] == ["fp32", "int8"]
+
+
+def test_a_stage_space_search_resumes(tmp_path: Path) -> None:
+    x, y = images(48)
+
+    def run(trials: int, resume: bool) -> None:
+        Searcher(
+            image_space(), strategy="random", epochs=1, trials=trials, out=tmp_path,
+            bench=SMALL, resume=resume,
+        ).search(x, y)  # fmt: skip
+
+    run(2, False)
+    run(3, True)
+    record = json.loads((tmp_path / "search.json").read_text())
+    assert record["space"]["stages"]["fc_units"] == [16, 32]
+    lines = (tmp_path / "measurements.jsonl").read_text().splitlines()
+    assert len({json.loads(line)["hash"] for line in lines}) >= 2
