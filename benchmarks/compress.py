@@ -108,7 +108,9 @@ def large_model(args: argparse.Namespace, digits: Any) -> tuple[Any, Split]:
     data = split(x, digits.y, 0.2, 0)
     net = build(Candidate.decode(args.large))
     _log(f"training the large model {args.large_epochs} epochs (adam, lr 1e-3)")
-    result = train(net, data, TrainSettings(lr=1e-3, epochs=args.large_epochs, threads=2))
+    result = train(
+        net, data, TrainSettings(lr=1e-3, epochs=args.large_epochs, batch_size=64, threads=2)
+    )
     _log(f"large model: validation accuracy {100 * result.val_accuracy:.1f}%")
     return net, data
 

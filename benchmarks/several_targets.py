@@ -42,6 +42,7 @@ def _search(
         predictor=False,
         trials=args.trials,
         epochs=args.epochs,
+        batch_size=64,  # the figures published before the defaults became 10 / 32
         seed=args.seed,
         out=out,
         bench={"min_time_s": args.min_time},

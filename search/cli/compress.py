@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.model.parent / f"{args.model.stem}-compressed"
     if out.exists() and not out.is_dir():
         raise SettingsError(f"--out {out} is a file; give a directory for the variants")
-    board = Board(args.target, bench=bench, purpose="compress")
+    # choosing by energy: every window covers the board's meter (no meter: refused here)
+    board = Board(args.target, bench=bench, purpose="compress", energy=args.objective == "energy")
     board.farm.candidates(args.target)  # an unknown target: refused before the calibration
     log = None if args.quiet else say
     try:

@@ -19,7 +19,7 @@ from ..predict import candidate_ops
 from ..predict.predictor import Prediction, Predictor
 from ..predict.table import LatencyTable
 from ..records import TrialRecord
-from ..settings import STATS, MeasuredFigures, SearchSettings
+from ..settings import STATS, SearchSettings
 from ..space import Candidate
 
 
@@ -63,17 +63,15 @@ class Forecast:
         the table cannot predict skips nothing: the measurement decides)."""
         if not self.settings.predictor:
             return None
-        margin = self.predictor.margin()
-        if margin is None:
-            return None
         budgets = self.settings.budgets
-        predicted = MeasuredFigures(prediction.latency_ms, prediction.energy_mj)
-        for v in budgets.over_by_more_than(predicted, margin):  # latency first
+        # each figure by its own logged error: energy by energy's, never latency's
+        for v, margin in self.predictor.over_budgets(prediction, budgets):  # latency first
             latency = v.budget == "latency_ms"
             what = f"{budgets.stat} {v.value:.3f} ms" if latency else f"energy {v.value:.3f} mJ"
             return (
                 f"predicted {what} > budget {v.limit:g} {'ms' if latency else 'mJ'} + the "
-                f"predictor's error ({100 * margin:.0f}%); not trained, not measured"
+                f"predictor's {'latency' if latency else 'energy'} error ({100 * margin:.0f}%); "
+                "not trained, not measured"
             )
         return None
 

@@ -48,8 +48,10 @@ def progress_bar(total: int, stat: str, *, done: int = 0) -> Iterator[OnTrial]:
             latest = f"latest: {rec.latency_ms:.3f} ms {stat} ({rec.hash})"
         else:
             latest = f"latest: {rec.outcome}"
-        error = result.forecast.predictor.error() if result.forecast is not None else None
-        predictor = f"predictor: {error.describe()}" if error is not None else ""
+        described = (
+            result.forecast.predictor.describe_error() if result.forecast is not None else ""
+        )
+        predictor = f"predictor: {described}" if described else ""
         bar.update(
             task,
             completed=result.counts["generated"],

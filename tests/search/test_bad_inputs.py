@@ -22,7 +22,9 @@ def _data(n: int = 40, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _searcher(tmp_path: Path, **kwargs: object) -> Searcher:
-    return Searcher(SearchSpace(**SPACE), trials=1, epochs=1, out=tmp_path / "run", **kwargs)  # type: ignore[arg-type]
+    return Searcher(
+        SearchSpace(**SPACE), trials=1, epochs=1, batch_size=64, out=tmp_path / "run", **kwargs
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])

@@ -68,6 +68,7 @@ def _search(
         constraints={"latency_ms": budget},
         trials=trials,
         epochs=1,
+        batch_size=64,
         out=out,
         progress=False,
     )
@@ -177,7 +178,9 @@ def test_a_fixed_lambda_runs_one_round_with_a_constant_lambda(
 ) -> None:
     strategy = DifferentiableStrategy(fixed_lambda=0.5)
     assert strategy.describe() == "differentiable (λ = 0.5 fixed)"
-    searcher = Searcher(SPACE, strategy=strategy, trials=3, epochs=1, out=tmp_path, progress=False)
+    searcher = Searcher(
+        SPACE, strategy=strategy, trials=3, epochs=1, batch_size=64, out=tmp_path, progress=False
+    )
     model = searcher.search(*small_digits)
     trace = _check_trace(tmp_path, searcher)
     assert trace["lambda_mode"] == "fixed"
@@ -243,6 +246,7 @@ def test_a_resumed_search_replays_its_rounds_and_goes_on(
         constraints={"latency_ms": budget},
         trials=2,
         epochs=1,
+        batch_size=64,
         out=tmp_path,
         progress=False,
         resume=True,

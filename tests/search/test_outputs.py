@@ -42,6 +42,7 @@ def _search(out: Path, trials: int, **kwargs: Any) -> Searcher:
         SearchSpace(**SPACE),  # type: ignore[arg-type]
         trials=trials,
         epochs=1,
+        batch_size=64,
         out=out,
         bench={"min_time_s": 0.02},
         constraints={"latency_ms": 50.0},

@@ -58,7 +58,7 @@ def _one_error_line(err: str, *words: str) -> None:
 
 
 def _searcher(out: Path, **kwargs: object) -> Searcher:
-    return Searcher(SearchSpace(**SPACE), trials=1, epochs=1, out=out, **kwargs)  # type: ignore[arg-type]
+    return Searcher(SearchSpace(**SPACE), trials=1, epochs=1, batch_size=64, out=out, **kwargs)  # type: ignore[arg-type]
 
 
 # -- the helpers ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def tiny_search(targets: list[Any], out: Path, **extra: Any) -> Searcher:
         "strategy": "random",
         "trials": 2,
         "epochs": 1,
+        "batch_size": 64,
         "out": out,
         "bench": SMALL,
         "progress": False,

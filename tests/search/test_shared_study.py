@@ -281,7 +281,7 @@ def test_the_python_api_takes_storage_and_study_and_writes_measurements_as_attrs
 
     from .test_search import SMALL, digits_space
 
-    kw: dict[str, Any] = {"strategy": "random", "epochs": 1, "bench": SMALL}
+    kw: dict[str, Any] = {"strategy": "random", "epochs": 1, "batch_size": 64, "bench": SMALL}
     searcher = Searcher(
         digits_space(), trials=3, out=tmp_path / "a", storage=postgres_url, study="api", **kw
     )

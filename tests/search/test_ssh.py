@@ -30,6 +30,7 @@ def test_a_search_measures_on_the_ssh_board(
         strategy="random",
         trials=4,
         epochs=1,
+        batch_size=64,
         out=tmp_path,
         bench=SMALL,
     )
@@ -62,6 +63,7 @@ def test_a_board_dropping_out_mid_search_fails_that_trial_and_the_search_goes_on
         strategy="random",
         trials=4,
         epochs=1,
+        batch_size=64,
         seed=1,
         out=tmp_path,
         # long enough a timed loop that the cut lands inside it
