@@ -105,7 +105,13 @@ def node_tensors(candidate: Candidate) -> list[int]:
 
 
 def cost(candidate: Candidate) -> Cost:
-    """Raises space.InvalidCandidate for a candidate whose shapes do not work."""
+    """Raises space.InvalidCandidate for a candidate whose shapes do not work. A block
+    candidate's is its blocks' (``search.blocks``: BatchNorm folded, every ONNX node)."""
+    from .blocks.candidate import BlockCandidate
+
+    if isinstance(candidate, BlockCandidate):
+        counts = candidate.block_cost()
+        return Cost(counts.params, counts.flops, counts.peak_activation_bytes)
     shapes = candidate.shapes()
     params = macs = 0
     for (shape_in, shape_out), layer in zip(shapes, candidate.layers, strict=False):

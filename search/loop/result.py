@@ -114,6 +114,12 @@ class SearchedModel:
         self.accuracy = record.accuracy  #: validation accuracy during the search
 
     def _x(self, x: Any) -> np.ndarray:
+        from ..blocks.candidate import BlockCandidate
+
+        if isinstance(self.candidate, BlockCandidate):  # (L, C) signals too
+            from ..blocks.data import to_channels_first
+
+            return to_channels_first(x, self.candidate.input_shape)
         return to_nchw(x, self.candidate.input_shape)
 
     def evaluate(self, x: Any, y: Any) -> tuple[float, float]:
