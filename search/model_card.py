@@ -23,7 +23,7 @@ import stat as stat_mode
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from hwnas_bench import BoardFacts, Measurement
 from hwnas_bench.errors import MeasurementFormatError
@@ -33,6 +33,9 @@ from .files import owned_dir, write_file
 from .records import TrialRecord
 from .settings import CONSTRAINTS, STATS, Budgets, SearchSettings
 from .space import Candidate
+
+if TYPE_CHECKING:
+    from .loop.final import FinalModel
 
 SCHEMA = "hwnas.model_card/1"
 TARGETS = "targets"
@@ -73,7 +76,10 @@ class ModelCard:
     candidate: str  #: the canonical encoding
     candidate_hash: str
     architecture: list[str]  #: one line per layer, with shapes, for people
-    accuracy: dict[str, float | None]  #: {"validation": a, "test": b or None}, fractions
+    #: fractions: {"validation": the search's, "test": the shipped model's or None}; a
+    #: retrained model's card adds "proxy" (the search's validation accuracy) and "final"
+    #: (the retrained model's test accuracy)
+    accuracy: dict[str, float | None]
     input: dict[str, Any]
     output: dict[str, Any]
     compression: dict[str, Any] | None  #: None: the fp32 model as trained
@@ -92,6 +98,9 @@ class ModelCard:
     #: the execution provider it was measured with and how it was chosen for the board
     #: (``ProviderChoice.to_dict()``); None on cards written before the choice existed
     provider: dict[str, Any] | None = None
+    #: the winner's retraining (``FinalModel.to_dict()``: epochs, samples, train_s,
+    #: proxy_accuracy, ...); None when the searched model ships (cards written before too)
+    final: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +170,10 @@ def _depth(data: object) -> int:
     return deepest
 
 
+#: the accuracies a card may give, each null or a fraction in [0, 1]
+ACCURACY_KEYS = ("validation", "test", "proxy", "final")
+
+
 def check_card(card: ModelCard) -> None:
     """Every field of ``card`` of its type and in range, or ModelCardError naming it: the
     card drives a board (the directory it is copied into, the bench settings) and a verdict."""
@@ -182,12 +195,19 @@ def check_card(card: ModelCard) -> None:
     for name in ("input", "output", "board_facts", "measurement"):
         if not isinstance(getattr(card, name), dict):
             raise _bad(name, "an object", getattr(card, name))
-    for name in ("compression", "provider"):
+    for name in ("compression", "provider", "final"):
         if getattr(card, name) is not None and not isinstance(getattr(card, name), dict):
             raise _bad(name, "an object or null", getattr(card, name))
+    if card.final is not None:
+        epochs = card.final.get("epochs")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise _bad("final.epochs", "an integer >= 1", epochs)
+        proxy = card.final.get("proxy_accuracy")
+        if proxy is not None and not (_finite(proxy) and 0.0 <= proxy <= 1.0):
+            raise _bad("final.proxy_accuracy", "null or a fraction in [0, 1]", proxy)
     if not isinstance(card.accuracy, dict):
         raise _bad("accuracy", "an object", card.accuracy)
-    for key in ("validation", "test"):
+    for key in ACCURACY_KEYS:
         value = card.accuracy.get(key)
         if value is not None and not (_finite(value) and 0.0 <= value <= 1.0):
             raise _bad(f"accuracy.{key}", "null or a fraction in [0, 1]", value)
@@ -287,17 +307,20 @@ def write_target_folder(
     test_accuracy: float | None = None,
     measurement: Measurement | None = None,
     provider: dict[str, Any] | None = None,
+    final: FinalModel | None = None,
 ) -> Path:
     """Write ``RUN_DIR/targets/<target>/model.onnx`` and ``model_card.json``; return the folder.
 
     ``model`` is the bytes that ship; ``measurement`` their measurement on the board, the
-    card's proof (default: the trial's own, which is of the fp32 model: a compressed
-    variant must pass its own, e.g. the median round of its ``Timing.measurements``). A
-    measurement of other bytes is refused: ``hwnas deploy`` would compare against it.
+    card's proof (default: the retrained model's own with ``final``, else the trial's, which
+    is of the searched fp32 model: a compressed variant must pass its own, e.g. the median
+    round of its ``Timing.measurements``). A measurement of other bytes is refused: ``hwnas
+    deploy`` would compare against it. ``final``: the model was retrained (loop/final.py):
+    the card keeps the search's proxy accuracy and the retraining beside the test accuracy.
     """
     from hwnas_bench import __version__
 
-    m = measurement or record.measurement
+    m = measurement or (final.measurement if final is not None else record.measurement)
     if m is None:
         raise SettingsError(f"trial {record.number} ({record.hash}) has no measurement to card")
     if not model:
@@ -319,7 +342,7 @@ def write_target_folder(
         candidate=record.candidate,
         candidate_hash=record.hash,
         architecture=architecture(candidate),
-        accuracy={"validation": record.accuracy, "test": test_accuracy},
+        accuracy=card_accuracy(record.accuracy, test_accuracy, retrained=final is not None),
         input=input_layout(candidate),
         output={
             "name": "logits",
@@ -340,12 +363,24 @@ def write_target_folder(
         model_bytes=len(model),
         hwnas_bench_version=__version__,
         provider=provider,
+        final=final.to_dict() if final is not None else None,
     )
     folder = owned_dir(run_dir / TARGETS / safe_name(target))
     # by rename (a reader sees the old file or the new one), never through a planted link
     write_file(folder / MODEL_FILE, model)
     write_file(folder / CARD_FILE, json.dumps(card.to_dict(), indent=2) + "\n")
     return folder
+
+
+def card_accuracy(
+    proxy: float | None, test: float | None, *, retrained: bool
+) -> dict[str, float | None]:
+    """The card's ``accuracy``: the search's validation accuracy and the shipped model's test
+    accuracy; a retrained model's also as ``proxy`` and ``final`` (the keys say which)."""
+    accuracy = {"validation": proxy, "test": test}
+    if retrained:
+        accuracy.update(proxy=proxy, final=test)
+    return accuracy
 
 
 def run_targets(run_dir: Path) -> list[str]:

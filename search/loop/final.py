@@ -7,11 +7,11 @@ judged on the held-out test set by whoever has it (the Searcher, for the card)."
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hwnas_bench import Measurement
+from hwnas_bench import HwnasError, Measurement
 
 from ..measure import Board
 from ..onnx_export import to_onnx
@@ -26,6 +26,7 @@ from ..training.final import retrain
 class FinalModel:
     """One board's best as it ships after the retraining."""
 
+    candidate_hash: str  #: the candidate retrained (the board's best's)
     onnx: bytes  #: the retrained model's ONNX bytes
     measurement: Measurement  #: of these bytes, on the board (the card's proof)
     epochs: int  #: of the retraining
@@ -39,6 +40,7 @@ class FinalModel:
     def to_dict(self) -> dict[str, Any]:
         """The card's ``final`` (and the summary's): the retraining and the proxy accuracy."""
         return {
+            "candidate_hash": self.candidate_hash,
             "epochs": self.epochs,
             "samples": self.samples,
             "train_s": round(self.train_s, 3),
@@ -53,9 +55,13 @@ def retrain_winners(
     data: Split,
     settings: SearchSettings,
     boards: Mapping[str, Board],
+    *,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, FinalModel]:
     """Target name -> its best (``bests``) retrained and measured again on that board. A
-    candidate that is the best of several boards is trained once and measured on each."""
+    candidate that is the best of several boards is trained once and measured on each. A
+    board that fails the measurement is left out (its searched model ships; ``log`` is told
+    why): the search's results are all there by now."""
     epochs = settings.train.final_epochs_run
     if epochs < 1:
         return {}
@@ -69,9 +75,15 @@ def retrain_winners(
             seconds = time.perf_counter() - start
             trained[best.hash] = (to_onnx(net), seconds, len(data.x_train) + len(data.x_val))
         model, seconds, samples = trained[best.hash]
-        measurement = boards[name].measure(model, name=f"final {best.number} {best.hash}")
+        try:
+            measurement = boards[name].measure(model, name=f"final {best.number} {best.hash}")
+        except HwnasError as exc:
+            if log is not None:
+                log(f"{name}: the retrained model was not measured ({exc}); the searched one ships")
+            continue
         figures = MeasuredFigures.of(measurement, settings.latency_stat)
         out[name] = FinalModel(
+            best.hash,
             model,
             measurement,
             epochs,

@@ -28,6 +28,7 @@ from ..training.data import Split, labels, to_nchw
 from ..training.train import evaluate as evaluate_net
 
 if TYPE_CHECKING:
+    from .final import FinalModel
     from .forecast import Forecast
     from .providers import ProviderChoice
 
@@ -48,6 +49,9 @@ class TargetState:
     facts: BoardFacts = field(default_factory=BoardFacts)  #: its hello
     forecast: Forecast | None = None  #: its measured table and predictor, if used
     provider: ProviderChoice | None = None  #: the execution provider and how it was chosen
+    #: its best retrained on train+validation and measured again (final.py): what ships;
+    #: None with ``final_epochs`` 0 or no best here
+    final: FinalModel | None = None
 
 
 @dataclass
@@ -105,13 +109,21 @@ class SearchResult:
 class SearchedModel:
     """A trained, measured candidate: the search's answer."""
 
-    def __init__(self, onnx: bytes, record: TrialRecord) -> None:
-        self.onnx = onnx  #: the ONNX bytes that were measured (NCHW float32 input, batch 1)
+    def __init__(
+        self, onnx: bytes, record: TrialRecord, *, final: FinalModel | None = None
+    ) -> None:
+        #: the ONNX bytes that were measured (NCHW float32 input, batch 1): the retrained
+        #: model's when there is a ``final`` (the search's trial otherwise)
+        self.onnx = final.onnx if final is not None else onnx
         self.record = record
-        self.module: CandidateNet = from_onnx(onnx)  #: the torch module, trained weights
+        self.final = final  #: the retraining, None when the searched model ships
+        self.module: CandidateNet = from_onnx(self.onnx)  #: the torch module, trained weights
         self.candidate: Candidate = self.module.candidate
-        self.measurement: Measurement | None = record.measurement  #: measured on the target
-        self.accuracy = record.accuracy  #: validation accuracy during the search
+        #: measured on the target (the retrained model's own measurement when retrained)
+        self.measurement: Measurement | None = (
+            final.measurement if final is not None else record.measurement
+        )
+        self.accuracy = record.accuracy  #: validation accuracy during the search (the proxy)
 
     def _x(self, x: Any) -> np.ndarray:
         from ..blocks.candidate import BlockCandidate

@@ -44,6 +44,7 @@ from ..strategies import SearchContext, Strategy
 from ..training.data import Split
 from ..training.train import train
 from . import objectives, several, shared
+from .final import retrain_winners
 from .report import MAX_MODEL_BYTES, resumed_line
 from .result import SearchResult, TargetState, data_fingerprint
 from .run_dir import RunDir
@@ -296,7 +297,25 @@ class Search:
             if self.heartbeat is not None:
                 self.heartbeat.close()
         self.result.trials = self._records(study)
+        self._retrain_winners()
         return self.result
+
+    def _retrain_winners(self) -> None:
+        """Each target's best (with its model here) retrained on train+validation and
+        measured again on that board: what ships (final.py; ``final_epochs`` 0: none)."""
+        bests = {}
+        for name in self.names:
+            best = self.result.for_target(name).best
+            # a shared study's best measured by another worker has its model elsewhere
+            here = best is not None and self.run.model_path(best.hash).exists()
+            if best is not None and best.measurement is not None and here:
+                bests[name] = best
+        if not bests or self.settings.train.final_epochs_run < 1:
+            return
+        for name, final in retrain_winners(
+            bests, self.data, self.settings, self.boards, log=_say
+        ).items():
+            self.result.targets[name].final = final
 
     def _more(self, study: optuna.Study, *, wait: bool = True) -> bool:
         return shared.wants_more(study, self.heartbeat, self.settings.trials, wait=wait)
