@@ -177,5 +177,6 @@ def _print_shipped(out: Path, target: str) -> None:
         f"Model for {target}: {path} ({compression}, {card.latency_stat} {card.latency_ms:.3f} ms "
         f"measured on {card.board}"
         + (f", test accuracy {100 * test:.1f}%" if test is not None else "")
+        + (f", retrained {card.final['epochs']} epochs on train+validation" if card.final else "")
         + ")"
     )

@@ -485,3 +485,47 @@ def test_the_final_line_says_validation_accuracy(tmp_path: Path, capsys: Any) ->
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert " Best: validation accuracy " in proc.stdout.strip().splitlines()[-1]
+
+
+def test_the_training_recipe_flags_are_checked_and_an_old_run_resumes_with_its_loop(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """--schedule, --weight-decay, --label-smoothing, --augment, --flip-ok, --final-epochs
+    reach the record; a bad value is one line, exit 2; a search.json from before the recipe
+    (no such keys) resumes with the constant loop it trained with, unchanged, and a flag
+    that contradicts that loop is refused."""
+    out = tmp_path / "run"
+    for flags, said in (
+        (("--weight-decay", "-1"), "weight_decay must be >= 0"),
+        (("--label-smoothing", "1"), "label_smoothing must be < 1"),
+        (("--final-epochs", "-2"), "final_epochs must be >= 0"),
+    ):
+        proc = hwnas_here(capsys, "search", *QUICK, "--out", str(out), *flags)
+        assert said in _one_error_line(proc), flags
+    proc = hwnas_here(capsys, "search", *QUICK, "--out", str(out), "--schedule", "linear")
+    assert proc.returncode == 2
+    assert "invalid choice: 'linear'" in proc.stderr
+    first = [
+        "search", *QUICK, "--strategy", "random", "--trials", "1", "--latency-budget-ms", "50",
+        "--schedule", "constant", "--weight-decay", "0.001", "--label-smoothing", "0.1",
+        "--augment", "shift", "--flip-ok", "--final-epochs", "0", "--out", str(out), "-q",
+    ]  # fmt: skip
+    proc = hwnas_here(capsys, *first)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "search.json").read_text())
+    train = record["settings"]["train"]
+    assert "schedule" not in train  # constant, as every run before the recipe: not written
+    assert "final_epochs" not in train
+    assert (train["weight_decay"], train["label_smoothing"]) == (0.001, 0.1)
+    assert (train["augment"], train["flips"]) == ("shift", True)
+    card = json.loads((out / "targets" / "local" / "model_card.json").read_text())
+    assert card["final"] is None  # --final-epochs 0: the searched model ships
+    for key in ("weight_decay", "label_smoothing", "augment", "flips"):
+        del train[key]  # now it is a record from before the recipe
+    (out / "search.json").write_text(json.dumps(record, indent=2))
+    proc = hwnas_here(capsys, "search", "--resume", "--out", str(out), "--trials", "2", "-q")
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((out / "search.json").read_text())
+    assert after == {**record, "trials": 2}  # resumed with the old loop, as it was
+    proc = hwnas_here(capsys, "search", "--resume", "--out", str(out), "--schedule", "cosine")
+    assert "--schedule 'cosine' contradicts the run's 'constant'" in _one_error_line(proc)
