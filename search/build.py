@@ -9,6 +9,7 @@ from torch import nn
 
 from .cost import check_buildable
 from .space import Candidate
+from .training.net import CandidateNet as CandidateNet  # re-exported: the base of every net
 
 
 def layer_modules(candidate: Candidate) -> list[nn.Module]:
@@ -54,8 +55,9 @@ def layer_modules(candidate: Candidate) -> list[nn.Module]:
     return modules
 
 
-class CandidateNet(nn.Module):
-    """``forward`` takes NCHW float32 and returns logits."""
+class FlatNet(CandidateNet):
+    """A flat candidate's net: its layers in one ``body``; ``forward`` takes NCHW float32
+    and returns logits."""
 
     def __init__(self, candidate: Candidate) -> None:
         super().__init__()
@@ -78,4 +80,4 @@ def build(candidate: Candidate, *, seed: int = 0) -> CandidateNet:
         return BlockCandidateNet(candidate, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return CandidateNet(candidate)
+        return FlatNet(candidate)

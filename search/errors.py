@@ -11,6 +11,14 @@ class SpaceError(SearchError, ValueError):
     """A search space that cannot be built (an empty choice list, an unknown layer type)."""
 
 
+class InvalidCandidate(SpaceError):  # noqa: N818 - an outcome that is counted, named as such
+    """A candidate whose shapes do not work (spatial size below 1); ``layer`` is its index."""
+
+    def __init__(self, message: str, layer: int) -> None:
+        super().__init__(message)
+        self.layer = layer
+
+
 class DataError(SearchError, ValueError):
     """Data that does not fit the space: wrong shape, too few samples, unreadable file."""
 

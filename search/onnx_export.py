@@ -17,7 +17,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from .build import CandidateNet, build
+from .build import CandidateNet, FlatNet, build
 from .errors import SearchError
 
 OPSET = 13
@@ -34,6 +34,8 @@ def to_onnx(net: CandidateNet) -> bytes:
         return block_onnx(net)
     if isinstance(net, OnnxBlockNet):  # loaded from the bytes themselves: those bytes
         return net.onnx
+    if not isinstance(net, FlatNet):
+        raise SearchError(f"no ONNX export for a {type(net).__name__}")
     h, w, c = net.candidate.input_shape
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []

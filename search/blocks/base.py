@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import SearchError, SpaceError
-from ..space import InvalidCandidate
+from ..errors import InvalidCandidate, SearchError, SpaceError
 from .genes import (
     ACT,
     ACTIVATIONS,

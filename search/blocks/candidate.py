@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from ..errors import SpaceError
-from ..space import Candidate, InvalidCandidate
+from ..candidate import Candidate, register_encoding
+from ..errors import InvalidCandidate, SpaceError
 from .base import Block, BlockCost, Shape, elements
 from .chain import chain_cost, decode_blocks, encode_blocks, infer_shapes
 from .registry import kind_of
@@ -179,3 +179,7 @@ def blocks_input(shape: Sequence[int]) -> tuple[int, ...]:
             f"input_shape must be (H, W, C) or (L, C) of positive ints with stages, got {shape!r}"
         )
     return tuple(int(v) for v in values)
+
+
+# Candidate.decode (search.candidate) reads block encodings too once this module is loaded
+register_encoding(is_block_encoding, BlockCandidate.decode)

@@ -22,8 +22,8 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from ..build import CandidateNet
 from ..errors import SearchError
+from ..training.net import CandidateNet
 from .candidate import BlockCandidate
 from .net import INPUT, BlockNet, to_model
 
@@ -38,7 +38,7 @@ class BlockCandidateNet(CandidateNet):
     """``forward`` takes N x C x L or N x C x H x W float32 at the data's size; logits."""
 
     def __init__(self, candidate: BlockCandidate, *, seed: int = 0) -> None:
-        nn.Module.__init__(self)  # not CandidateNet's flat body: the blocks are the net
+        super().__init__()
         self.candidate = candidate
         self.block_candidate = candidate
         self.net = BlockNet(candidate.blocks, candidate.net_shape, candidate.num_classes, seed=seed)
@@ -90,7 +90,7 @@ class OnnxBlockNet(CandidateNet):
     (the graph's batch is 1, as the board runs it) with onnxruntime."""
 
     def __init__(self, candidate: BlockCandidate, data: bytes) -> None:
-        nn.Module.__init__(self)
+        super().__init__()
         import onnxruntime as ort
 
         self.candidate = candidate

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import SpaceError
-from ..space import InvalidCandidate
+from ..errors import InvalidCandidate, SpaceError
 from .base import Block, BlockCost, Shape, Trace, elements
 from .registry import decode, encode, kind_of
 

@@ -8,8 +8,8 @@ import onnx
 import torch
 from torch import nn
 
+from ..candidate import FLOAT_BYTES, MAX_CANDIDATE_MB, MB
 from ..errors import SpaceError
-from ..space import FLOAT_BYTES, MAX_CANDIDATE_MB, MB
 from .base import Block, Shape
 from .chain import (
     as_blocks,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..build import CandidateNet, build
+from ..build import CandidateNet, FlatNet, build
 from ..errors import SettingsError
 from ..space import Candidate
 from ..training.data import Split
@@ -108,7 +108,7 @@ def prune(
     kept); ``net`` is left as it was. ``importance="taylor"`` needs ``data``."""
     from ..blocks.candidate import BlockCandidate
 
-    if isinstance(net.candidate, BlockCandidate):
+    if isinstance(net.candidate, BlockCandidate) or not isinstance(net, FlatNet):
         raise CompressionError(
             f"{net.candidate.encode()}: pruning is not yet for block nets (int8 only)"
         )
@@ -151,7 +151,8 @@ def fine_tune(net: CandidateNet, data: Split, *, epochs: int, lr: float, seed: i
 
 def channel_count(net: CandidateNet) -> int:
     """Output channels + units of every layer but the classifier (what pruning shrinks)."""
-    body = list(net.body)[:-1]
-    return sum(m.out_channels for m in body if isinstance(m, nn.Conv2d)) + sum(
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    body = layers[:-1]  # the last is the classifier, which keeps its outputs
+    return sum(m.out_channels for m in body if not isinstance(m, nn.Linear)) + sum(
         m.out_features for m in body if isinstance(m, nn.Linear)
     )
