@@ -206,6 +206,8 @@ class Searcher:
                     bench=self.bench,
                     lease_timeout=self.lease_timeout,
                     rounds=self.measure_rounds,
+                    # an energy budget: every window covers the board's meter (none: refused)
+                    energy=self.settings.budgets.energy_mj is not None,
                 )
                 for name, t in zip(names, self.targets, strict=True)
             }

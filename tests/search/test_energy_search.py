@@ -120,3 +120,18 @@ def test_an_energy_budget_on_a_board_without_a_meter_is_refused_before_training(
         searcher.search(*small_digits)
     assert "power meter" in str(caught.value)
     assert not (out / "models").exists() or not any((out / "models").iterdir())
+
+
+def test_hwnas_search_with_an_energy_budget_and_no_meter_exits_2_naming_the_board(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hwnas_bench.cli.main import main
+
+    out = tmp_path / "run"
+    argv = ["search", "--dataset", "digits", "--energy-budget-mj", "1", "--trials", "2"]
+    code = main([*argv, "--epochs", "1", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert err[-1].startswith("hwnas: error: "), err
+    assert "board local has no power meter" in err[-1], err
+    assert not list(out.glob("models/*")), "nothing is trained before the refusal"
