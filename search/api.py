@@ -299,10 +299,14 @@ class Searcher:
             if best is None or best.measurement is None:
                 models[name] = None
                 continue
-            model = SearchedModel(run_dir.model_path(best.hash).read_bytes(), best)
+            state = result.targets[name]
+            # the best retrained on train+validation and measured again ships (loop/final.py)
+            final = state.final if state.final and state.final.candidate_hash == best.hash else None
+            model = SearchedModel(run_dir.model_path(best.hash).read_bytes(), best, final=final)
+            if final is not None and not several:
+                write_file(run_dir.out / "best.onnx", final.onnx)
             models[name] = model
             test_accuracy = model.evaluate(*test)[1] if test is not None else None
-            state = result.targets[name]
             card_path = run_dir.out / TARGETS / safe_name(name) / CARD_FILE
             if result.finished_before and card_path.exists():
                 continue  # a finished run resumed: its card keeps its date (and compression)
@@ -316,6 +320,7 @@ class Searcher:
                 facts=state.facts,
                 test_accuracy=test_accuracy,
                 provider=state.provider.to_dict() if state.provider else None,
+                final=final,
             )
             # a compression of an earlier run of this directory is not this model's
             shutil.rmtree(folder / "compression", ignore_errors=True)

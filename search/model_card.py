@@ -258,6 +258,10 @@ def card_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
 
 def architecture(candidate: Candidate) -> list[str]:
     """``conv 3x3 /1, 8 ch: 8x8x8 -> 8x8x8`` lines (shapes C x H x W), then the classifier."""
+    from .blocks.candidate import BlockCandidate
+
+    if isinstance(candidate, BlockCandidate):  # its blocks, not flat layers
+        return candidate.architecture()
     lines: list[str] = []
     shapes = candidate.shapes()
     for layer, (before, after) in zip(candidate.layers, shapes, strict=False):
@@ -276,6 +280,10 @@ def architecture(candidate: Candidate) -> list[str]:
 
 
 def input_layout(candidate: Candidate) -> dict[str, Any]:
+    from .blocks.candidate import BlockCandidate
+
+    if isinstance(candidate, BlockCandidate):  # (L, C) signals too; NCL or NCHW
+        return candidate.input_layout()
     h, w, c = candidate.input_shape
     return {
         "name": "input",

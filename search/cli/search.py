@@ -46,13 +46,14 @@ def _resume_hint(args: argparse.Namespace) -> str:
 
 
 def _check_test_split(data: Any, space: Any) -> None:
-    from ..training.data import class_count, to_nchw
+    from ..api import samples
+    from ..training.data import class_count
 
     if data.x_test is None or data.y_test is None:
         return
     if len(data.x_test) != len(data.y_test):
         raise DataError(f"x_test holds {len(data.x_test)} samples but y_test {len(data.y_test)}")
-    to_nchw(data.x_test, space.hwc)  # the shape of x, and finite
+    samples(data.x_test, space)  # the shape of x, and finite
     classes = class_count(data.y, space.num_classes)
     if data.y_test.size and int(data.y_test.max()) >= classes:
         raise DataError(f"y_test has label {int(data.y_test.max())}; y has {classes} classes")

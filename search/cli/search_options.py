@@ -39,7 +39,8 @@ def options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], d
     resumed = args.resume and (out / "search.json").is_file()
     recorded: dict[str, Any] = {}
     keywords: dict[str, Any] = {}
-    space = {**DEFAULT_SPACE, **space_file}
+    # a stage space ([space.stages]) takes none of the flat space's defaults
+    space = dict(space_file) if "stages" in space_file else {**DEFAULT_SPACE, **space_file}
     if resumed:
         recorded, space_recorded, keywords = read_run(out)
         recorded.update(recorded_training(out))

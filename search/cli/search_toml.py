@@ -23,6 +23,10 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "target": (str, list),  #: a name, or a list of names (several targets)
     "compress": (bool, dict),  #: true, or a [compress] table of CompressSettings fields
     "channels_first_ok": (bool,),
+    "flip_ok": (bool,),
+    **dict.fromkeys(("schedule", "augment"), (str,)),
+    "final_epochs": (int,),
+    **dict.fromkeys(("weight_decay", "label_smoothing"), (int, float)),
     **dict.fromkeys(("dataset", "data", "latency_stat", "strategy"), (str,)),
     **dict.fromkeys(("optimizer", "predictor"), (str,)),
     **dict.fromkeys(("trials", "epochs", "batch_size", "seed", "threads"), (int,)),
@@ -35,14 +39,18 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
 CONFIG_CAP = 1 << 20
 
 
+def _closest(name: str, known: list[str]) -> list[str]:
+    """The known setting ``name`` most likely meant: one whose words include it (``budget``
+    -> the budgets: named only when that is one), else the closest spelling."""
+    holding = [k for k in known if name in k.split("_")]
+    if holding:
+        return holding if len(holding) == 1 else [" or ".join(holding)]
+    return difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+
+
 def _unknown(what: str, unknown: list[str], known: list[str]) -> str:
     """``unknown settings budgte (did you mean latency_budget_ms?)``."""
-    pairs = [
-        (name, close[0])
-        for name in unknown
-        for close in [difflib.get_close_matches(name, known, n=1, cutoff=0.6)]
-        if close
-    ]
+    pairs = [(name, close[0]) for name in unknown for close in [_closest(name, known)] if close]
     if len(pairs) == 1 and len(unknown) == 1:
         hint = f" (did you mean {pairs[0][1]}?)"
     elif pairs:

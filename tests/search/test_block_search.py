@@ -73,9 +73,6 @@ def test_a_stage_space_search_writes_a_best_onnx_without_batch_norm(
     assert best.predict(x[:4]).shape == (4,)
 
 
-@pytest.mark.xfail(
-    reason="search/model_card.py's input_layout unpacks (H, W, C): not yet (L, C)", strict=True
-)
 def test_one_dimensional_signals_search_end_to_end(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 48, 3)).astype(np.float32)  # (N, L, C) windows

@@ -83,7 +83,9 @@ def test_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path, capsys: 
         capsys, "search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path)
     )
     assert proc.returncode == 2
-    assert "unknown settings budget (known: batch_size, " in proc.stderr
+    assert "unknown settings budget (did you mean energy_budget_mj or latency_budget_ms or " in (
+        proc.stderr
+    )
     config.write_text('[space]\nlayer_types = ["conv", "lstm"]\n')
     proc = hwnas_here(
         capsys, "search", "--config", str(config), "--dataset", "digits", "--out", str(tmp_path)

@@ -5,14 +5,19 @@ their best), its own measurement and the proxy accuracy kept."""
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from search import Searcher, SearchSpace
 from search.errors import SettingsError
 from search.loop.final import retrain_winners
 from search.measure import Board, bench_settings
+from search.model_card import ModelCard
 from search.records import MEASURED, TrialRecord
 from search.settings import Budgets, SearchSettings
 from search.space import Candidate
@@ -72,3 +77,57 @@ def test_each_board_measures_the_retrained_model_trained_once() -> None:
         assert final.to_dict()["model_sha256"] == sha
     off = SearchSettings(train=TrainSettings(final_epochs=0))
     assert retrain_winners({"a": best}, data, off, {}) == {}
+
+
+def _card(out: Path) -> dict[str, Any]:
+    return dict(json.loads((out / "targets" / "local" / "model_card.json").read_text()))
+
+
+def test_a_search_ships_its_best_retrained_and_measured_again(tmp_path: Path) -> None:
+    """best.onnx and the card are the retrained model's, with its own measurement; the card
+    keeps the search's proxy accuracy beside the retrained model's test accuracy."""
+    d = load_dataset("digits")
+    space = SearchSpace(input_shape=(8, 8, 1), num_layers=1, layer_types=["fc"], fc_sizes=[8])
+    runs = {}
+    for final_epochs in (2, 0):
+        out = tmp_path / f"final{final_epochs}"
+        searcher = Searcher(
+            space,
+            strategy="random",
+            trials=2,
+            train=TrainSettings(epochs=1, final_epochs=final_epochs),
+            out=out,
+            bench={"min_time_s": 0.02},
+            budgets={"latency_ms": 50.0},
+        )
+        model = searcher.search(d.x[:300], d.y[:300], test_data=d.x_test, test_labels=d.y_test)
+        runs[final_epochs] = (out, model, searcher)
+    out, model, searcher = runs[2]
+    card = _card(out)
+    assert searcher.result is not None
+    best = searcher.result.best
+    assert best is not None
+    shipped = (out / "best.onnx").read_bytes()
+    sha = hashlib.sha256(shipped).hexdigest()
+    assert shipped == (out / "targets" / "local" / "model.onnx").read_bytes() == model.onnx
+    assert shipped != (out / "models" / f"{best.hash}.onnx").read_bytes()  # not the trial's
+    assert card["model_sha256"] == sha
+    assert card["measurement"]["model"]["sha256"] == sha  # measured again, these bytes
+    assert model.measurement is not None
+    assert model.measurement.model.sha256 == sha
+    assert card["final"]["epochs"] == 2
+    assert card["final"]["samples"] == 300
+    assert card["accuracy"]["proxy"] == best.accuracy == card["accuracy"]["validation"]
+    test_accuracy = model.evaluate(d.x_test, d.y_test)[1]
+    assert card["accuracy"]["final"] == card["accuracy"]["test"] == test_accuracy
+    assert ModelCard.from_dict(card).final == card["final"]
+    out, model, searcher = runs[0]  # final_epochs 0: the searched model ships, as before
+    card = _card(out)
+    assert searcher.result is not None
+    best = searcher.result.best
+    assert best is not None
+    assert card["final"] is None
+    assert set(card["accuracy"]) == {"validation", "test"}
+    assert (out / "best.onnx").read_bytes() == (out / "models" / f"{best.hash}.onnx").read_bytes()
+    old = {k: v for k, v in card.items() if k != "final"}  # a card from before: loads
+    assert ModelCard.from_dict(old).final is None
