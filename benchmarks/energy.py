@@ -35,34 +35,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from predictor import draw  # the predictor benchmark's candidates (benchmarks/ is on the path)
 
 from hwnas_bench import Measurement, TargetSpec
 from hwnas_bench.testing import SimulatedIna226
 from search.build import build
-from search.cli.search import DEFAULT_SPACE
 from search.measure import SEARCH_BENCH, Board, latency_of
 from search.onnx_export import to_onnx
 from search.predict import LatencyTable, Predictor, candidate_ops
-from search.space import Candidate, SearchSpace
+from search.space import Candidate
 
 SHARE_TARGET = 1.0
 WITHIN_TARGET = 0.90
 COST_TARGET = 1.5
 STAT = "p50"
-
-
-def draw(n: int, seed: int) -> list[Candidate]:
-    space = SearchSpace(input_shape=(8, 8, 1), num_classes=10, **DEFAULT_SPACE)
-    rng = np.random.default_rng(seed)
-    found: dict[str, Candidate] = {}
-    for _ in range(100 * n):
-        genes = {name: choices[rng.integers(len(choices))] for name, choices in space.genes.items()}
-        c = space.decode(genes)
-        if c.is_valid():
-            found.setdefault(c.hash, c)
-        if len(found) == n:
-            break
-    return list(found.values())
 
 
 def metered(root: Path) -> TargetSpec:

@@ -126,15 +126,7 @@ class SearchSpace:
             raise SpaceError(
                 f"num_layers {hi}: at most {MAX_LAYERS} searched layers (search.space.MAX_LAYERS)"
             )
-        for name in (
-            "layer_types",
-            "conv_kernels",
-            "conv_strides",
-            "conv_channels",
-            "pool_sizes",
-            "pool_strides",
-            "fc_sizes",
-        ):
+        for name in FLAT_SETTINGS[1:]:  # the choice lists (num_layers is checked above)
             object.__setattr__(self, name, _choices(name, getattr(self, name)))
         self._init_classes()
         types = tuple(self.layer_types)

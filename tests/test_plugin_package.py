@@ -3,7 +3,6 @@ inside the agent (locally and, packed into the zipapp, over SSH), and the confor
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,8 @@ import pytest
 
 from hwnas_bench.testing import SSHServer
 
+from .plugin_site import pip_install_target
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hwnas-plugin-acme"
 
@@ -21,25 +22,7 @@ EXAMPLE = ROOT / "examples" / "hwnas-plugin-acme"
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install --target`` of the example: a real dist-info with its entry point."""
-    target = tmp_path_factory.mktemp("site")
-    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            *isolation,
-            "--target",
-            str(target),
-            str(EXAMPLE),
-        ],
-        check=True,
-    )
-    assert list(target.glob("hwnas_plugin_acme-*.dist-info/entry_points.txt"))
-    return target
+    return pip_install_target(EXAMPLE, tmp_path_factory.mktemp("site"), "hwnas_plugin_acme")
 
 
 def run(installed: Path, *argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

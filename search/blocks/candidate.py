@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ..candidate import Candidate, register_encoding
-from ..errors import InvalidCandidate, SpaceError
+from ..errors import SpaceError
 from .base import Block, BlockCost, Shape, elements
 from .chain import chain_cost, decode_blocks, encode_blocks, infer_shapes
 from .registry import kind_of
@@ -104,13 +104,6 @@ class BlockCandidate(Candidate):
         for d in last:
             features *= d
         return [*out, ((features,), (self.num_classes,))]
-
-    def is_valid(self) -> bool:
-        try:
-            self.shapes()
-        except InvalidCandidate:
-            return False
-        return True
 
     def block_cost(self) -> BlockCost:
         """Params, MACs and the elements live at each ONNX node, the resize to the

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from ..plugin_site import pip_install_target
 
 PLUGIN = Path(__file__).resolve().parent.parent / "data" / "hwnas-blocks-pointwise"
 
@@ -43,25 +44,7 @@ SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install --target``: a real dist-info with its entry point."""
-    target = tmp_path_factory.mktemp("site")
-    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            *isolation,
-            "--target",
-            str(target),
-            str(PLUGIN),
-        ],
-        check=True,
-    )
-    assert list(target.glob("hwnas_blocks_pointwise-*.dist-info/entry_points.txt"))
-    return target
+    return pip_install_target(PLUGIN, tmp_path_factory.mktemp("site"), "hwnas_blocks_pointwise")
 
 
 def test_a_plugin_block_kind_searches_end_to_end(site: Path, tmp_path: Path) -> None:

@@ -20,12 +20,11 @@ import pytest
 
 from hwnas_bench.targets import TargetSpec
 from hwnas_bench.testing import SimulatedIna226
-from search import InfeasibleBudgetError, Searcher, SearchSpace
+from search import InfeasibleBudgetError, Searcher
 from search.measure import SEARCH_BENCH, Board
 from search.predict import LatencyTable, candidate_ops
 from search.predict.ops import OVERHEAD
 from search.records import MEASURED
-from search.space import Candidate, Layer
 from search.strategies.differentiable.strategy import (
     AIM,
     BAND,
@@ -35,17 +34,10 @@ from search.strategies.differentiable.strategy import (
 from search.strategies.differentiable.supernet import Macro
 from search.strategies.differentiable.training import DualSettings
 
+from .test_differentiable import LARGEST, SMALLEST, SPACE  # the same supernet space
+
 pytest_plugins = ["hwnas_bench.testing.power_fixtures"]
 
-SPACE = SearchSpace(
-    input_shape=(8, 8, 1),
-    num_layers=(1, 3),
-    layer_types=["conv"],
-    conv_kernels=[3, 5],
-    conv_channels=[4, 16, 32],
-)
-SMALLEST = Candidate((8, 8, 1), (Layer("conv", 3, 1, 4),), 10)
-LARGEST = Candidate((8, 8, 1), (Layer("conv", 5, 1, 32),) * 3, 10)
 TRIALS = 4
 
 

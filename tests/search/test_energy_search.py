@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 import pytest
 
 from hwnas_bench.targets import TargetSpec
@@ -22,7 +21,8 @@ from search.measure import Board
 from search.onnx_export import to_onnx
 from search.records import MEASURED
 from search.space import Candidate
-from search.strategies import Strategy
+
+from .strategy_support import ListStrategy
 
 pytest_plugins = ["hwnas_bench.testing.power_fixtures"]
 
@@ -39,22 +39,6 @@ NETS = [
     "in8x8x1-conv_k3_s1_c4-pool_k2_s2-out10",
 ]  # six different candidates: six measured trials (a repeat is not measured again)
 BENCH = {"min_time_s": 0.25, "min_iterations": 10, "warmup_min_s": 0.02}
-
-
-class ListStrategy(Strategy):
-    """Proposes the given candidates in order, so the test knows its trials."""
-
-    name = "list"
-
-    def __init__(self, encodings: list[str]) -> None:
-        super().__init__(seed=0)
-        self.candidates = [Candidate.decode(e) for e in encodings]
-
-    def sampler(self, trials: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.RandomSampler(seed=0)
-
-    def propose(self, trial: optuna.Trial, space: SearchSpace) -> Candidate:
-        return self.candidates[trial.number % len(self.candidates)]
 
 
 def _energy_mj(target: TargetSpec, encoding: str) -> float:

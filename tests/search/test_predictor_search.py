@@ -17,7 +17,8 @@ from search.loop.report import trial_line
 from search.predict import candidate_ops
 from search.records import MEASURED, PREDICTED_OVER
 from search.space import Candidate
-from search.strategies import Strategy
+
+from .strategy_support import ListStrategy
 
 SMALL = {"min_time_s": 0.05, "min_iterations": 10, "warmup_min_s": 0.0}
 SPACE = SearchSpace(input_shape=(8, 8, 1), num_layers=(1, 3), num_classes=10)
@@ -37,22 +38,6 @@ BIG_NETS = [
     "in8x8x1-conv_k5_s1_c128-conv_k5_s1_c128-conv_k5_s1_c128-fc_u64-out10",
 ]
 BUDGET_MS = 0.06
-
-
-class ListStrategy(Strategy):
-    """Proposes the given candidates in order: a search whose trials a test knows."""
-
-    name = "list"
-
-    def __init__(self, encodings: list[str]) -> None:
-        super().__init__(seed=0)
-        self.candidates = [Candidate.decode(e) for e in encodings]
-
-    def sampler(self, trials: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.RandomSampler(seed=0)
-
-    def propose(self, trial: optuna.Trial, space: SearchSpace) -> Candidate:
-        return self.candidates[trial.number % len(self.candidates)]
 
 
 @pytest.fixture
