@@ -218,10 +218,8 @@ class Search:
             board.connect()
             state = self.result.targets.setdefault(name, TargetState())
             state.board, state.facts = board.board_name, board.facts
-            if self.settings.budgets.energy_mj is not None and not board.has_power_meter:
-                raise SettingsError(
-                    f"an energy budget needs a power meter, and {board.board_name} has none"
-                )
+            if self.settings.budgets.energy_mj is not None:
+                board.want_energy()  # no meter: refused here, naming the board, before training
             state.provider = provider_for(
                 board, self.space, kept=kept.get(name), given=self.provider
             )
