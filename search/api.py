@@ -34,7 +34,14 @@ from .loop.run_lock import run_dir_lock
 from .measure import ROUNDS, Board, bench_settings
 from .model_card import CARD_FILE, MAX_MODEL_BYTES, TARGETS, safe_name, write_target_folder
 from .records import TrialRecord
-from .settings import DEFAULT_STAT, Budgets, SearchSettings
+from .settings import (
+    DEFAULT_OBJECTIVES,
+    DEFAULT_STAT,
+    Budgets,
+    Objective,
+    SearchSettings,
+    check_objectives,
+)
 from .space import SearchSpace
 from .strategies import Strategy, get_strategy
 from .training.data import Split, class_count, labels, split, to_nchw
@@ -74,6 +81,9 @@ class Searcher:
     ``compress``: compress each target's model as the last step (True, or the
     ``CompressSettings``): int8 and pruned variants measured on that target, the fastest
     within the accuracy tolerance shipped in its folder (docs/compress.md).
+    ``objectives``: ``("accuracy", "latency")`` (the default) or ``("accuracy", "latency",
+    "energy")``: NSGA-II minimises the measured energy per inference too (needs a power
+    meter on every target; the differentiable strategy takes an energy budget instead).
     """
 
     def __init__(
@@ -107,6 +117,7 @@ class Searcher:
         predictor: bool | None = None,
         measure_rounds: int = ROUNDS,
         compress: bool | CompressSettings = False,
+        objectives: Sequence[Objective] | None = None,
     ) -> None:
         self.space = space
         self.target = target
@@ -148,6 +159,7 @@ class Searcher:
             strategy_options=self.strategy.options(),
             budgets=given_budgets(budgets, constraints, latency_stat),
             train=training,
+            objectives=check_objectives(DEFAULT_OBJECTIVES if objectives is None else objectives),
             seed=training.seed,  # one seed: the split's, the strategy's and the training's
             **{name: value for name, value in given.items() if value is not None},
         )
@@ -206,8 +218,9 @@ class Searcher:
                     bench=self.bench,
                     lease_timeout=self.lease_timeout,
                     rounds=self.measure_rounds,
-                    # an energy budget: every window covers the board's meter (none: refused)
-                    energy=self.settings.budgets.energy_mj is not None,
+                    # an energy budget or objective: every window covers the board's
+                    # meter (no meter: refused)
+                    energy=self.settings.wants_energy,
                 )
                 for name, t in zip(names, self.targets, strict=True)
             }

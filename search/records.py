@@ -272,29 +272,37 @@ def count(records: Iterable[TrialRecord]) -> dict[str, int]:
     return counts
 
 
-def pareto(records: Iterable[TrialRecord], *, feasible_only: bool = True) -> list[TrialRecord]:
-    """Non-dominated measured candidates (accuracy up, latency down), one per candidate,
-    sorted by latency."""
+def pareto(
+    records: Iterable[TrialRecord], *, feasible_only: bool = True, energy: bool = False
+) -> list[TrialRecord]:
+    """Non-dominated measured candidates (accuracy up, latency down and, with ``energy``,
+    energy down), one per candidate, sorted by latency. With ``energy`` a candidate without
+    an energy figure is never on the front (it is not known to use little)."""
     pool: dict[str, TrialRecord] = {}
     for r in records:
         if r.outcome != MEASURED or r.accuracy is None or r.latency_ms is None:
             continue
         if feasible_only and r.feasible is False:
             continue
+        if energy and finite(r.energy_mj) is None:
+            continue
         pool.setdefault(r.hash, r)
     items = list(pool.values())
-    front = [
-        r
-        for r in items
-        if not any(
-            o is not r
-            and o.accuracy >= r.accuracy  # type: ignore[operator]
-            and o.latency_ms <= r.latency_ms  # type: ignore[operator]
-            and (o.accuracy > r.accuracy or o.latency_ms < r.latency_ms)  # type: ignore[operator]
-            for o in items
-        )
-    ]
+    points = {id(r): _point(r, energy) for r in items}
+    front = [r for r in items if not any(_dominates(points[id(o)], points[id(r)]) for o in items)]
     return sorted(front, key=lambda r: (r.latency_ms, -(r.accuracy or 0.0)))
+
+
+def _point(r: TrialRecord, energy: bool) -> tuple[float, ...]:
+    """A front member's figures, each to be minimised."""
+    assert r.accuracy is not None
+    assert r.latency_ms is not None
+    return (-r.accuracy, r.latency_ms) + ((float(r.energy_mj or 0.0),) if energy else ())
+
+
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """``a`` is no worse than ``b`` on every figure and better on one."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
 
 
 def best(records: Iterable[TrialRecord]) -> TrialRecord | None:

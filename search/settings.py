@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard
 
 from .errors import SettingsError
 from .training.settings import MAX_SEED, TrainSettings, check_int, check_number, is_number
@@ -38,6 +38,39 @@ CONSTRAINTS = {
 }
 #: the most trials one search (or one shared study) may ask for
 MAX_TRIALS = 1_000_000
+#: what a search optimises, in the study's order: validation accuracy (max), the measured
+#: latency statistic (min) and, with ``energy``, the measured energy per inference (min)
+OBJECTIVE_NAMES = ("accuracy", "latency", "energy")
+#: one objective's name (``Searcher(objectives=...)``)
+Objective = Literal["accuracy", "latency", "energy"]
+DEFAULT_OBJECTIVES = ("accuracy", "latency")
+ENERGY_OBJECTIVES = ("accuracy", "latency", "energy")
+#: strategies that weigh budgets, not the study's objectives (they cannot minimise energy
+#: as an objective: an energy budget is their way to ask for it)
+BUDGET_ONLY_STRATEGIES = ("differentiable",)
+
+
+def check_objectives(objectives: Any) -> tuple[str, ...]:
+    """``("accuracy", "latency")`` or ``("accuracy", "latency", "energy")`` in any order,
+    as the study's order; SettingsError naming what is wrong otherwise."""
+    if isinstance(objectives, str) or not isinstance(objectives, (list, tuple)):
+        raise SettingsError(
+            f"objectives must be a list of names such as {list(ENERGY_OBJECTIVES)}, "
+            f"got {objectives!r}"
+        )
+    unknown = [o for o in objectives if o not in OBJECTIVE_NAMES]
+    if unknown:
+        raise SettingsError(
+            f"unknown objective {unknown[0]!r} (known: {', '.join(OBJECTIVE_NAMES)})"
+        )
+    if len(set(objectives)) != len(objectives):
+        raise SettingsError(f"objectives name one objective twice: {list(objectives)}")
+    if not {"accuracy", "latency"} <= set(objectives):
+        raise SettingsError(
+            f"objectives must hold accuracy and latency (energy may be added), got "
+            f"{list(objectives)}"
+        )
+    return tuple(o for o in OBJECTIVE_NAMES if o in objectives)
 
 
 def _known(value: float | None) -> TypeGuard[float]:
@@ -194,10 +227,23 @@ class SearchSettings:
     #: than its own measured error (recorded as predicted over budget, never as measured)
     predictor: bool = False
     strategy_options: dict[str, Any] = field(default_factory=dict)  #: Strategy.options()
+    #: the study's objectives (:data:`DEFAULT_OBJECTIVES`, or :data:`ENERGY_OBJECTIVES`)
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
 
     def validate(self) -> None:
         if not isinstance(self.budgets, Budgets):
             raise SettingsError(f"budgets must be a Budgets, got {self.budgets!r}")
+        if check_objectives(self.objectives) != self.objectives:
+            raise SettingsError(
+                f"objectives must be in the study's order {list(OBJECTIVE_NAMES)}, got "
+                f"{list(self.objectives)}"
+            )
+        if self.energy_objective and self.strategy in BUDGET_ONLY_STRATEGIES:
+            raise SettingsError(
+                f"the {self.strategy} strategy weighs budgets, not objectives: it cannot "
+                "minimise energy as an objective; give it an energy budget "
+                "(--energy-budget-mj, budgets=Budgets(energy_mj=...)) or use evolution"
+            )
         self.train.validate()
         check_int("trials", self.trials, 1, MAX_TRIALS)
         check_int("seed", self.seed, 0, MAX_SEED)
@@ -212,10 +258,21 @@ class SearchSettings:
         """The latency statistic the search measures, compares and reports (the budgets')."""
         return self.budgets.stat
 
+    @property
+    def energy_objective(self) -> bool:
+        """Energy per inference is minimised as the study's third objective."""
+        return "energy" in self.objectives
+
+    @property
+    def wants_energy(self) -> bool:
+        """Every measurement must give an energy figure: an energy budget or objective."""
+        return self.budgets.energy_mj is not None or self.energy_objective
+
     def to_dict(self) -> dict[str, Any]:
         """The record's form (search.json, a shared study's record): the budgets as
-        ``constraints`` and ``latency_stat``, the keys of every earlier version."""
-        return {
+        ``constraints`` and ``latency_stat``, the keys of every earlier version;
+        ``objectives`` only when not the default (a run from before it resumes)."""
+        out: dict[str, Any] = {
             "strategy": self.strategy,
             "trials": self.trials,
             "constraints": self.budgets.to_mapping(),
@@ -226,6 +283,9 @@ class SearchSettings:
             "predictor": self.predictor,
             "strategy_options": dict(self.strategy_options),
         }
+        if self.objectives != DEFAULT_OBJECTIVES:
+            out["objectives"] = list(self.objectives)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> SearchSettings:
@@ -235,6 +295,8 @@ class SearchSettings:
         rest = {k: v for k, v in data.items() if k not in ("constraints", "latency_stat")}
         budgets = Budgets.from_mapping(data["constraints"], stat=data["latency_stat"])
         train = TrainSettings.from_record(data["train"])
+        if "objectives" in rest:  # a JSON list; absent: the default (every earlier run)
+            rest["objectives"] = check_objectives(rest["objectives"])
         return cls(**{**rest, "budgets": budgets, "train": train, **overrides})
 
     def resume_key(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..measure import SEARCH_BENCH
-from ..settings import SearchSettings
+from ..settings import DEFAULT_OBJECTIVES, ENERGY_OBJECTIVES, SearchSettings
 from ..training.settings import AUGMENTS, FINAL_EPOCHS_FACTOR, SCHEDULES, TrainSettings
 from .common import LATENCY_STATS, add_measure_options
 
@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "energy_budget_mj": None,
     "memory_budget_mb": None,
     "latency_stat": _SEARCH.latency_stat,
+    "objective": "latency",  #: what is minimised with accuracy kept up (OBJECTIVES_OF)
     "strategy": _SEARCH.strategy,
     "trials": _SEARCH.trials,
     "epochs": _TRAIN.epochs,
@@ -56,6 +57,11 @@ DEFAULTS: dict[str, Any] = {
     "lambda": None,  #: differentiable: a fixed latency weight instead of the calibrated one
     "compress": False,  #: compress each target's model as the last step
     "channels_first_ok": False,  #: take an x that looks channels-first as it is
+}
+#: --objective -> the study's objectives (SearchSettings.objectives)
+OBJECTIVES_OF: dict[str, tuple[str, ...]] = {
+    "latency": DEFAULT_OBJECTIVES,
+    "energy": ENERGY_OBJECTIVES,
 }
 #: rounds of a differentiable search (derive, train, measure, correct) unless --trials says
 DIFFERENTIABLE_TRIALS = 5
@@ -122,6 +128,13 @@ def add_search_parser(
         "--latency-stat",
         choices=LATENCY_STATS,
         help=f"the statistic the budget limits (default: {d['latency_stat']})",
+    )
+    p.add_argument(
+        "--objective",
+        choices=list(OBJECTIVES_OF),
+        help="what the search minimises while it keeps accuracy up: latency, or energy: "
+        "measured latency and measured energy per inference, a third objective (needs a "
+        f"power meter; evolution or random only) (default: {d['objective']})",
     )
     p.add_argument(
         "--strategy",

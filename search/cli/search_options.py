@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import SettingsError
 from .resume import COMMAND_FILE, read_run, refuse_contradictions
-from .search_flags import DEFAULT_SPACE, DEFAULTS, DIFFERENTIABLE_TRIALS, flag
+from .search_flags import DEFAULT_SPACE, DEFAULTS, DIFFERENTIABLE_TRIALS, OBJECTIVES_OF, flag
 from .search_toml import check_toml, read_config, read_regular_file
 
 
@@ -44,6 +44,7 @@ def options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], d
     if resumed:
         recorded, space_recorded, keywords = read_run(out)
         recorded.update(recorded_training(out))
+        recorded["objective"] = recorded_objective(out)
         refuse_contradictions(out, recorded, given)
         space = {**space_recorded, **space_file}  # a [space] that differs: refused by name
         if {"dataset", "data"} & set(given):  # the data given again wins (same fingerprint)
@@ -76,7 +77,26 @@ def options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], d
         )
     if opts["strategy"] == "differentiable" and "trials" not in given and not resumed:
         opts["trials"] = DIFFERENTIABLE_TRIALS
+    if opts["objective"] not in OBJECTIVES_OF:  # search.toml's (the flag has its choices)
+        raise SettingsError(
+            f"objective must be one of {', '.join(OBJECTIVES_OF)}, not {opts['objective']!r}"
+        )
+    keywords["objectives"] = OBJECTIVES_OF[opts["objective"]]  # Searcher(objectives=...)
     return opts, space, keywords
+
+
+def recorded_objective(out: Path) -> str:
+    """The run's --objective, from its search.json (a record without ``objectives``:
+    latency, as every run before energy could be one)."""
+    from ..loop.run_dir import read_record
+    from ..settings import SearchSettings
+
+    path = out / "search.json"
+    try:
+        objectives = SearchSettings.from_dict(read_record(path)["settings"]).objectives
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SettingsError(f"cannot resume {out}: {path} is not a search record ({exc})") from exc
+    return next(flag for flag, known in OBJECTIVES_OF.items() if known == objectives)
 
 
 def shared_study(args: argparse.Namespace, out: Path, keywords: dict[str, Any]) -> None:

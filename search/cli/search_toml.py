@@ -27,7 +27,7 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("schedule", "augment"), (str,)),
     "final_epochs": (int,),
     **dict.fromkeys(("weight_decay", "label_smoothing"), (int, float)),
-    **dict.fromkeys(("dataset", "data", "latency_stat", "strategy"), (str,)),
+    **dict.fromkeys(("dataset", "data", "latency_stat", "strategy", "objective"), (str,)),
     **dict.fromkeys(("optimizer", "predictor"), (str,)),
     **dict.fromkeys(("trials", "epochs", "batch_size", "seed", "threads"), (int,)),
     **dict.fromkeys(

@@ -8,9 +8,16 @@ constraint ``budgets``: the smallest over the targets of the largest slack on th
 A candidate within budget on any one target is thus feasible for the study, since it may be
 that target's answer; each target's own front and best use only its own figures
 (``SearchResult.for_target``).
+
+With energy as an objective (``SearchSettings.objectives``), the measured energy per
+inference (min) follows: one per target, after the latencies. A measured trial with no
+energy figure is infeasible, with the reason (it is never ranked as if it had low energy),
+and the study is told +inf for its energy.
 """
 
 from __future__ import annotations
+
+import math
 
 import optuna
 
@@ -21,30 +28,54 @@ from ..records import BoardFigures, TrialRecord
 from ..settings import MeasuredFigures, SearchSettings, Violation
 
 
-def directions(targets: int) -> list[optuna.study.StudyDirection]:
-    """Accuracy up, then each target's latency down."""
+def directions(targets: int, *, energy: bool = False) -> list[optuna.study.StudyDirection]:
+    """Accuracy up, then each target's latency down (and, with ``energy``, each target's
+    energy down)."""
     d = optuna.study.StudyDirection
-    return [d.MAXIMIZE] + [d.MINIMIZE] * max(1, targets)
+    per_target = [d.MINIMIZE] * max(1, targets)
+    return [d.MAXIMIZE] + per_target + (per_target if energy else [])
 
 
 def figures(m: Measurement, settings: SearchSettings, predicted: Prediction | None) -> BoardFigures:
     """A measurement scored against the budgets: infeasible when over one or when a
-    figure a budget needs was not measured, with the reason."""
+    figure a budget needs was not measured, with the reason; with energy as an objective,
+    also when there is no energy figure to rank it by."""
     measured = MeasuredFigures.of(m, settings.latency_stat)
     broken = settings.budgets.violations(measured)
+    unranked = energy_missing(measured, settings)
     return BoardFigures(
         measured.latency_ms,
         measured.energy_mj,
-        not broken,
+        not broken and unranked is None,
         predicted,
         m,
-        reason=reason(broken),
+        reason=reason(broken, unranked),
     )
 
 
-def reason(broken: list[Violation]) -> str | None:
+def energy_missing(measured: MeasuredFigures, settings: SearchSettings) -> str | None:
+    """Why a measurement cannot be ranked by energy as an objective (None: it can, or energy
+    is no objective, or an energy budget already says it was not measured)."""
+    if not settings.energy_objective or settings.budgets.energy_mj is not None:
+        return None
+    if _known(measured.energy_mj):
+        return None
+    why = measured.energy_reason or "no energy figure"
+    return f"energy not measured (energy is an objective): {why}"
+
+
+def reason(broken: list[Violation], *more: str | None) -> str | None:
     """Why a measured candidate is infeasible (None: it is not)."""
-    return "; ".join(v.reason for v in broken) or None
+    return "; ".join([v.reason for v in broken] + [m for m in more if m]) or None
+
+
+def _known(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _energy_value(value: float | None) -> float:
+    """The study's energy: +inf where none was measured (never ranked as low)."""
+    return float(value) if value is not None and _known(value) else math.inf
 
 
 def measured_figures(f: BoardFigures | TrialRecord) -> MeasuredFigures:
@@ -53,13 +84,15 @@ def measured_figures(f: BoardFigures | TrialRecord) -> MeasuredFigures:
     return MeasuredFigures(f.latency_ms, f.energy_mj, why)
 
 
-def values(rec: TrialRecord, targets: list[str]) -> list[float]:
-    if not rec.boards:
-        assert rec.accuracy is not None
-        assert rec.latency_ms is not None
-        return [rec.accuracy, rec.latency_ms]
+def values(rec: TrialRecord, targets: list[str], *, energy: bool = False) -> list[float]:
+    """What the study is told, in :func:`directions`' order."""
     assert rec.accuracy is not None
-    return [rec.accuracy, *(float(rec.boards[t].latency_ms or 0.0) for t in targets)]
+    if not rec.boards:
+        assert rec.latency_ms is not None
+        return [rec.accuracy, rec.latency_ms] + ([_energy_value(rec.energy_mj)] if energy else [])
+    boards = [rec.boards[t] for t in targets]
+    energies = [_energy_value(f.energy_mj) for f in boards] if energy else []
+    return [rec.accuracy, *(float(f.latency_ms or 0.0) for f in boards), *energies]
 
 
 def constrain(trial: optuna.Trial, rec: TrialRecord, settings: SearchSettings) -> None:

@@ -18,6 +18,7 @@ from .. import records
 from ..files import read_file, write_file
 from ..predict.predictor import Prediction
 from ..records import TrialRecord
+from ..settings import SearchSettings
 from .result import SearchResult
 
 if TYPE_CHECKING:
@@ -134,9 +135,10 @@ def trial_line(rec: TrialRecord, stat: str) -> str:
     elif rec.latency_ms is not None:
         # an infeasible one says why (over a budget, or a figure a budget needs not measured)
         feasible = "" if rec.feasible is not False else f", {rec.reason or 'over budget'}"
+        energy = f", energy {rec.energy_mj:.3f} mJ" if rec.energy_mj is not None else ""
         head += (
             f", accuracy {100 * (rec.accuracy or 0):.1f}%, {stat} {rec.latency_ms:.3f} ms"
-            f" (measured{feasible})"
+            f"{energy} (measured{feasible})"
         )
     elif rec.reason:
         head += f" ({rec.reason})"
@@ -199,6 +201,7 @@ def write_reports(result: SearchResult, folder: Path | None = None) -> None:
         json.dumps(
             {
                 "latency_stat": result.settings.latency_stat,
+                "objectives": list(result.settings.objectives),
                 "constraints": result.settings.budgets.to_mapping(),
                 "board": result.board,
                 "best": best.hash if best else None,
@@ -274,7 +277,9 @@ def _pyplot() -> Any:
 
 def pareto_figure(result: SearchResult) -> Figure:
     """pareto.png: the measured candidates (feasible, over budget), the front, the budget;
-    the x-axis on the points (see :func:`mark_budget`)."""
+    the x-axis on the points (see :func:`mark_budget`). With energy as an objective a
+    second panel puts accuracy against measured energy, and the front (over all three) is
+    marked in both rather than drawn as a staircase (it is not one in either plane)."""
     plt = _pyplot()
     measured = [
         r for r in result.trials if r.outcome == records.MEASURED and r.latency_ms is not None
@@ -282,26 +287,80 @@ def pareto_figure(result: SearchResult) -> Figure:
     feasible = [r for r in measured if r.feasible is not False]
     infeasible = [r for r in measured if r.feasible is False]
     front = result.pareto
-    stat = result.settings.latency_stat
+    s = result.settings
     fig: Figure
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    panels = 2 if s.energy_objective else 1
+    fig, axes = plt.subplots(
+        1, panels, figsize=(6.4 * panels, 4.4), dpi=100, sharey=True, squeeze=False
+    )
+    ax = axes[0][0]
     ax.scatter(*_xy(feasible), c="tab:blue", label="feasible", s=22)
     if infeasible:
-        ax.scatter(*_xy(infeasible), c="tab:red", marker="x", label="over budget", s=22)
-    if front:
+        ax.scatter(*_xy(infeasible), c="tab:red", marker="x", label="infeasible", s=22)
+    if front and s.energy_objective:
+        ax.scatter(
+            *_xy(front),
+            facecolors="none",
+            edgecolors="tab:green",
+            s=80,
+            label="Pareto front (accuracy, latency, energy)",
+        )
+    elif front:
         ax.step(*_xy(front), where="post", c="tab:green", label="Pareto front")
-    mark_budget(ax, _xy(measured)[0], result.settings.budgets.latency_ms)
-    ax.set_xlabel(f"measured {stat} latency on {result.board} (ms)")
+    mark_budget(ax, _xy(measured)[0], s.budgets.latency_ms)
+    ax.set_xlabel(f"measured {s.latency_stat} latency on {result.board} (ms)")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"{plural(len(measured), 'candidate')} measured")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if s.energy_objective:
+        _energy_panel(axes[0][1], feasible, infeasible, front, result)
+    for a in axes[0]:
+        a.grid(alpha=0.3)
+        a.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 
 
+def _energy_panel(
+    ax: Axes,
+    feasible: list[TrialRecord],
+    infeasible: list[TrialRecord],
+    front: list[TrialRecord],
+    result: SearchResult,
+) -> None:
+    """Accuracy against measured energy: only candidates with an energy figure are drawn
+    (how many had none is in the title)."""
+
+    def xy(recs: list[TrialRecord]) -> tuple[list[float], list[float]]:
+        with_energy = [r for r in recs if r.energy_mj is not None]
+        return [r.energy_mj or 0.0 for r in with_energy], [r.accuracy or 0.0 for r in with_energy]
+
+    ax.scatter(*xy(feasible), c="tab:blue", label="feasible", s=22)
+    if infeasible:
+        ax.scatter(*xy(infeasible), c="tab:red", marker="x", label="infeasible", s=22)
+    if front:
+        ax.scatter(
+            *xy(front), facecolors="none", edgecolors="tab:green", s=80, label="Pareto front"
+        )
+    budget = result.settings.budgets.energy_mj
+    if budget is not None:
+        ax.axvline(budget, ls="--", c="gray", label=f"budget {budget:g} mJ")
+    missing = sum(1 for r in feasible + infeasible if r.energy_mj is None)
+    ax.set_xlabel(f"measured energy per inference on {result.board} (mJ)")
+    ax.set_title(
+        "energy" + (f" ({plural(missing, 'candidate')} without a figure)" if missing else "")
+    )
+
+
 def plot(result: SearchResult, path: Path) -> None:
     write_file(path, png(pareto_figure(result)))
+
+
+def objectives_text(settings: SearchSettings) -> str:
+    """``validation accuracy (max), measured p50 latency (min)[, measured energy ...]``."""
+    text = f"validation accuracy (max), measured {settings.latency_stat} latency (min)"
+    if settings.energy_objective:
+        text += ", measured energy per inference (min)"
+    return text
 
 
 def summary(result: SearchResult) -> str:
@@ -326,7 +385,7 @@ def summary(result: SearchResult) -> str:
         + f", trials: {s.trials}, seed: {s.seed}, predictor: {'on' if s.predictor else 'off'}",
         f"- training: {s.train.optimizer} lr {s.train.learning_rate:g}, {s.train.epochs} epochs, "
         f"batch {s.train.batch_size}, validation split {s.validation_split:g}",
-        f"- objectives: validation accuracy (max), measured {s.latency_stat} latency (min)",
+        f"- objectives: {objectives_text(s)}",
         f"- constraints: {json.dumps(budgets) if budgets else 'none'}",
         "",
         "## Board",
@@ -342,7 +401,8 @@ def summary(result: SearchResult) -> str:
         "|" + "---|" * len(c),
         "| " + " | ".join(str(v) for v in c.values()) + " |",
         "",
-        "## Pareto front (feasible, measured)",
+        "## Pareto front (feasible, measured"
+        + (": accuracy, latency and energy)" if s.energy_objective else ")"),
         "",
         f"| trial | accuracy | {s.latency_stat} ms | energy mJ | params | FLOPs | "
         "peak act. KB | candidate |",
@@ -388,6 +448,7 @@ def write_overview(result: SearchResult) -> None:
         json.dumps(
             {
                 "latency_stat": s.latency_stat,
+                "objectives": list(s.objectives),
                 "constraints": s.budgets.to_mapping(),
                 "targets": fronts,
             },

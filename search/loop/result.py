@@ -1,5 +1,6 @@
 """What a search knows when it is done (or so far): every trial's record, the counts, the
-feasible Pareto front, and, per target, the board that measured it.
+feasible Pareto front (over energy too when it is an objective), and, per target, the
+board that measured it.
 
 A search over several targets keeps one record per trial with each target's figures
 (``TrialRecord.boards``); :meth:`SearchResult.for_target` is the result a one-target search
@@ -95,7 +96,7 @@ class SearchResult:
 
     @property
     def pareto(self) -> list[TrialRecord]:
-        return records.pareto(self.trials)
+        return records.pareto(self.trials, energy=self.settings.energy_objective)
 
     @property
     def best(self) -> TrialRecord | None:

@@ -4,13 +4,13 @@ Per trial: the strategy proposes a candidate -> shapes and analytic cost checked
 the board's profile and the user's limits (rejected and counted before any training) ->
 predicted from the measured table, and skipped if predicted far over budget (forecast.py,
 with the predictor on) -> trained (a pruner stops hopeless runs) -> exported to ONNX ->
-measured on the leased board -> objectives (accuracy, measured latency) and constraints
-told to the study (objectives.py). On ``local`` training and measuring never overlap; on a
-remote board candidate k is measured while k+1 trains.
+measured on the leased board -> objectives (accuracy, measured latency, measured energy
+when it is one) and constraints told to the study (objectives.py). On ``local`` training
+and measuring never overlap; on a remote board candidate k is measured while k+1 trains.
 
 With several targets the one trained model is measured on each board in turn, each
 board's figures and outcome are kept apart (several.py, ``TrialRecord.boards``), and the
-study gets one latency objective per board.
+study gets one latency objective per board (and one energy objective per board).
 """
 
 from __future__ import annotations
@@ -136,17 +136,19 @@ class Search:
         )
 
     def metric_names(self) -> list[str]:
-        """The study's objective names, as optuna-dashboard shows them: ``accuracy`` and
-        ``latency_ms`` (several targets: ``latency_ms[<target>]`` each)."""
+        """The study's objective names, as optuna-dashboard shows them: ``accuracy``,
+        ``latency_ms`` and, with energy as an objective, ``energy_mj`` (several targets:
+        ``latency_ms[<target>]`` each, then ``energy_mj[<target>]`` each)."""
+        figures = ["latency_ms"] + (["energy_mj"] if self.settings.energy_objective else [])
         if not self.several:
-            return ["accuracy", "latency_ms"]
-        return ["accuracy", *(f"latency_ms[{n}]" for n in self.names)]
+            return ["accuracy", *figures]
+        return ["accuracy", *(f"{f}[{n}]" for f in figures for n in self.names)]
 
     def _studies(self) -> tuple[optuna.Study, optuna.Study]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = self.strategy.sampler(self.settings.trials, self.space)
         storage: str | optuna.storages.RDBStorage = self.run.storage
-        directions = objectives.directions(len(self.names))
+        directions = objectives.directions(len(self.names), energy=self.settings.energy_objective)
         names = self.metric_names()
         if self.run.shared:
             storage = shared.open_storage(self.run.storage)
@@ -218,7 +220,7 @@ class Search:
             board.connect()
             state = self.result.targets.setdefault(name, TargetState())
             state.board, state.facts = board.board_name, board.facts
-            if self.settings.budgets.energy_mj is not None:
+            if self.settings.wants_energy:  # an energy budget or objective
                 board.want_energy()  # no meter: refused here, naming the board, before training
             state.provider = provider_for(
                 board, self.space, kept=kept.get(name), given=self.provider
@@ -514,7 +516,8 @@ class Search:
             trial.set_user_attr("measurement", shared.measurement_attr(rec.measurement))
         if rec.outcome == records.MEASURED:
             objectives.constrain(trial, rec, self.settings)
-            study.tell(trial, objectives.values(rec, self.names))
+            energy = self.settings.energy_objective
+            study.tell(trial, objectives.values(rec, self.names, energy=energy))
         elif rec.outcome == records.FAILED:
             study.tell(trial, state=TrialState.FAIL)
         else:  # pruned, invalid, and repeats: a repeat's figures are in its attributes; told
