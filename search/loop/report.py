@@ -466,6 +466,7 @@ def write_overview(result: SearchResult) -> None:
         "# Search summary",
         "",
         f"{plural(len(views), 'target')}; each candidate trained once and measured on every one.",
+        *(["", f"Objectives: {objectives_text(s)}, on each target."] if s.energy_objective else []),
         "",
         "| target | board | provider | best accuracy | "
         f"{s.latency_stat} ms | candidate | front | folder |",

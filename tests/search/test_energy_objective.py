@@ -51,7 +51,7 @@ def _searcher(target: TargetSpec | str, out: Path, **kw: Any) -> Searcher:
         target=target,
         strategy=ListStrategy(NETS),
         objectives=("accuracy", "latency", "energy"),
-        trials=len(NETS),
+        trials=kw.pop("trials", len(NETS)),
         train=TrainSettings(epochs=1, batch_size=64, final_epochs=0),
         predictor=False,
         bench=BENCH,
@@ -271,3 +271,55 @@ def test_the_front_over_energy_keeps_a_frugal_candidate_and_never_one_without_en
     unmeasured = _rec(2, 0.99, 0.05, None)  # best on both others, but no energy figure
     assert [r.number for r in pareto([fast, frugal, unmeasured])] == [2]
     assert [r.number for r in pareto([fast, frugal, unmeasured], energy=True)] == [0, 1]
+
+
+def test_the_study_names_one_energy_objective_per_target(
+    small_digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from search.loop.run import Search
+    from search.loop.run_dir import RunDir
+    from search.measure import Board
+    from search.training.data import split
+
+    data = split(small_digits[0].reshape(-1, 8, 8, 1), small_digits[1], 0.2, 0)
+    settings = SearchSettings(objectives=ENERGY_OBJECTIVES)
+    boards = {name: Board(TargetSpec(name, "local", profile="local")) for name in ("a", "b")}
+    search = Search(
+        SPACE,
+        data,
+        settings,
+        boards=boards,
+        strategy=ListStrategy(NETS),
+        run_dir=RunDir(tmp_path / "run", None, "search"),
+    )
+    assert search.metric_names() == [
+        "accuracy",
+        "latency_ms[a]",
+        "latency_ms[b]",
+        "energy_mj[a]",
+        "energy_mj[b]",
+    ]
+
+
+def test_two_metered_targets_each_get_a_front_with_energy(
+    metered_target: TargetSpec, small_digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    second = TargetSpec("metered2", "local", dict(metered_target.options), profile="local")
+    out = tmp_path / "run"
+    searcher = _searcher("local", out, targets=[metered_target, second], trials=3)
+    searcher.search(*small_digits)
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'study.db'}")
+    assert study.metric_names == [
+        "accuracy",
+        "latency_ms[metered]",
+        "latency_ms[metered2]",
+        "energy_mj[metered]",
+        "energy_mj[metered2]",
+    ]
+    fronts = json.loads((out / "pareto.json").read_text())
+    assert fronts["objectives"] == ["accuracy", "latency", "energy"]
+    for name in ("metered", "metered2"):
+        front = fronts["targets"][name]["front"]
+        assert front, name
+        assert all(row["energy_mj"] is not None for row in front), name
+    assert "measured energy per inference (min), on each target" in (out / "summary.md").read_text()
