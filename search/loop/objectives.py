@@ -73,8 +73,8 @@ def _known(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _energy_value(value: float | None) -> float:
-    """The study's energy: +inf where none was measured (never ranked as low)."""
+def _measured_value(value: float | None) -> float:
+    """The study's latency or energy: +inf where none was measured (never ranked as low)."""
     return float(value) if value is not None and _known(value) else math.inf
 
 
@@ -89,10 +89,11 @@ def values(rec: TrialRecord, targets: list[str], *, energy: bool = False) -> lis
     assert rec.accuracy is not None
     if not rec.boards:
         assert rec.latency_ms is not None
-        return [rec.accuracy, rec.latency_ms] + ([_energy_value(rec.energy_mj)] if energy else [])
+        return [rec.accuracy, rec.latency_ms] + ([_measured_value(rec.energy_mj)] if energy else [])
     boards = [rec.boards[t] for t in targets]
-    energies = [_energy_value(f.energy_mj) for f in boards] if energy else []
-    return [rec.accuracy, *(float(f.latency_ms or 0.0) for f in boards), *energies]
+    energies = [_measured_value(f.energy_mj) for f in boards] if energy else []
+    # a board that failed this trial measured nothing there: +inf, never a fast 0
+    return [rec.accuracy, *(_measured_value(f.latency_ms) for f in boards), *energies]
 
 
 def constrain(trial: optuna.Trial, rec: TrialRecord, settings: SearchSettings) -> None:

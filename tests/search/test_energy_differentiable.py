@@ -44,7 +44,7 @@ TRIALS = 4
 def table_extremes(target: TargetSpec, meter: SimulatedIna226, out: Path) -> list[float]:
     """(ms, mJ) of the smallest and the largest architecture as the lookup table predicts
     them, the table filled as the search's setup fills it (its cache: the search reuses it)."""
-    board = Board(target, bench=SEARCH_BENCH)
+    board = Board(target, bench=SEARCH_BENCH, energy=True)  # as a search with an energy budget
     try:
         board.connect()
         meter.wait_for_agent()
@@ -62,6 +62,7 @@ def table_extremes(target: TargetSpec, meter: SimulatedIna226, out: Path) -> lis
     return found
 
 
+@pytest.mark.slow  # a whole differentiable search with its table: about 100 s here
 def test_both_budgets_derive_an_architecture_within_80_to_100_percent_of_each(
     tmp_path: Path,
     small_digits: tuple[np.ndarray, np.ndarray],

@@ -298,7 +298,7 @@ def test_an_energy_budget_without_a_power_meter_is_refused_before_training(
         batch_size=64,
         out=tmp_path,
     )
-    with pytest.raises(SettingsError, match="an energy budget, .* board local has no power meter"):
+    with pytest.raises(SettingsError, match=r"an energy budget, .* board local has no power meter"):
         searcher.search(*small_digits)
     assert searcher.result is not None
     assert searcher.result.trials == []
