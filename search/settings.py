@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard
 
 from .errors import SettingsError
@@ -114,6 +114,14 @@ class Violation:
         return self.value is not None
 
 
+#: the option (flag, search.toml key) that sets each measured or memory budget
+BUDGET_OPTIONS = {
+    "latency_ms": "latency_budget_ms",
+    "energy_mj": "energy_budget_mj",
+    "memory_mb": "memory_budget_mb",
+}
+
+
 @dataclass(frozen=True)
 class Budgets:
     """The user's budgets (None: no budget) and the latency statistic the latency budget
@@ -154,6 +162,13 @@ class Budgets:
             if value is not None:
                 values[key] = _budget(key, value)
         return cls(**values, stat=stat)
+
+    def with_options(self, options: Mapping[str, Any]) -> Budgets:
+        """These budgets as a verb's options set them: each budget from its option
+        (``latency_budget_ms``, ...: :data:`BUDGET_OPTIONS`; None is no budget), the
+        statistic from ``latency_stat``; flops and params kept (a resumed run's)."""
+        given = {name: options.get(option) for name, option in BUDGET_OPTIONS.items()}
+        return replace(self, **given, stat=options.get("latency_stat") or self.stat)
 
     def to_mapping(self) -> dict[str, float]:
         """The budgets that are set, by name: the record's form (search.json, the card)."""

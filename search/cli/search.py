@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from ..settings import Budgets
     from ..strategies import get_strategy
 
-    budgets = replace(
-        keywords.pop("budgets", None) or Budgets(),  # a resumed run's (its flops, params)
-        latency_ms=opts["latency_budget_ms"],
-        energy_mj=opts["energy_budget_mj"],
-        memory_mb=opts["memory_budget_mb"],
-        stat=opts["latency_stat"],
-    )
+    # a resumed run's budgets (its flops, params) as the options now set them
+    budgets = (keywords.pop("budgets", None) or Budgets()).with_options(opts)
 
     strategy_options = {"fixed_lambda": opts["lambda"]} if opts["lambda"] is not None else None
     searcher = Searcher(
