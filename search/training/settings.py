@@ -107,7 +107,9 @@ class TrainSettings:
     #: L2 on conv and linear weights (never biases or norms); adamw decouples it. On digits
     #: 5e-4 with the cosine schedule is within 0.1 point of none (cosine alone: +0.8)
     weight_decay: float = 5e-4
-    label_smoothing: float = 0.0  #: in [0, 1): the training loss's target smoothing
+    #: in [0, 1): the training loss's target smoothing. 0.1 (as timm's recipes): on digits
+    #: the README quick start's test accuracy went from 98.6% to 99.2% (docs/search.md)
+    label_smoothing: float = 0.1
     #: AUGMENTS, on the training samples only. "none" by default: on digits (8x8, and
     #: resized to 32x32x3) shifts cost 10-12 points of mean validation accuracy over 10 epochs
     augment: str = "none"

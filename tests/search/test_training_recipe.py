@@ -36,7 +36,7 @@ def _weights(net: nn.Module) -> list[torch.Tensor]:
 
 def test_the_defaults_are_the_recipe_and_old_records_the_old_loop() -> None:
     s = TrainSettings()
-    assert (s.schedule, s.augment, s.flips, s.label_smoothing) == ("cosine", "none", False, 0.0)
+    assert (s.schedule, s.augment, s.flips, s.label_smoothing) == ("cosine", "none", False, 0.1)
     assert s.weight_decay > 0
     assert s.final_epochs is None
     assert s.final_epochs_run == 3 * s.epochs
