@@ -150,25 +150,34 @@ class LatencyTable:
 
     # -- measuring ------------------------------------------------------------------------
 
-    def missing(self, ops: Iterable[LayerOp]) -> list[LayerOp]:
-        """The ops without an entry, each once, in order; the overhead first when it has
-        none (every layer's time is relative to it)."""
+    def _lacks(self, key: str, energy: bool) -> bool:
+        """No entry for ``key``, or (energy wanted) one without energy: a table measured on
+        this board before without energy (the fingerprint leaves the meter out, as it
+        changes no speed) gets its energy measured now."""
+        entry = self.entries.get(key)
+        return entry is None or (energy and entry.energy_mj is None)
+
+    def missing(self, ops: Iterable[LayerOp], *, energy: bool = False) -> list[LayerOp]:
+        """The ops without an entry (``energy``: or without its energy), each once, in
+        order; the overhead first when it lacks one (every layer's time is relative to it)."""
         out: dict[str, LayerOp] = {}
-        if OVERHEAD.key() not in self.entries:
+        if self._lacks(OVERHEAD.key(), energy):
             out[OVERHEAD.key()] = OVERHEAD
         for op in ops:
-            if op.key() not in self.entries:
+            if self._lacks(op.key(), energy):
                 out.setdefault(op.key(), op)
         return list(out.values())
 
     def ensure(self, ops: Iterable[LayerOp], board: Board) -> int:
         """Measure the missing ops on ``board`` in one lease and save; how many it measured.
+        With energy wanted on a board with a meter, an entry without energy is missing too.
 
         Board errors (``hwnas_bench.HwnasError``) propagate as they are; a one-layer model
         the board refuses raises TableError naming its op (what did measure is kept).
         """
-        todo = [op for op in self.missing(ops) if op.kind != "overhead"]
-        need_overhead = OVERHEAD.key() not in self.entries
+        energy = bool(getattr(board, "energy", False)) and board.has_power_meter
+        todo = [op for op in self.missing(ops, energy=energy) if op.kind != "overhead"]
+        need_overhead = self._lacks(OVERHEAD.key(), energy)
         if not todo and not need_overhead:
             return 0
         if self.bench is None:
@@ -184,14 +193,16 @@ class LatencyTable:
             names.append(OVERHEAD.key())
         results = board.measure_many(models, names=names, bench=self.bench)
         self.benches += len(results)
-        before = len(self.entries)
+        before = dict(self.entries)
         failure = self._add(todo, results, need_overhead)
-        self.measured += len(self.entries) - before
-        if len(self.entries) > before:
+        # new entries and re-measured ones (an entry that now carries its energy)
+        changed = sum(1 for key, entry in self.entries.items() if before.get(key) is not entry)
+        self.measured += changed
+        if changed:
             self.save()
         if failure is not None:
             raise failure
-        return len(self.entries) - before
+        return changed
 
     def _add(
         self, todo: list[LayerOp], results: list[Measurement | BenchFailure], need_overhead: bool

@@ -119,3 +119,35 @@ def test_hwnas_search_with_an_energy_budget_and_no_meter_exits_2_naming_the_boar
     assert err[-1].startswith("hwnas: error: "), err
     assert "board local has no power meter" in err[-1], err
     assert not list(out.glob("models/*")), "nothing is trained before the refusal"
+
+
+def test_a_table_measured_without_a_meter_gets_its_energy_on_a_metered_board(
+    metered_target: TargetSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table's fingerprint leaves the meter out (it changes no speed), so a board's
+    latency-only entries are found again on the same board with a meter: with energy
+    wanted they count as missing and are measured again, with energy."""
+    from search.measure import SEARCH_BENCH
+    from search.predict import LatencyTable, candidate_ops
+
+    monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path / "cache"))
+    ops = candidate_ops(Candidate.decode(SMALL_NET))
+    bare = Board(TargetSpec("bare", "local", profile="local"), bench=SEARCH_BENCH)
+    try:
+        first = LatencyTable.for_board(bare, "p50", tmp_path / "a")
+        assert first.ensure(ops, bare) > 0
+    finally:
+        bare.close()
+    assert not first.has_energy
+    metered = Board(metered_target, bench=SEARCH_BENCH, energy=True)
+    try:
+        table = LatencyTable.for_board(metered, "p50", tmp_path / "b")
+        assert table.fingerprint == first.fingerprint  # the same board's speed
+        assert not table.has_energy  # found in the cache, without energy
+        assert table.missing(ops, energy=True)  # every entry lacks its energy
+        assert table.ensure(ops, metered) > 0
+        assert not table.missing(ops, energy=True)
+    finally:
+        metered.close()
+    assert table.has_energy
+    assert table.sum_energy_mj(ops) is not None
