@@ -187,19 +187,7 @@ def test_hwnas_search_objective_energy_reaches_search_json_and_a_resume_keeps_it
     assert "--objective 'latency' contradicts the run's 'energy'" in err[-1], err
 
 
-def test_hwnas_search_objective_energy_without_a_meter_exits_2_naming_the_board(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from hwnas_bench.cli.main import main
-
-    out = tmp_path / "run"
-    argv = ["search", "--dataset", "digits", "--objective", "energy", "--trials", "2"]
-    code = main([*argv, "--epochs", "1", "--out", str(out)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert err[-1].startswith("hwnas: error: "), err
-    assert "board local has no power meter" in err[-1], err
-    assert not list(out.glob("models/*")), "nothing is trained before the refusal"
+# the CLI refusal without a meter: test_energy_search.py (an energy budget or objective)
 
 
 def test_the_differentiable_strategy_refuses_the_energy_objective() -> None:

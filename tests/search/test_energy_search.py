@@ -106,13 +106,14 @@ def test_an_energy_budget_on_a_board_without_a_meter_is_refused_before_training(
     assert not (out / "models").exists() or not any((out / "models").iterdir())
 
 
-def test_hwnas_search_with_an_energy_budget_and_no_meter_exits_2_naming_the_board(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("asks", [["--energy-budget-mj", "1"], ["--objective", "energy"]])
+def test_hwnas_search_asking_for_energy_without_a_meter_exits_2_naming_the_board(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], asks: list[str]
 ) -> None:
     from hwnas_bench.cli.main import main
 
     out = tmp_path / "run"
-    argv = ["search", "--dataset", "digits", "--energy-budget-mj", "1", "--trials", "2"]
+    argv = ["search", "--dataset", "digits", *asks, "--trials", "2"]
     code = main([*argv, "--epochs", "1", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, err
