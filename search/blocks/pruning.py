@@ -3,8 +3,9 @@
 Each block's :meth:`BlockKind.prune_groups` says its own groups; :func:`net_groups` joins
 them along the chain: a group tied to its block's input (an identity residual add, a
 depthwise conv, a pooling) joins the previous block's output group, so a residual stage's
-widths are pruned as one. A group is prunable when a gene says its width after pruning and
-nothing derives a width from it; the data's channels and the classifier's outputs stay.
+widths are pruned as one. A group is prunable when a gene says its width after pruning,
+nothing derives a width from it, and no group that stays holds the same gene (the encoding
+has one width per gene); the data's channels and the classifier's outputs stay.
 :func:`frozen_modules` is that answer as Torch-Pruning's ``ignored_layers`` (its dependency
 graph then cuts only whole prunable groups), :func:`pruned_blocks` reads the blocks back
 from the pruned net so the encoding and the ONNX export stay true to it.
@@ -12,12 +13,14 @@ from the pruned net so the encoding and the ONNX export stay true to it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import SearchError
 from .base import Block
-from .chain import check_input_shape, infer_shapes
+from .chain import check_input_shape, encode_blocks, infer_shapes
 from .registry import encode, kind_of
 
 if TYPE_CHECKING:
@@ -79,10 +82,62 @@ def net_groups(blocks: Sequence[Block], input_shape: Sequence[int]) -> list[NetG
                 why = f"block {i} ({encode(block)}) derives its {group.name} width from it"
                 target.freeze(f"block {i} ({encode(block)}): no gene says its {group.name} width")
                 current.freeze(why)
+            elif group.gene is None and not group.tied_to_input:
+                target.freeze(f"block {i} ({encode(block)}): no gene says its {group.name} width")
             if group.output:
                 output = target
         current = output
+    _freeze_shared_genes(groups)
     return [g.close() for g in groups]
+
+
+def _freeze_shared_genes(groups: list[_Open]) -> None:
+    """A gene one frozen group holds freezes every group that holds it: the encoding has
+    one width for it (``res``'s middle cannot be cut while its output stays)."""
+    changed = True
+    while changed:
+        changed = False
+        frozen = {gene for g in groups if g.reason for gene in g.genes}
+        for group in groups:
+            shared = next((gene for gene in group.genes if gene in frozen), None)
+            if shared is not None and not group.reason:
+                block, gene = shared
+                group.freeze(f"block {block}'s gene '{gene}' also says a width that stays")
+                changed = True
+
+
+def prunable_groups(blocks: Sequence[Block], input_shape: Sequence[int]) -> list[NetGroup]:
+    """The groups pruning may cut (InvalidCandidate as :func:`net_groups`)."""
+    return [g for g in net_groups(blocks, input_shape) if g.prunable]
+
+
+def left_after(width: int, ratio: float) -> int:
+    """The channels Torch-Pruning leaves of ``width`` at ``ratio`` (its own rounding:
+    ``int(width * (1 - ratio))``)."""
+    return int(width * (1 - ratio))
+
+
+def check_ratio_leaves_channels(
+    blocks: Sequence[Block], input_shape: Sequence[int], ratio: float
+) -> list[NetGroup]:
+    """The prunable groups; SearchError naming the first one ``ratio`` would leave with no
+    channel, or saying why each group stays when none is prunable."""
+    groups = net_groups(blocks, input_shape)
+    prunable = [g for g in groups if g.prunable]
+    if not prunable:
+        reasons = sorted({g.reason for g in groups})
+        raise SearchError(
+            f"{encode_blocks(blocks)}: no channel group to prune ({'; '.join(reasons)})"
+        )
+    for group in prunable:
+        if left_after(group.width, ratio) < 1:
+            block, gene = group.genes[0]
+            raise SearchError(
+                f"pruning ratio {ratio:g} would leave no channel of the {group.width} of "
+                f"block {block} ({encode(blocks[block])}) '{gene}': use a ratio of at most "
+                f"{math.floor((1 - 1 / group.width) * 1000) / 1000:g}"
+            )
+    return prunable
 
 
 def frozen_modules(net: BlockNet) -> list[nn.Module]:

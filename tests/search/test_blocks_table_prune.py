@@ -257,6 +257,25 @@ def test_a_width_an_mbconv_expands_stays() -> None:
     assert by_width[(32, ((3, "width"),))].prunable
 
 
+def test_a_gene_whose_other_group_stays_stays_too() -> None:
+    """res's one width gene says its middle and its output: when an mbconv's squeeze-excite
+    freezes the output (it squeezes from its input), the middle is not cut either."""
+    blocks = decode_blocks(
+        "conv_k3_s1_c16_relu-res_s2_c32_relu-mb_e1_k3_s1_c32_se_relu6-conv_k1_s1_c8_relu-gap"
+    )
+    groups = net_groups(blocks, (3, 16, 16))
+    summary = [(g.width, g.genes, g.prunable) for g in groups]
+    assert summary == [
+        (3, (), False),
+        (16, ((0, "width"),), True),
+        (32, ((1, "width"),), False),  # res's middle, frozen by its output
+        (32, ((1, "width"), (2, "width")), False),  # the squeeze is computed from it
+        (8, (), False),  # the squeeze itself
+        (8, ((3, "width"),), True),
+    ]
+    assert groups[2].reason == "block 1's gene 'width' also says a width that stays"
+
+
 def _tp_prune(net: BlockNet, ratio: float) -> BlockNet:
     import torch_pruning as tp  # type: ignore[import-untyped, unused-ignore]
 
