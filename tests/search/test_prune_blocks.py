@@ -5,7 +5,8 @@ stem: the pruned module runs, its encoding re-decodes to a net of its shapes, th
 ONNX export equals torch (no BatchNormalization node, every Add's inputs of one shape),
 the classifier keeps its outputs; l1 and taylor; fine-tuning; a net read back from its
 ONNX file (the search's ``SearchedModel.module``) unfolded and pruned; the references;
-the errors; and ``compress_searched`` on a stage-space search's answer, measured on local."""
+the errors; ``compress_searched`` on a stage-space search's answer and ``compress_onnx`` on a
+block model's file, measured on local."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from search.blocks import BlockCandidate, StageSpace, StageSpec, register, unreg
 from search.blocks.candidate_net import BlockCandidateNet, OnnxBlockNet
 from search.blocks.references import mobilenet_v2, resnet8
 from search.build import build
-from search.compress import CompressSettings, compress_searched
+from search.compress import CompressSettings, Labelled, compress_onnx, compress_searched
 from search.compress.errors import CompressionError
 from search.compress.prune import channel_count, fine_tune, prunable_widths, prune
 from search.compress.unfold import unfold
@@ -34,6 +35,7 @@ from search.training.data import Split, split
 
 from .blocks_support import ClampKind, run_onnx, with_moved_statistics
 
+SMALL = {"min_time_s": 0.02, "min_iterations": 5, "warmup_min_s": 0.0}
 #: every built-in kind among them: conv, dwconv, mbconv (e1 with its add, SE, e6 with SE and
 #: its add), res (identity and projection), pool, gap, fc, skip; 2-D, 1-D, resolution stems
 NETS = {
@@ -272,16 +274,15 @@ def test_compress_searched_prunes_a_stage_space_result(tmp_path: Path) -> None:
         fc_units=(16,),
     )
     space = SearchSpace(input_shape=(16, 16, 3), stages=stages)  # type: ignore[arg-type]
-    small = {"min_time_s": 0.02, "min_iterations": 5, "warmup_min_s": 0.0}
     best = Searcher(
-        space, strategy="random", epochs=1, trials=1, out=tmp_path / "run", bench=small
+        space, strategy="random", epochs=1, trials=1, out=tmp_path / "run", bench=SMALL
     ).search(x, y)
     data = split(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, 0.25, 0)
     settings = CompressSettings(
         prune_ratios=(0.5,), methods=("minmax",), rounds=2, fine_tune_epochs=1,
         calibration_samples=32, dynamic="off",
     )  # fmt: skip
-    board = Board("local", bench=bench_settings(small))
+    board = Board("local", bench=bench_settings(SMALL))
     try:
         result = compress_searched(best, data, board, settings=settings, out=tmp_path / "c")
     finally:
@@ -300,3 +301,31 @@ def test_compress_searched_prunes_a_stage_space_result(tmp_path: Path) -> None:
     }
     for v in result.variants:
         assert v.timing.measured, v.timing.error
+
+
+def test_compress_onnx_prunes_a_block_models_file(tmp_path: Path) -> None:
+    """``hwnas compress``'s path: the block model's ONNX file (BatchNorm folded) with
+    labelled calibration and evaluation data gives pruned variants too."""
+    net = _net("in16x16x3-conv_k3_s2_c16_relu6-mb_e1_k3_s1_c16_relu6-gap-fc_u16_relu-out2")
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 3, 16, 16), dtype=np.float32)
+    y = rng.integers(0, 2, 64)
+    settings = CompressSettings(
+        prune_ratios=(0.5,), methods=("minmax",), rounds=2, fine_tune_epochs=1,
+        calibration_samples=32,
+    )  # fmt: skip
+    board = Board("local", bench=bench_settings(SMALL))
+    try:
+        result = compress_onnx(
+            to_onnx(net), board, calibration=Labelled(x, y, "calibration"),
+            evaluation=Labelled(x, y, "evaluation"), settings=settings,
+        )  # fmt: skip
+    finally:
+        board.close()
+    assert [v.name for v in result.variants] == ["fp32", "int8", "pruned50", "pruned50_int8"]
+    assert result.notes == []
+    pruned = result.variant("pruned50")
+    assert pruned.details["candidate"] == (
+        "in16x16x3-conv_k3_s2_c8_relu6-mb_e1_k3_s1_c8_relu6-gap-fc_u8_relu-out2"
+    )
+    assert pruned.details["channels"] == [64, 32]
