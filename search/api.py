@@ -427,11 +427,6 @@ def refuse_stage_space(space: SearchSpace, strategy: Strategy, predictor: bool |
             "predictor=True: the latency predictor is not yet for the stage space "
             "(stages=); search it with predictor=False (its default there)"
         )
-    if strategy.name == "differentiable":
-        raise SettingsError(
-            "the differentiable strategy is not yet for the stage space (stages=): "
-            "use evolution or random"
-        )
 
 
 def given_budgets(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -53,6 +53,7 @@ __all__ = [
     "IntGene",
     "PruneGroup",
     "Shape",
+    "SupernetSlot",
     "TableOp",
     "Trace",
     "WordGene",
@@ -142,6 +143,21 @@ class PruneGroup:
     tied_to_input: bool = False
     derived: bool = False
     output: bool = False
+
+
+@dataclass(frozen=True)
+class SupernetSlot:
+    """One block position of a stage supernet (``search.blocks.supernet``): ``dims``
+    spatial axes, the input's and the output's channels at their largest, the stride, the
+    activation, and the choices it may take (a mapping of the kind's choice genes each,
+    e.g. ``{"kernel": 5, "expansion": 3, "se": False}``)."""
+
+    dims: int
+    in_max: int
+    out_max: int
+    stride: int
+    act: str | None
+    choices: tuple[Mapping[str, Any], ...]
 
 
 def elements(shape: Shape) -> int:
@@ -296,6 +312,12 @@ class BlockKind(ABC):
                     f"channels for its one gene '{group.gene}'"
                 )
         return self.make(**{**block.values, **widths})
+
+    def supernet(self, slot: SupernetSlot) -> nn.Module | None:
+        """The kind's supernet form (``search.blocks.supernet``): one module at the slot's
+        largest sizes that runs every one of its choices with soft weights, for
+        ``--strategy differentiable``. None: the kind has none (a stage of it is refused)."""
+        return None
 
     @abstractmethod
     def output_shape(self, block: Block, shape: Shape) -> Shape:

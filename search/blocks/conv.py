@@ -14,6 +14,7 @@ from .base import (
     IntGene,
     PruneGroup,
     Shape,
+    SupernetSlot,
     Trace,
     elements,
     expect,
@@ -49,6 +50,11 @@ class ConvKind(BlockKind):
 
     def prune_groups(self, block: Block, shape: Shape) -> tuple[PruneGroup, ...]:
         return (PruneGroup("width", block["width"], ("conv", "bn"), gene="width", output=True),)
+
+    def supernet(self, slot: SupernetSlot) -> nn.Module:
+        from .supernet import SupernetConv
+
+        return SupernetConv(slot)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from .layers import ConvBN

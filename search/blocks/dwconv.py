@@ -14,6 +14,7 @@ from .base import (
     IntGene,
     PruneGroup,
     Shape,
+    SupernetSlot,
     Trace,
     elements,
     expect,
@@ -54,6 +55,11 @@ class DepthwiseSeparableKind(BlockKind):
             PruneGroup("depthwise", shape[0], ("0.conv", "0.bn"), tied_to_input=True),
             PruneGroup("width", block["width"], ("1.conv", "1.bn"), gene="width", output=True),
         )
+
+    def supernet(self, slot: SupernetSlot) -> nn.Module:
+        from .supernet import SupernetDepthwise
+
+        return SupernetDepthwise(slot)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from torch import nn

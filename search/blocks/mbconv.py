@@ -22,6 +22,7 @@ from .base import (
     IntGene,
     PruneGroup,
     Shape,
+    SupernetSlot,
     Trace,
     elements,
     expect,
@@ -132,6 +133,11 @@ class InvertedResidualKind(BlockKind):
             )
         )
         return tuple(groups)
+
+    def supernet(self, slot: SupernetSlot) -> nn.Module:
+        from .supernet import SupernetInvertedResidual
+
+        return SupernetInvertedResidual(slot)
 
     def module(self, block: Block, shape: Shape) -> nn.Module:
         from torch import nn

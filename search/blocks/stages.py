@@ -153,6 +153,14 @@ class StageSpace:
     def _scaled(self, width: int, multiplier: float) -> int:
         return make_divisible(width * multiplier)
 
+    def scaled(self, width: int, multiplier: float) -> int:
+        """A stage width at ``multiplier``, as a candidate's blocks have it."""
+        return self._scaled(width, multiplier)
+
+    def head(self, multiplier: float, units: int | None = None) -> list[Block]:
+        """The head's blocks at ``multiplier`` with ``units`` in the hidden fc (None: none)."""
+        return self._head(multiplier, units)
+
     def _head(self, multiplier: float, units: int | None = None) -> list[Block]:
         out: list[Block] = []
         if self.head_width is not None:

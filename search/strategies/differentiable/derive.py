@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial
 
 from ...errors import SettingsError
 from ...space import Candidate
-from .supernet import CostModel, Macro
+from .supernet import CostModel, Positions
 
 BUCKETS = 100  #: latency buckets across the range searched
 PER_GROUP = 3  #: partials kept per (shape, bucket)
@@ -100,7 +100,7 @@ def _complete(
 
 
 def derive(
-    macro: Macro,
+    macro: Positions,
     log_probs: Sequence[np.ndarray],
     latency: CostModel,
     *,

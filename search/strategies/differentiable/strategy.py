@@ -38,13 +38,14 @@ from optuna.trial import FrozenTrial, TrialState
 from ... import records
 from ...cost import cost
 from ...errors import SettingsError
-from ...predict.ops import OVERHEAD, LayerOp, candidate_ops
+from ...predict.ops import OVERHEAD, Op, candidate_ops
 from ...settings import MeasuredFigures
 from ...space import Candidate, SearchSpace
 from ..base import SearchContext, Strategy
 from .derive import Derived, DerivedGenesSampler, derive
 from .lambda_trace import LambdaTrace
-from .supernet import CostModel, Macro
+from .stages import StageMacro
+from .supernet import CostModel, Macro, Positions
 from .training import DualSettings, SupernetTrainer
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class _Setup:
     """What setup() builds: kept for the whole search."""
 
     context: SearchContext
-    macro: Macro
+    macro: Positions
     latency: CostModel
     energy: CostModel | None
     trainer: SupernetTrainer
@@ -166,7 +167,10 @@ class DifferentiableStrategy(Strategy):
         table = context.table
         if table is None:
             raise SettingsError("--strategy differentiable needs the measured lookup table")
-        macro = Macro(context.space)
+        # the flat space's positions of layers, or the stage space's of blocks
+        macro: Positions = (
+            Macro(context.space) if context.space.stage_space is None else StageMacro(context.space)
+        )
         self.table_ops_measured = table.ensure([*macro.layer_ops(), OVERHEAD], context.board)
         latency = CostModel(macro, table.layer_ms, table.overhead_ms())
         energy = None
@@ -417,7 +421,7 @@ class DifferentiableStrategy(Strategy):
         return self._setup
 
 
-def _energy_of(table: LatencyTable, macro: Macro) -> tuple[Callable[[LayerOp], float], float]:
+def _energy_of(table: LatencyTable, macro: Positions) -> tuple[Callable[[Op], float], float]:
     """(each layer op's energy, the overhead's) from the table; SettingsError when any of
     them has none (the board's meter gave no figure for it): a missing energy is never 0."""
     ops = macro.layer_ops()
@@ -432,7 +436,7 @@ def _energy_of(table: LatencyTable, macro: Macro) -> tuple[Callable[[LayerOp], f
             "measure on a board whose meter reports energy for one-layer models"
         )
 
-    def layer_energy_mj(op: LayerOp) -> float:
+    def layer_energy_mj(op: Op) -> float:
         value = table.layer_energy_mj(op)
         assert value is not None  # checked above for every op of the macro
         return value

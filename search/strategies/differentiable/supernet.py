@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -33,10 +33,38 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812 - the usual torch spelling
 
 from ...errors import SettingsError
-from ...predict.ops import LayerOp
+from ...predict.ops import LayerOp, Op
 from ...space import Candidate, Layer, SearchSpace, Shape, conv_out
 
 SKIP = "skip"
+
+
+class Positions(Protocol):
+    """What the search needs of a supernet's layout: :class:`Macro` (the flat space) and
+    ``stages.StageMacro`` (the stage space). ``states[i]`` are the states position ``i``
+    may see (``states[-1]``: those after the last); ``step_ops`` the table ops a choice
+    runs after a state, and the state after it; ``final_ops`` those after the last."""
+
+    @property
+    def positions(self) -> Sequence[Any]: ...
+
+    @property
+    def states(self) -> Sequence[Sequence[Any]]: ...
+
+    @property
+    def architectures(self) -> int: ...
+
+    def step_ops(self, state: Any, position: Any, choice: Any) -> tuple[list[Any], Any]: ...
+
+    def final_ops(self, state: Any) -> list[Any]: ...
+
+    def layer_ops(self) -> Sequence[Op]: ...
+
+    def candidate(self, picks: Sequence[int]) -> Candidate: ...
+
+    def genes(self, candidate: Candidate) -> dict[str, Any]: ...
+
+    def supernet(self, *, seed: int = 0) -> nn.Module: ...
 
 
 @dataclass(frozen=True)
@@ -138,6 +166,18 @@ class Macro:
     def classifier(self, state: Shape) -> LayerOp:
         return LayerOp("classifier", state, width=self.num_classes)
 
+    def step_ops(
+        self, state: Shape, position: Position, choice: Choice
+    ) -> tuple[list[LayerOp], Shape]:
+        op, out = self.step(state, position, choice)
+        return ([] if op is None else [op]), out
+
+    def final_ops(self, state: Shape) -> list[LayerOp]:
+        return [self.classifier(state)]
+
+    def supernet(self, *, seed: int = 0) -> nn.Module:
+        return Supernet(self, seed=seed)
+
     def _reachable(self) -> list[list[Shape]]:
         """The input shapes each position may see, then those the classifier may see."""
         states = [[self.input_state]]
@@ -218,23 +258,25 @@ class CostModel:
     """A per-op figure arranged for exact expectations: per position a (state x choice)
     cost matrix and next-state index, then the classifier's cost per final state."""
 
-    def __init__(self, macro: Macro, per_op: Callable[[LayerOp], float], constant: float) -> None:
+    def __init__(self, macro: Positions, per_op: Callable[[Any], float], constant: float) -> None:
         self.constant = float(constant)
         self.costs: list[np.ndarray] = []
         self.next: list[np.ndarray] = []
         self._sizes = [len(states) for states in macro.states[1:]]
         for i, position in enumerate(macro.positions):
-            inputs, outputs = macro.states[i], macro.states[i + 1]
+            inputs, outputs = macro.states[i], list(macro.states[i + 1])
             cost = np.zeros((len(inputs), len(position.choices)))
             nxt = np.zeros((len(inputs), len(position.choices)), dtype=np.int64)
             for s, state in enumerate(inputs):
                 for j, choice in enumerate(position.choices):
-                    op, out = macro.step(state, position, choice)
-                    cost[s, j] = 0.0 if op is None else per_op(op)
+                    ops, out = macro.step_ops(state, position, choice)
+                    cost[s, j] = sum(per_op(op) for op in ops)
                     nxt[s, j] = outputs.index(out)
             self.costs.append(cost)
             self.next.append(nxt)
-        self.classifier = np.array([per_op(macro.classifier(s)) for s in macro.states[-1]])
+        self.classifier = np.array(
+            [sum(per_op(op) for op in macro.final_ops(s)) for s in macro.states[-1]], dtype=float
+        )
         self._costs_t = [torch.from_numpy(c).float() for c in self.costs]
         self._next_t = [torch.from_numpy(n).reshape(-1) for n in self.next]
         self._classifier_t = torch.from_numpy(self.classifier).float()

@@ -23,7 +23,7 @@ from torch import nn
 
 from ...training.data import Split
 from ...training.train import TrainSettings, torch_threads
-from .supernet import CostModel, Macro, Supernet, gumbel_softmax
+from .supernet import CostModel, Positions, gumbel_softmax
 
 ARCH_SPLIT = 0.2  #: the share of the training split that trains α
 
@@ -51,7 +51,7 @@ class SupernetTrainer:
 
     def __init__(
         self,
-        macro: Macro,
+        macro: Positions,
         data: Split,
         train: TrainSettings,
         *,
@@ -66,7 +66,7 @@ class SupernetTrainer:
         self.fixed_lambda = fixed_lambda
         self.lam = fixed_lambda if fixed_lambda is not None else 0.0
         self.lam_energy = 0.0
-        self.net = Supernet(macro, seed=seed)
+        self.net = macro.supernet(seed=seed)
         self.alpha = [nn.Parameter(torch.zeros(len(p.choices))) for p in macro.positions]
         self.w_opt = _optimizer(list(self.net.parameters()), train)
         self.a_opt = torch.optim.Adam(self.alpha, lr=dual.arch_lr, betas=(0.5, 0.999))
