@@ -70,11 +70,15 @@ def _initializer_owners(net: BlockCandidateNet) -> tuple[list[str], dict[int, in
     inits = list(block_model(net).graph.initializer)
     owners: dict[int, int] = {}
     for index, tensor in enumerate(inits):
-        if ".weight" not in tensor.name:
-            continue
         values = numpy_helper.to_array(tensor)
-        number = round(float(values.flat[0])) if values.size else 0
-        if 1 <= number <= len(layers) and np.allclose(values, number, rtol=1e-4):
+        if values.ndim < 2:  # biases, scalar constants, the resize's sizes
+            continue
+        number = round(float(values.flat[0]))
+        if (
+            1 <= number <= len(layers)
+            and values.shape == tuple(layers[number - 1][0].weight.shape)
+            and np.allclose(values, number, rtol=1e-4)
+        ):
             owners[number - 1] = index
     if len(owners) != len(layers):
         raise CompressionError(f"{net.candidate.encode()}: its layers' weights were not all found")

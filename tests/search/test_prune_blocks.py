@@ -183,14 +183,12 @@ def test_a_net_read_back_from_onnx_is_unfolded_then_pruned() -> None:
 def test_a_file_that_is_not_the_candidates_graph_is_not_unfolded() -> None:
     net = _net(NETS["resized"]).eval()
     model = onnx.load_from_string(to_onnx(net))
-    model.graph.initializer[0].name = "renamed"
+    old = model.graph.initializer[0].name
+    model.graph.initializer[0].name = "renamed"  # another exporter's graph, same nodes
     for node in model.graph.node:
-        node.input[:] = [
-            "renamed" if i == model.graph.initializer[1].name else i for i in node.input
-        ]
-    back = from_onnx(to_onnx(net))
+        node.input[:] = ["renamed" if name == old else name for name in node.input]
+    back = from_onnx(model.SerializeToString())
     assert isinstance(back, OnnxBlockNet)
-    back.onnx = model.SerializeToString()
     with pytest.raises(CompressionError, match="not the one this candidate exports"):
         unfold(back)
 
@@ -223,6 +221,20 @@ def test_the_references_prune(reference: object, expected: str | None) -> None:
         ]
     x = np.random.default_rng(0).standard_normal((2, channels, height, width)).astype(np.float32)
     check_pruned(net, small, x)
+
+
+def test_a_plugin_kind_that_says_nothing_is_kept_and_the_rest_prunes() -> None:
+    register(ClampKind())
+    try:
+        net = _net("in6x6x3-conv_k3_s1_c8_relu-clamp_v2-conv_k3_s1_c8_relu-gap-out3").eval()
+        data = _data(net.block_candidate)
+        want = "in6x6x3-conv_k3_s1_c8_relu-clamp_v2-conv_k3_s1_c4_relu-gap-out3"
+        for source in (net, from_onnx(to_onnx(net))):
+            small = prune(source, 0.5, data=data)
+            assert small.candidate.encode() == want
+            check_pruned(net, small, data.x_val[:2])
+    finally:
+        unregister("clamp")
 
 
 class NoGeneKind(ClampKind):
