@@ -11,7 +11,8 @@ A block net (``BlockCandidateNet``) is pruned the same way, its groups said by i
 (``search.blocks.pruning``): the channels an identity residual add joins are cut together,
 what no gene could say once pruned (mbconv's expanded and squeeze widths, and the input
 they are computed from) and the classifier's outputs stay, and the pruned blocks are read
-back into the candidate's encoding.
+back into the candidate's encoding. A block net read back from its ONNX file (BatchNorm
+folded: ``SearchedModel.module``, ``hwnas compress``) is unfolded into one first (unfold.py).
 """
 
 from __future__ import annotations
