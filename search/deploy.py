@@ -2,10 +2,13 @@
 
 :func:`deploy_model` leases the target's board from the farm, copies ``model.onnx`` and its
 model card to it, re-measures the model there with the card's own bench settings (the same
-rounds-and-median procedure the search used), and compares the fresh latency statistic with
-the card's:
+rounds-and-median procedure the search used, with more rounds while they straddle the
+latency budget: search/confidence.py), and compares the fresh latency statistic with the
+card's:
 
-* over the card's latency or energy budget, or without the figure one of them needs (an
+* over the card's latency budget at 95% confidence, or still undecided after the most
+  rounds (the search's rule, so a model the search proved within is not failed by one slow
+  loop), over its energy budget, or without the figure one of them needs (an
   energy budget the board's meter gave no figure for is ``not measured``): fail, unless
   ``allow_unmeasured_energy`` lets a missing energy figure through (a note says so);
 * further from the card's figure than the measurement's own spread: fail. The spread of a
@@ -44,6 +47,7 @@ from hwnas_bench.errors import DeployError
 from hwnas_bench.farm import Farm, Lease
 from hwnas_bench.transports.ssh import SSHTransport
 
+from .confidence import Decided, Verdict, measure_decided
 from .measure import ROUNDS, latency_of
 from .model_card import (
     CARD_FILE,
@@ -99,6 +103,8 @@ class DeployResult:
     tolerance_ms: float
     latency_budget_ms: float | None
     fresh: Measurement
+    #: the side of the latency budget the fresh rounds are on, every round kept
+    latency_verdict: Verdict | None
     ok: bool
     reason: str  #: why it failed; "" when ok
     notes: list[str] = field(default_factory=list)
@@ -129,21 +135,31 @@ class DeployResult:
             "ok": self.ok,
             "reason": self.reason,
             "notes": self.notes,
+            "latency_verdict": (
+                self.latency_verdict.to_dict() if self.latency_verdict is not None else None
+            ),
             "measurement": self.fresh.to_dict(),
         }
 
 
 def verdict(
-    card: ModelCard, fresh: Measurement, *, allow_unmeasured_energy: bool = False
+    card: ModelCard,
+    fresh: Measurement,
+    *,
+    allow_unmeasured_energy: bool = False,
+    latency_verdict: Verdict | None = None,
 ) -> tuple[float, float, str]:
     """(fresh figure, allowed difference, why it fails or ""). A budget the fresh figures
     are over, or lack the figure for (``not measured``), fails; ``allow_unmeasured_energy``
-    passes an energy budget that has no fresh energy figure."""
+    passes an energy budget that has no fresh energy figure. ``latency_verdict``: the
+    side of the latency budget the fresh rounds are on (the search's rule: over, or
+    undecided after the most rounds, fails)."""
     card_ms = card.latency_ms
     fresh_ms = latency_of(fresh, card.latency_stat)
     allowed = tolerance_ms(card.measured(), fresh, card_ms)
     stat = card.latency_stat
-    for v in card.budget_limits.violations(MeasuredFigures.of(fresh, stat)):
+    figures = MeasuredFigures.of(fresh, stat, latency_verdict)
+    for v in card.budget_limits.violations(figures):
         if not _unmeasured_energy(v):
             return fresh_ms, allowed, v.reason
         if not allow_unmeasured_energy:
@@ -212,13 +228,18 @@ def _put_through_agent(lease: Lease, model: bytes, notes: list[str]) -> str:
     return f"{where}/{info.sha256}.onnx" if where else f"the agent's model cache ({info.sha256})"
 
 
-def remeasure(lease: Lease, model: bytes, card: ModelCard, rounds: int = ROUNDS) -> Measurement:
-    """The search's procedure with the card's settings: ``rounds`` loops, the median one."""
+def remeasure(lease: Lease, model: bytes, card: ModelCard, rounds: int = ROUNDS) -> Decided:
+    """The search's procedure with the card's settings: ``rounds`` loops, the median one;
+    with a latency budget, more rounds while they straddle it (search/confidence.py)."""
     settings = replace(card.measured().settings.bench_settings(), inputs=None)
     settings.validate()
-    runs = [lease.device.bench(model, settings) for _ in range(rounds)]
-    runs.sort(key=lambda m: m.latency.median_ms)
-    return runs[len(runs) // 2]
+    stat = card.latency_stat
+    return measure_decided(
+        lambda: [lease.device.bench(model, settings) for _ in range(rounds)],
+        card.budget_limits.latency_ms,
+        stat,
+        lambda m: latency_of(m, stat),
+    )
 
 
 def deploy_model(
@@ -268,12 +289,16 @@ def deploy_model(
                         f"{lease.spec.transport}, where the model goes into the agent's cache"
                     )
                 where, card_at = _put_through_agent(lease, model, notes), None
-            fresh = remeasure(lease, model, card)
+            decided = remeasure(lease, model, card)
             board, kind = lease.name, lease.spec.transport
     finally:
         farm.close()
+    fresh = decided.measurement
     fresh_ms, allowed, reason = verdict(
-        card, fresh, allow_unmeasured_energy=allow_unmeasured_energy
+        card,
+        fresh,
+        allow_unmeasured_energy=allow_unmeasured_energy,
+        latency_verdict=decided.verdict,
     )
     broken = card.budget_limits.violations(MeasuredFigures.of(fresh, card.latency_stat))
     unmeasured = [v for v in broken if _unmeasured_energy(v)]
@@ -293,6 +318,7 @@ def deploy_model(
         tolerance_ms=allowed,
         latency_budget_ms=card.latency_budget_ms,
         fresh=fresh,
+        latency_verdict=decided.verdict,
         ok=not reason,
         reason=reason,
         notes=notes,

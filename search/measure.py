@@ -31,6 +31,7 @@ from hwnas_bench import (
 from hwnas_bench.farm import Farm
 from hwnas_bench.targets import BenchRule, table_entries
 
+from .confidence import Decided, measure_decided, median_round
 from .errors import SettingsError
 from .settings import STATS
 
@@ -251,6 +252,22 @@ class Board:
         With energy wanted each loop is long enough for the board's meter (fewer, longer
         loops where the meter needs it: :meth:`rounds_for`); a window the agent still
         finds too short (it says the window it needs) is measured once more with that."""
+        return median_round(self.measure_rounds(model, name=name))
+
+    def measure_decided(
+        self, model: bytes, budget: float | None, stat: str, *, name: str = "candidate"
+    ) -> Decided:
+        """:meth:`measure`, then more rounds (each batch its own lease) while the rounds'
+        95% interval of ``stat`` straddles ``budget``: see search/confidence.py."""
+        return measure_decided(
+            lambda: self.measure_rounds(model, name=name),
+            budget,
+            stat,
+            lambda m: latency_of(m, stat),
+        )
+
+    def measure_rounds(self, model: bytes, *, name: str = "candidate") -> list[Measurement]:
+        """Every round of one :meth:`measure`, in the order measured."""
         settings = self._base
         if self.rounds > 1:
             settings = replace(settings, min_time_s=settings.min_time_s / self.rounds)
@@ -269,8 +286,7 @@ class Board:
             runs = self._bench_rounds(lease.device, model, settings)
             if self.energy and self._learn_window(runs):
                 runs = self._bench_rounds(lease.device, model, settings)
-        runs.sort(key=lambda m: m.latency.median_ms)
-        return runs[len(runs) // 2]
+        return runs
 
     def _bench_rounds(
         self, device: Device, model: bytes, settings: BenchSettings

@@ -17,6 +17,7 @@ from typing import Any
 
 from hwnas_bench import Measurement, MeasurementFormatError
 
+from .confidence import Verdict
 from .cost import Cost
 from .errors import SettingsError
 from .files import open_append, read_present
@@ -77,6 +78,10 @@ def read_cost(value: Any) -> Cost | None:
         return None
 
 
+def _verdict_attrs(verdict: Verdict | None) -> dict[str, Any] | None:
+    return verdict.to_dict() if verdict is not None else None
+
+
 def _prediction_attrs(prediction: Prediction | None) -> dict[str, Any] | None:
     return prediction.to_dict() if prediction is not None else None
 
@@ -94,6 +99,8 @@ class BoardFigures:
     #: board's error in ``reason``) or pruned_profile_memory (too big for this board only)
     outcome: str | None = None
     reason: str | None = None
+    #: the side of the latency budget the measured rounds put it on (confidence.py)
+    latency_verdict: Verdict | None = None
 
     def attrs(self) -> dict[str, Any]:
         out = {
@@ -103,6 +110,7 @@ class BoardFigures:
             "predicted": _prediction_attrs(self.predicted),
             "outcome": self.outcome,
             "reason": self.reason,
+            "latency_verdict": _verdict_attrs(self.latency_verdict),
         }
         return {k: v for k, v in out.items() if v is not None}
 
@@ -116,6 +124,7 @@ class BoardFigures:
             measurement=measurement,
             outcome=_text(attrs.get("outcome")),
             reason=_text(attrs.get("reason")),
+            latency_verdict=Verdict.from_dict(attrs.get("latency_verdict")),
         )
 
 
@@ -138,6 +147,9 @@ class TrialRecord:
     #: (stored as ``Prediction.to_dict()``); never measured
     predicted: Prediction | None = None
     measurement: Measurement | None = None
+    #: the side of the latency budget the measured rounds put it on, with every round's
+    #: figure (confidence.py); None without a latency budget, and in older records
+    latency_verdict: Verdict | None = None
     #: a search over several targets: each target's figures (the fields above are the
     #: first target's); empty for one target
     boards: dict[str, BoardFigures] = field(default_factory=dict)
@@ -160,6 +172,7 @@ class TrialRecord:
             feasible=f.feasible,
             predicted=f.predicted,
             measurement=f.measurement,
+            latency_verdict=f.latency_verdict,
             boards={},
         )
 
@@ -192,6 +205,7 @@ class TrialRecord:
             "train_s": self.train_s,
             "export_s": self.export_s,
             "predicted": _prediction_attrs(self.predicted),
+            "latency_verdict": _verdict_attrs(self.latency_verdict),
             "boards": {name: f.attrs() for name, f in self.boards.items()} or None,
         }
         return {k: v for k, v in out.items() if v is not None}
@@ -231,6 +245,7 @@ class TrialRecord:
             export_s=finite(attrs.get("export_s")),
             predicted=read_prediction(attrs.get("predicted")),
             measurement=measurement if measured else None,
+            latency_verdict=Verdict.from_dict(attrs.get("latency_verdict")),
             boards=boards,
         )
 

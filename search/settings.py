@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard
 
+from .confidence import UNDECIDED, Verdict
 from .errors import SettingsError
 from .training.settings import MAX_SEED, TrainSettings, check_int, check_number, is_number
 
@@ -86,13 +87,19 @@ class MeasuredFigures:
     latency_ms: float | None  #: the budgets' latency statistic
     energy_mj: float | None = None  #: per inference
     energy_reason: str | None = None  #: why there is no energy figure (the power reason)
+    #: the side of the latency budget its rounds are on at 95% confidence (None: judged
+    #: on ``latency_ms`` alone: a card's, a derived round's, an older record's)
+    latency_verdict: Verdict | None = None
 
     @classmethod
-    def of(cls, m: Measurement, stat: str) -> MeasuredFigures:
+    def of(cls, m: Measurement, stat: str, verdict: Verdict | None = None) -> MeasuredFigures:
         """A Measurement's figures on the latency statistic ``stat``."""
         latency = getattr(m.latency, STATS[check_stat(stat)])
         return cls(
-            float(latency) if latency is not None else None, m.power.energy_mj, m.power.reason
+            float(latency) if latency is not None else None,
+            m.power.energy_mj,
+            m.power.reason,
+            verdict,
         )
 
     def value(self, budget: str) -> float | None:
@@ -185,7 +192,13 @@ class Budgets:
         out = {}
         for name, limit in self.measured.items():
             value = figures.value(name)
-            out[name] = value - limit if _known(value) else limit
+            verdict = figures.latency_verdict if name == "latency_ms" else None
+            if not _known(value):
+                out[name] = limit
+            elif verdict is not None and verdict.budget == limit:
+                out[name] = verdict.slack  # undecided: > 0, never within
+            else:
+                out[name] = value - limit
         return out
 
     def violations(self, figures: MeasuredFigures) -> list[Violation]:
@@ -196,7 +209,10 @@ class Budgets:
             if not excess > 0:
                 continue
             limit, value = self.measured[name], figures.value(name)
-            if _known(value):
+            verdict = figures.latency_verdict if name == "latency_ms" else None
+            if _known(value) and verdict is not None and verdict.side == UNDECIDED:
+                out.append(Violation(name, limit, value, verdict.reason()))
+            elif _known(value):
                 out.append(Violation(name, limit, value, self._over(name, value, limit)))
             else:
                 out.append(Violation(name, limit, None, self._not_measured(name, figures)))

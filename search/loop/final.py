@@ -75,13 +75,19 @@ def retrain_winners(
             seconds = time.perf_counter() - start
             trained[best.hash] = (to_onnx(net), seconds, len(data.x_train) + len(data.x_val))
         model, seconds, samples = trained[best.hash]
-        try:
-            measurement = boards[name].measure(model, name=f"final {best.number} {best.hash}")
+        try:  # the search's rule: more rounds while they straddle the latency budget
+            decided = boards[name].measure_decided(
+                model,
+                settings.budgets.latency_ms,
+                settings.latency_stat,
+                name=f"final {best.number} {best.hash}",
+            )
         except HwnasError as exc:
             if log is not None:
                 log(f"{name}: the retrained model was not measured ({exc}); the searched one ships")
             continue
-        figures = MeasuredFigures.of(measurement, settings.latency_stat)
+        measurement = decided.measurement
+        figures = MeasuredFigures.of(measurement, settings.latency_stat, decided.verdict)
         out[name] = FinalModel(
             best.hash,
             model,

@@ -23,6 +23,7 @@ import optuna
 
 from hwnas_bench import Measurement
 
+from ..confidence import Verdict
 from ..predict.predictor import Prediction
 from ..records import BoardFigures, TrialRecord
 from ..settings import MeasuredFigures, SearchSettings, Violation
@@ -36,11 +37,17 @@ def directions(targets: int, *, energy: bool = False) -> list[optuna.study.Study
     return [d.MAXIMIZE] + per_target + (per_target if energy else [])
 
 
-def figures(m: Measurement, settings: SearchSettings, predicted: Prediction | None) -> BoardFigures:
-    """A measurement scored against the budgets: infeasible when over one or when a
-    figure a budget needs was not measured, with the reason; with energy as an objective,
-    also when there is no energy figure to rank it by."""
-    measured = MeasuredFigures.of(m, settings.latency_stat)
+def figures(
+    m: Measurement,
+    settings: SearchSettings,
+    predicted: Prediction | None,
+    verdict: Verdict | None = None,
+) -> BoardFigures:
+    """A measurement scored against the budgets: infeasible when over one, when its rounds
+    left its side of the latency budget undecided (``verdict``), or when a figure a budget
+    needs was not measured, with the reason; with energy as an objective, also when there
+    is no energy figure to rank it by."""
+    measured = MeasuredFigures.of(m, settings.latency_stat, verdict)
     broken = settings.budgets.violations(measured)
     unranked = energy_missing(measured, settings)
     return BoardFigures(
@@ -50,6 +57,7 @@ def figures(m: Measurement, settings: SearchSettings, predicted: Prediction | No
         predicted,
         m,
         reason=reason(broken, unranked),
+        latency_verdict=verdict,
     )
 
 
@@ -81,7 +89,7 @@ def _measured_value(value: float | None) -> float:
 def measured_figures(f: BoardFigures | TrialRecord) -> MeasuredFigures:
     """A record's (or one target's) figures, with the measurement's power reason."""
     why = f.measurement.power.reason if f.measurement is not None else None
-    return MeasuredFigures(f.latency_ms, f.energy_mj, why)
+    return MeasuredFigures(f.latency_ms, f.energy_mj, why, f.latency_verdict)
 
 
 def values(rec: TrialRecord, targets: list[str], *, energy: bool = False) -> list[float]:

@@ -15,6 +15,7 @@ study gets one latency objective per board (and one energy objective per board).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from hwnas_bench import HwnasError, Measurement
 
 from .. import records
 from ..build import build
+from ..confidence import Decided, Verdict
 from ..cost import Limits, cost
 from ..errors import SettingsError
 from ..files import read_file, write_file
@@ -55,10 +57,25 @@ if TYPE_CHECKING:
 OnTrial = Callable[[TrialRecord, "SearchResult"], None]
 #: told once, before the first trial, what a resumed run kept (``resumed runs/x: kept ...``)
 OnResume = Callable[[str], None]
-#: target name -> its measurement of one candidate, or the board's error
-Measured = dict[str, "Measurement | HwnasError"]
+#: target name -> its measurement of one candidate (every round, and the side of the
+#: latency budget they put it on), or the board's error
+Measured = dict[str, "Decided | HwnasError"]
 
 __all__ = ["OnResume", "OnTrial", "Search", "SearchResult", "data_fingerprint"]
+
+
+def round_fields(decided: Decided) -> dict[str, Any]:
+    """A measurement log entry's record of every round (its latency statistics) and of
+    the verdict they gave (none without a latency budget)."""
+    out: dict[str, Any] = {
+        "rounds": [
+            {"latency": dataclasses.asdict(r.latency), "energy_mj": r.power.energy_mj}
+            for r in decided.rounds
+        ]
+    }
+    if decided.verdict is not None:
+        out["latency_verdict"] = decided.verdict.to_dict()
+    return out
 
 
 def _say(line: str) -> None:
@@ -396,7 +413,8 @@ class Search:
         for name, cached in logged.items():
             if cached is not None:
                 predicted = records.read_prediction(cached[0].get("predicted"))
-                self._score(rec, name, cached[1], predicted)
+                verdict = Verdict.from_dict(cached[0].get("latency_verdict"))
+                self._score(rec, name, cached[1], predicted, verdict)
         if repeat or not todo:
             several.settle(rec, self.names)
             return rec, None, []
@@ -444,9 +462,12 @@ class Search:
         """The model on each target in turn (never two at once: boards of one farm may be
         one machine); a board's error is kept, and the others are still measured."""
         out: Measured = {}
+        budget, stat = self.settings.budgets.latency_ms, self.settings.latency_stat
         for name in todo:
             try:
-                out[name] = self.boards[name].measure(model, name=f"trial {rec.number} {rec.hash}")
+                out[name] = self.boards[name].measure_decided(
+                    model, budget, stat, name=f"trial {rec.number} {rec.hash}"
+                )
             except HwnasError as exc:
                 out[name] = exc
         return out
@@ -460,14 +481,15 @@ class Search:
         self, study: optuna.Study, trial: optuna.Trial, rec: TrialRecord, fut: Future[Measured]
     ) -> None:
         failed = []
-        for name, m in fut.result().items():
-            if isinstance(m, HwnasError):  # the board dropped out, was busy...: fail, go on
-                why = f"measurement: {str(m).splitlines()[0]}"
+        for name, decided in fut.result().items():
+            if isinstance(decided, HwnasError):  # the board dropped out, was busy...: fail, go on
+                why = f"measurement: {str(decided).splitlines()[0]}"
                 failed.append(f"{name}: {why}" if self.several else why)
                 if self.several:
                     figures = rec.boards.setdefault(name, BoardFigures())
                     figures.outcome, figures.reason = records.FAILED, why
                 continue
+            m, verdict = decided.measurement, decided.verdict
             # each target's own prediction (several targets), never another's
             predicted = (
                 rec.boards.get(name, BoardFigures()).predicted if self.several else (rec.predicted)
@@ -484,9 +506,10 @@ class Search:
                     "cost": rec.cost_figures,
                     "predicted": predicted.to_dict() if predicted is not None else None,
                     "measurement": m.to_dict(),
+                    **round_fields(decided),
                 }
             )
-            self._score(rec, name, m, predicted)
+            self._score(rec, name, m, predicted, verdict)
             forecast = self.forecasts.get(name)
             if forecast is not None:
                 forecast.observe(rec.view(name), Candidate.decode(rec.candidate))
@@ -497,14 +520,20 @@ class Search:
         self._tell(study, trial, rec)
 
     def _score(
-        self, rec: TrialRecord, name: str, m: Measurement, predicted: Prediction | None
+        self,
+        rec: TrialRecord,
+        name: str,
+        m: Measurement,
+        predicted: Prediction | None,
+        verdict: Verdict | None,
     ) -> None:
-        f = objectives.figures(m, self.settings, predicted)
+        f = objectives.figures(m, self.settings, predicted, verdict)
         if self.several:
             f.outcome = records.MEASURED
             rec.boards[name] = f
         if name == self.names[0]:
             rec.latency_ms, rec.energy_mj, rec.feasible = f.latency_ms, f.energy_mj, f.feasible
+            rec.latency_verdict = verdict
             rec.measurement, rec.predicted = m, predicted
             if not self.several and f.reason is not None:  # why it is infeasible
                 rec.reason = f.reason
