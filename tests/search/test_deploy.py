@@ -26,6 +26,7 @@ from hwnas_bench import Config, Measurement, TargetSpec
 from hwnas_bench.measurement import ModelInfo
 from hwnas_bench.testing import SSHServer
 from search import Searcher
+from search.confidence import judge
 from search.deploy import (
     MAX_TOLERANCE,
     MIN_TOLERANCE,
@@ -337,6 +338,13 @@ def test_the_verdict_passes_within_the_spread_and_fails_beyond_it_or_over_budget
     # a figure that is not a number is never "the same" nor "within budget"
     assert verdict(card, fresh(math.nan, 1.3))[2].startswith("differs from the card")
     assert verdict(tight, fresh(math.nan, 1.3))[2] == "p50 latency not measured"
+    # the search's rule: rounds that straddle the budget up to the cap fail as undecided;
+    # rounds proven within pass though the median round alone sits near the budget
+    straddling = judge([1.05, 1.12, 1.09] * 4, 1.1, "p50")
+    why = verdict(tight, fresh(1.09, 1.2), latency_verdict=straddling)[2]
+    assert why.startswith("undecided: the 95% interval of p50 over 12 rounds")
+    proven = judge([1.08, 1.081, 1.079] * 4, 1.1, "p50")
+    assert verdict(tight, fresh(1.08, 1.2), latency_verdict=proven)[2] == ""
 
 
 def test_deploy_to_the_local_agent_puts_the_model_in_its_cache(run: Path, tmp_path: Path) -> None:
