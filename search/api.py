@@ -422,11 +422,6 @@ def refuse_stage_space(space: SearchSpace, strategy: Strategy, predictor: bool |
     rather than search without it."""
     if space.stage_space is None:
         return
-    if predictor:
-        raise SettingsError(
-            "predictor=True: the latency predictor is not yet for the stage space "
-            "(stages=); search it with predictor=False (its default there)"
-        )
 
 
 def given_budgets(

@@ -24,9 +24,19 @@ from dataclasses import dataclass
 import numpy as np
 
 #: feature columns: the overhead, the layers' table time per op kind (the first TIMES
-#: columns: their sum is the table's prior), and the number of layers
-FEATURES = ("overhead", "conv", "dwconv", "pool", "fc", "classifier", "layers")
-TIMES = 6
+#: columns: their sum is the table's prior; a flat candidate's kinds, then the block kinds,
+#: a block kind of a plugin in ``other``), and the number of layers (ops)
+FLAT_KINDS = ("conv", "dwconv", "pool", "fc", "classifier")
+KIND_COLUMNS = (
+    *FLAT_KINDS,
+    "mbconv",
+    "res",
+    "gap",
+    "resize",
+    "other",
+)
+FEATURES = ("overhead", *KIND_COLUMNS, "layers")
+TIMES = 1 + len(KIND_COLUMNS)
 TOL = 0.10  #: the consensus band: the error the search reports against
 MAX_HYPOTHESES = 1000
 MAX_HELD_OUT = 50  #: leave-one-out over at most the latest this many measurements
@@ -42,6 +52,9 @@ class Fit:
     model: str
     intercept: float
     coef: tuple[float, ...]  #: one per FEATURES column
+    #: the kinds the fit saw no time of (``kinds``: they keep the line's slope), left out
+    #: of describe()
+    unseen: tuple[str, ...] = ()
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predictions for the rows of ``features`` (n x len(FEATURES)), floored at a tenth
@@ -58,7 +71,7 @@ class Fit:
         if self.model == "affine":
             return f"{self.intercept:+.4g} {unit} + {self.coef[0]:.3f} × the table's sum"
         kinds = zip(FEATURES[1:TIMES], self.coef[1:TIMES], strict=True)
-        terms = ", ".join(f"{n} ×{c:.2f}" for n, c in kinds)
+        terms = ", ".join(f"{n} ×{c:.2f}" for n, c in kinds if n not in self.unseen)
         return (
             f"the overhead {self.intercept:+.4g} {unit}, {terms}, "
             f"{self.coef[TIMES]:+.3g} {unit} per layer"
@@ -160,13 +173,19 @@ def fit_kinds(features: np.ndarray, y: np.ndarray) -> Fit:
     free = {0, x.shape[1] - 1}  # the intercept and the per-layer term may be negative
     current = Fit("kinds", base.intercept, base.coef)  # the affine line, until one fits
     inside = _rel(base.predict(features), y) <= TOL
+    # parameters: the intercept, the flat kinds, the layers, and the block kinds some
+    # measurement holds (a flat space's candidates hold none)
+    block_kinds = np.any(features[:, 1 + len(FLAT_KINDS) : TIMES] != 0, axis=0)
+    held = 2 + len(FLAT_KINDS) + int(block_kinds.sum())
     for _ in range(3):
-        if inside.sum() < x.shape[1] + 2:
+        if inside.sum() < held + 2:
             break
         coef = _nnls_rel(x[inside], target[inside], y[inside], free)
         unseen = ~np.any(features[inside, 1:TIMES] != 0, axis=0)
         kinds = np.where(unseen, base.coef[0], coef[1:TIMES])
-        trial = Fit("kinds", float(coef[0]), (1.0, *(float(c) for c in kinds), float(coef[-1])))
+        names = tuple(n for n, u in zip(KIND_COLUMNS, unseen, strict=True) if u)
+        coefs = (1.0, *(float(c) for c in kinds), float(coef[-1]))
+        trial = Fit("kinds", float(coef[0]), coefs, names)
         now = _rel(trial.predict(features), y) <= TOL
         if now.sum() < inside.sum():
             break  # never fewer within TOL than the line it started from

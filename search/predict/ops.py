@@ -1,20 +1,29 @@
 """The layers of a candidate as the lookup table knows them, and one-layer ONNX models.
 
-A :class:`LayerOp` is one layer as the exported graph runs it: its type, its input shape
-(batch excluded) and its parameters, the ReLU that follows it included. Two candidates that
-share a layer with the same input shape share its table entry. Each op becomes a one-layer
-ONNX model (random weights: latency does not depend on their values) built with the same
-nodes as ``onnx_export.to_onnx``, so what the table measures is what the full model runs.
+A :class:`LayerOp` is one layer of a flat candidate as the exported graph runs it: its
+type, its input shape (batch excluded) and its parameters, the ReLU that follows it
+included. A block candidate's ops are ``search.blocks.TableOp``s (one per block, the
+classifier, the resize to its resolution: ``search.blocks.table``). Both have a ``kind``
+and a ``key()``; two candidates that share an op with the same input shape share its table
+entry. Each op becomes a one-op ONNX model (:func:`op_onnx`; random weights: latency does
+not depend on their values) built with the same nodes as the full model's export, so what
+the table measures is what the full model runs. :func:`op_features` is an op's analytic
+size (MACs, parameters, elements moved, nodes): what the learned correction reads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TypeAlias
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..blocks.base import TableOp
+from ..blocks.candidate import BlockCandidate
+from ..blocks.table import candidate_table_ops, op_cost, op_model
 from ..onnx_export import IR_VERSION, OPSET
 from ..space import Candidate, Shape
 
@@ -47,9 +56,20 @@ class LayerOp:
 
 OVERHEAD = LayerOp("overhead", (1,))
 
+#: what the table holds an entry for: a flat layer, or a block candidate's op
+Op: TypeAlias = LayerOp | TableOp
 
-def candidate_ops(candidate: Candidate) -> list[LayerOp]:
-    """One op per layer, then the classifier. Raises InvalidCandidate like ``shapes()``."""
+
+def candidate_ops(candidate: Candidate) -> list[Op]:
+    """One op per layer, then the classifier (a block candidate: its blocks' table ops, the
+    resize first where it has one). Raises InvalidCandidate like ``shapes()``."""
+    if isinstance(candidate, BlockCandidate):
+        return list(candidate_table_ops(candidate))
+    return list(flat_ops(candidate))
+
+
+def flat_ops(candidate: Candidate) -> list[LayerOp]:
+    """A flat candidate's :class:`LayerOp`: one per layer, then the classifier."""
     shapes = candidate.shapes()
     h, w, c = candidate.input_shape
     # what each layer receives: the previous layer's output (an fc or the classifier after
@@ -61,6 +81,52 @@ def candidate_ops(candidate: Candidate) -> list[LayerOp]:
     ]
     ops.append(LayerOp("classifier", inputs[-1], width=candidate.num_classes))
     return ops
+
+
+def op_onnx(op: Op) -> bytes:
+    """The one-op ONNX model the table measures for ``op``."""
+    return layer_model(op) if isinstance(op, LayerOp) else op_model(op)
+
+
+#: op_features' columns
+OP_FEATURES = ("macs", "params", "moved", "nodes")
+
+
+def op_features(op: Op) -> tuple[float, float, float, float]:
+    """MACs, parameters, elements moved (the sum over the op's nodes of what is live while
+    each runs: inputs and outputs) and ONNX nodes of ``op``; zeros for the overhead."""
+    return _op_features(op)
+
+
+@lru_cache(maxsize=65536)
+def _op_features(op: Op) -> tuple[float, float, float, float]:
+    if isinstance(op, TableOp):
+        cost = op_cost(op)
+        return (float(cost.macs), float(cost.params), float(sum(cost.live)), float(len(cost.live)))
+    if op.kind == "overhead":
+        return (0.0, 0.0, 0.0, 0.0)
+    size_in = int(np.prod(op.in_shape))
+    size_out = int(np.prod(_shape_out(op)))
+    if op.kind == "pool":
+        return (float(size_out * op.kernel**2), 0.0, float(size_in + size_out), 1.0)
+    if op.kind in ("fc", "classifier"):
+        macs = size_in * op.width
+        flatten = len(op.in_shape) == 3
+        relu = op.kind == "fc"
+        moved = size_in + size_out + (2 * size_in if flatten else 0) + (2 * size_out if relu else 0)
+        return (float(macs), float(macs + op.width), float(moved), float(1 + flatten + relu))
+    cin = op.in_shape[0]
+    _, h, w = _shape_out(op)
+    if op.kind == "dwconv":
+        dw = (cin, h, w)
+        dw_size = int(np.prod(dw))
+        macs = dw_size * op.kernel**2 + dw_size * op.width
+        params = cin * op.kernel**2 + cin + cin * op.width + op.width
+        moved = (size_in + dw_size) + 2 * dw_size + (dw_size + size_out) + 2 * size_out
+        return (float(macs), float(params), float(moved), 4.0)
+    macs = size_out * cin * op.kernel**2
+    params = op.width * cin * op.kernel**2 + op.width
+    return (float(macs), float(params), float(size_in + 3 * size_out), 2.0)
 
 
 def _shape_out(op: LayerOp) -> Shape:

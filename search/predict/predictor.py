@@ -4,7 +4,10 @@ by a fit on the whole-model measurements the search makes, and its error as it g
 Each measured candidate is logged with the prediction made *before* its measurement, so
 :meth:`Predictor.error` is an out-of-sample error: what the search could have known. The
 correction is refitted after each measurement (:func:`fit.choose`: the table alone, a
-scale, a line, or per-kind factors, whichever predicts the measurements left out best).
+scale, a line, or per-kind factors, whichever predicts the measurements left out best);
+from ``learned.MIN_LEARNED`` measurements on, a learned latency correction (ridge or
+boosted trees on the ops' sizes, :mod:`learned`) replaces it where its held-out share
+within ±10% is higher, and its held-out error is then the skip rule's margin.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import numpy as np
 
 from ..settings import Budgets, MeasuredFigures, Violation
 from ..space import Candidate
-from .fit import FEATURES, MIN_FIT, TABLE, Fit, choose, prior
-from .ops import LayerOp, candidate_ops
+from .fit import FEATURES, KIND_COLUMNS, MIN_FIT, TABLE, Fit, choose, prior
+from .learned import Learned, fit_learned
+from .ops import OP_FEATURES, Op, candidate_ops, op_features
 from .table import LatencyTable
 
 WITHIN = 0.10  #: the band the error is reported in
@@ -117,6 +121,8 @@ class Observation:
     prior_energy_mj: float | None
     features: tuple[float, ...]  #: FEATURES, latency
     energy_features: tuple[float, ...] | None
+    #: the candidate's ops' OP_FEATURES summed (MACs, params, elements moved, nodes)
+    sizes: tuple[float, ...] = ()
 
     @property
     def error(self) -> float:
@@ -127,13 +133,14 @@ class Observation:
         return asdict(self)
 
 
-def _kind_sums(ops: Iterable[LayerOp], per_op: Any, overhead: float) -> tuple[float, ...]:
-    """The FEATURES of a candidate's ops: overhead, time per kind, number of layers."""
+def _kind_sums(ops: Iterable[Op], per_op: Any, overhead: float) -> tuple[float, ...]:
+    """The FEATURES of a candidate's ops: overhead, time per kind (a kind without its own
+    column in ``other``), number of layers."""
     sums = dict.fromkeys(FEATURES, 0.0)
     sums["overhead"] = overhead
     for op in ops:
         if op.kind != "overhead":
-            sums[op.kind] += per_op(op)
+            sums[op.kind if op.kind in KIND_COLUMNS else "other"] += per_op(op)
             sums["layers"] += 1
     return tuple(sums.values())
 
@@ -152,13 +159,26 @@ class Predictor:
         #: times (``time``: energy = power x time, the power fitted on the measurements)
         self.energy_basis = "energy"
         #: leave-one-out share within ±10% of each latency model tried at the last refit
+        #: (a learned one: its K-fold held-out share)
         self.tried: dict[str, float] = {}
+        #: the learned latency correction in use, when it predicts better than self.fit
+        self.learned: Learned | None = None
+        #: every learned model fitted at the last refit, by name (slow ones are refitted
+        #: every few measurements only: learned.REFIT_EVERY)
+        self.learned_fits: dict[str, Learned] = {}
 
     # -- features -------------------------------------------------------------------------
 
     def features(self, candidate: Candidate) -> np.ndarray:
         ops = candidate_ops(candidate)
         return np.asarray(_kind_sums(ops, self.table.layer_ms, self.table.overhead_ms()))
+
+    def sizes(self, candidate: Candidate) -> np.ndarray:
+        """The candidate's ops' OP_FEATURES, summed."""
+        total = np.zeros(len(OP_FEATURES))
+        for op in candidate_ops(candidate):
+            total += op_features(op)
+        return total
 
     def energy_features(self, candidate: Candidate) -> np.ndarray | None:
         if not self.table.has_energy:
@@ -181,12 +201,17 @@ class Predictor:
             prior_energy = float(prior(e)[0])
             fit = self.energy_fit or TABLE
             energy = float(fit.predict(f if self.energy_basis == "time" else e)[0])
+        if self.learned is not None:
+            rich = np.concatenate([f, self.sizes(candidate)])
+            latency, model = float(self.learned.predict(rich)[0]), self.learned.model
+        else:
+            latency, model = float(self.fit.predict(f)[0]), self.fit.model
         return Prediction(
-            latency_ms=float(self.fit.predict(f)[0]),
+            latency_ms=latency,
             energy_mj=energy,
             prior_ms=float(prior(f)[0]),
             prior_energy_mj=prior_energy,
-            model=self.fit.model,
+            model=model,
             energy_model=self._energy_model_name() if e is not None else None,
         )
 
@@ -230,6 +255,7 @@ class Predictor:
                 prior_energy_mj=prediction.prior_energy_mj,
                 features=tuple(float(v) for v in self.features(candidate)),
                 energy_features=None if e is None else tuple(float(v) for v in e),
+                sizes=tuple(float(v) for v in self.sizes(candidate)),
             )
         )
         if refit:
@@ -241,9 +267,10 @@ class Predictor:
         obs = self.observations
         if not obs:
             return
-        self.fit, self.tried = choose(
-            np.asarray([o.features for o in obs]), np.asarray([o.measured_ms for o in obs])
-        )
+        features = np.asarray([o.features for o in obs])
+        measured = np.asarray([o.measured_ms for o in obs])
+        self.fit, self.tried = choose(features, measured)
+        self.learned = self._learned(features, measured)
         with_energy = [o for o in obs if o.energy_features and o.measured_energy_mj]
         if with_energy:
             joules = np.asarray([o.measured_energy_mj for o in with_energy])
@@ -264,6 +291,23 @@ class Predictor:
                 if tried_time.get(by_time.model, -1.0) > tried.get(self.energy_fit.model, -1.0):
                     self.energy_fit, self.energy_basis = by_time, "time"
 
+    def _learned(self, features: np.ndarray, measured: np.ndarray) -> Learned | None:
+        """The learned correction with the best held-out share within ±10%, where it beats
+        the linear one's leave-one-out share (ties: the smaller median error); else None."""
+        if any(len(o.sizes) != len(OP_FEATURES) for o in self.observations):
+            return None
+        rich = np.concatenate([features, [o.sizes for o in self.observations]], axis=1)
+        best: Learned | None = None
+        score = (self.tried.get(self.fit.model, 0.0), 0.0)
+        fits = fit_learned(rich, measured, keep=self.learned_fits)
+        self.learned_fits = {f.model: f for f in fits}
+        for learned in fits:
+            self.tried[learned.model] = learned.within
+            mine = (learned.within, -float(np.median(np.abs(learned.held_out))))
+            if mine[0] > score[0] or (best is not None and mine > score):
+                best, score = learned, mine
+        return best
+
     # -- its error ------------------------------------------------------------------------
 
     def error(self) -> PredictorError | None:
@@ -282,10 +326,13 @@ class Predictor:
 
     def margin(self) -> float | None:
         """The relative error the search allows before it trusts a prediction over budget:
-        the 90th percentile of the logged |errors|, at least 10%; None until
-        MIN_OBSERVATIONS candidates were measured."""
+        the learned correction's own interval where one is in use (the 95th percentile of
+        its held-out errors), else the 90th percentile of the logged |errors|; at least
+        10%; None until MIN_OBSERVATIONS candidates were measured."""
         if len(self.observations) < self.MIN_OBSERVATIONS:
             return None
+        if self.learned is not None:
+            return max(MIN_MARGIN, self.learned.margin())
         err = [abs(o.error) for o in self.observations]
         return max(MIN_MARGIN, float(np.percentile(err, 90)))
 
@@ -340,7 +387,10 @@ class Predictor:
 
     def describe(self) -> str:
         """The correction in use, for summary.md."""
-        text = f"latency: {self.fit.model} ({self.fit.describe('ms')})"
+        if self.learned is not None:
+            text = f"latency: {self.learned.model} ({self.learned.describe()})"
+        else:
+            text = f"latency: {self.fit.model} ({self.fit.describe('ms')})"
         if self.energy_fit is not None:
             how = self.energy_fit.describe("mJ")
             if self.energy_basis == "time":  # the coefficients are powers: mJ per ms is W

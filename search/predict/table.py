@@ -1,6 +1,7 @@
 """The per-layer latency lookup table: one-layer models measured on the board, cached.
 
-Each distinct :class:`LayerOp` is measured once as a one-layer ONNX model and kept under a
+Each distinct op (a flat layer or a block, ``ops.Op``) is measured once as a one-op ONNX
+model and kept under a
 *fingerprint* of what defines the board's speed (its facts from ``hello``, the onnxruntime
 version, the execution provider, threads, graph optimisation, pinned CPUs, governor, and the
 latency statistic). The table lives in the run directory (``latency_table.json``) and in a
@@ -30,7 +31,7 @@ from hwnas_bench import BenchFailure, BenchSettings, Measurement
 from ..errors import SearchError
 from ..measure import Board, latency_of
 from ..settings import check_stat
-from .ops import OVERHEAD, LayerOp, layer_model
+from .ops import OVERHEAD, Op, op_onnx
 from .store import (
     ROUNDS,
     TABLE_FILE,
@@ -157,10 +158,10 @@ class LatencyTable:
         entry = self.entries.get(key)
         return entry is None or (energy and entry.energy_mj is None)
 
-    def missing(self, ops: Iterable[LayerOp], *, energy: bool = False) -> list[LayerOp]:
+    def missing(self, ops: Iterable[Op], *, energy: bool = False) -> list[Op]:
         """The ops without an entry (``energy``: or without its energy), each once, in
         order; the overhead first when it lacks one (every layer's time is relative to it)."""
-        out: dict[str, LayerOp] = {}
+        out: dict[str, Op] = {}
         if self._lacks(OVERHEAD.key(), energy):
             out[OVERHEAD.key()] = OVERHEAD
         for op in ops:
@@ -168,7 +169,7 @@ class LatencyTable:
                 out.setdefault(op.key(), op)
         return list(out.values())
 
-    def ensure(self, ops: Iterable[LayerOp], board: Board) -> int:
+    def ensure(self, ops: Iterable[Op], board: Board) -> int:
         """Measure the missing ops on ``board`` in one lease and save; how many it measured.
         With energy wanted on a board with a meter, an entry without energy is missing too.
 
@@ -182,8 +183,8 @@ class LatencyTable:
             return 0
         if self.bench is None:
             self.bench = table_bench(board)
-        overhead = layer_model(OVERHEAD)
-        layers = [layer_model(op) for op in todo]
+        overhead = op_onnx(OVERHEAD)
+        layers = [op_onnx(op) for op in todo]
         models, names = [], []
         for _ in range(ROUNDS):  # O A O B ... O, ROUNDS times over
             for op, model in zip(todo, layers, strict=True):
@@ -205,7 +206,7 @@ class LatencyTable:
         return changed
 
     def _add(
-        self, todo: list[LayerOp], results: list[Measurement | BenchFailure], need_overhead: bool
+        self, todo: list[Op], results: list[Measurement | BenchFailure], need_overhead: bool
     ) -> Exception | None:
         """New entries from the interleaved results; the first failure, to raise."""
         per_round = 2 * len(todo) + 1
@@ -275,7 +276,7 @@ class LatencyTable:
     def overhead_ms(self) -> float:
         return self._get(OVERHEAD.key()).latency_ms
 
-    def layer_ms(self, op: LayerOp) -> float:
+    def layer_ms(self, op: Op) -> float:
         """The op's own time: its entry less the overhead, floored at 0."""
         if op.kind == "overhead":
             return 0.0
@@ -283,14 +284,14 @@ class LatencyTable:
         total = entry.relative * overhead if entry.relative is not None else entry.latency_ms
         return max(total - overhead, 0.0)
 
-    def sum_ms(self, ops: Iterable[LayerOp]) -> float:
+    def sum_ms(self, ops: Iterable[Op]) -> float:
         """The table's whole-model prior: the overhead once, plus each layer's own time."""
         return self.overhead_ms() + sum(self.layer_ms(op) for op in ops)
 
     def overhead_energy_mj(self) -> float | None:
         return self._get(OVERHEAD.key()).energy_mj
 
-    def layer_energy_mj(self, op: LayerOp) -> float | None:
+    def layer_energy_mj(self, op: Op) -> float | None:
         if op.kind == "overhead":
             return 0.0
         entry, overhead = self._get(op.key()), self.overhead_energy_mj()
@@ -298,7 +299,7 @@ class LatencyTable:
             return None
         return max(entry.energy_mj - overhead, 0.0)
 
-    def sum_energy_mj(self, ops: Iterable[LayerOp]) -> float | None:
+    def sum_energy_mj(self, ops: Iterable[Op]) -> float | None:
         """Like sum_ms for energy; None when any entry has none (no meter: never invented)."""
         total = self.overhead_energy_mj()
         for op in ops:
