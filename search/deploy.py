@@ -3,7 +3,7 @@
 :func:`deploy_model` leases the target's board from the farm, copies ``model.onnx`` and its
 model card to it, re-measures the model there with the card's own bench settings (the same
 rounds-and-median procedure the search used, with more rounds while they straddle the
-latency budget: search/confidence.py), and compares the fresh latency statistic with the
+latency budget: search/measure/confidence.py), and compares the fresh latency statistic with the
 card's:
 
 * over the card's latency budget at 95% confidence, or still undecided after the most
@@ -47,8 +47,8 @@ from hwnas_bench.errors import DeployError
 from hwnas_bench.farm import Farm, Lease
 from hwnas_bench.transports.ssh import SSHTransport
 
-from .confidence import Decided, Verdict, measure_decided
 from .measure import ROUNDS, latency_of
+from .measure.confidence import Decided, Verdict, measure_decided
 from .model_card import (
     CARD_FILE,
     DEPLOY_FILE,
@@ -230,7 +230,7 @@ def _put_through_agent(lease: Lease, model: bytes, notes: list[str]) -> str:
 
 def remeasure(lease: Lease, model: bytes, card: ModelCard, rounds: int = ROUNDS) -> Decided:
     """The search's procedure with the card's settings: ``rounds`` loops, the median one;
-    with a latency budget, more rounds while they straddle it (search/confidence.py)."""
+    with a latency budget, more rounds while they straddle it (search/measure/confidence.py)."""
     settings = replace(card.measured().settings.bench_settings(), inputs=None)
     settings.validate()
     stat = card.latency_stat

@@ -17,10 +17,10 @@ from typing import Any
 
 from hwnas_bench import Measurement, MeasurementFormatError
 
-from .confidence import Verdict
 from .cost import Cost
 from .errors import SettingsError
 from .files import open_append, read_present
+from .measure.confidence import Verdict
 from .predict.predictor import Prediction
 
 #: Trial outcomes, as stored in the study (``user_attrs["outcome"]``).

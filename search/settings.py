@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard
 
-from .confidence import UNDECIDED, Verdict
 from .errors import SettingsError
 from .training.settings import MAX_SEED, TrainSettings, check_int, check_number, is_number
 
 if TYPE_CHECKING:
     from hwnas_bench import Measurement
+
+    from .measure.confidence import Verdict  # the measuring side; never imported here
 
 #: latency statistic name -> Latency field
 STATS = {"p50": "median_ms", "p95": "p95_ms", "p99": "p99_ms", "mean": "mean_ms"}
@@ -210,7 +211,7 @@ class Budgets:
                 continue
             limit, value = self.measured[name], figures.value(name)
             verdict = figures.latency_verdict if name == "latency_ms" else None
-            if _known(value) and verdict is not None and verdict.side == UNDECIDED:
+            if _known(value) and verdict is not None and not verdict.decided:
                 out.append(Violation(name, limit, value, verdict.reason()))
             elif _known(value):
                 out.append(Violation(name, limit, value, self._over(name, value, limit)))

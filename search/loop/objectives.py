@@ -23,7 +23,7 @@ import optuna
 
 from hwnas_bench import Measurement
 
-from ..confidence import Verdict
+from ..measure.confidence import Verdict
 from ..predict.predictor import Prediction
 from ..records import BoardFigures, TrialRecord
 from ..settings import MeasuredFigures, SearchSettings, Violation

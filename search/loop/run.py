@@ -31,11 +31,11 @@ from hwnas_bench import HwnasError, Measurement
 
 from .. import records
 from ..build import build
-from ..confidence import Decided, Verdict
 from ..cost import Limits, cost
 from ..errors import SettingsError
 from ..files import read_file, write_file
 from ..measure import Board
+from ..measure.confidence import Decided, Verdict
 from ..onnx_export import to_onnx
 from ..predict.predictor import Prediction
 from ..predict.table import TableError

@@ -31,9 +31,9 @@ from hwnas_bench import (
 from hwnas_bench.farm import Farm
 from hwnas_bench.targets import BenchRule, table_entries
 
+from ..errors import SettingsError
+from ..settings import STATS
 from .confidence import Decided, measure_decided, median_round
-from .errors import SettingsError
-from .settings import STATS
 
 #: A search measurement: short but still real timed loops (>= 30 runs and 0.25 s in all),
 #: one thread so candidates compare on the same footing. Override with ``bench=``.
@@ -258,7 +258,7 @@ class Board:
         self, model: bytes, budget: float | None, stat: str, *, name: str = "candidate"
     ) -> Decided:
         """:meth:`measure`, then more rounds (each batch its own lease) while the rounds'
-        95% interval of ``stat`` straddles ``budget``: see search/confidence.py."""
+        95% interval of ``stat`` straddles ``budget``: see search/measure/confidence.py."""
         return measure_decided(
             lambda: self.measure_rounds(model, name=name),
             budget,

@@ -19,7 +19,10 @@ import optuna
 import pytest
 
 from hwnas_bench import Measurement
-from search.confidence import (
+from search.loop.run import Search
+from search.loop.run_dir import RunDir
+from search.measure import Board, bench_settings, latency_of
+from search.measure.confidence import (
     MAX_ROUNDS,
     OVER,
     UNDECIDED,
@@ -29,9 +32,6 @@ from search.confidence import (
     judge,
     measure_decided,
 )
-from search.loop.run import Search
-from search.loop.run_dir import RunDir
-from search.measure import Board, bench_settings, latency_of
 from search.records import TrialRecord
 from search.settings import Budgets, MeasuredFigures, SearchSettings
 from search.space import SearchSpace

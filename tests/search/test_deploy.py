@@ -26,7 +26,6 @@ from hwnas_bench import Config, Measurement, TargetSpec
 from hwnas_bench.measurement import ModelInfo
 from hwnas_bench.testing import SSHServer
 from search import Searcher
-from search.confidence import judge
 from search.deploy import (
     MAX_TOLERANCE,
     MIN_TOLERANCE,
@@ -36,6 +35,7 @@ from search.deploy import (
     verdict,
 )
 from search.errors import SettingsError
+from search.measure.confidence import judge
 from search.model_card import (
     ModelCardError,
     read_target_folder,
