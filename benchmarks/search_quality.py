@@ -1,103 +1,96 @@
-"""Does evolution beat random search, and does one differentiable search land in its budget?
+"""Does evolution beat random search on the stage space, at equal device measurements?
 
-    python benchmarks/search_quality.py [--part all|evolution|differentiable]
-                                        [--seeds 0 1 2] [--trials 40] [--epochs 3]
-                                        [--latency-budget-ms 0.02] [--min-time 0.3]
-                                        [--target local]
-                                        [--space conv|bench|default|large]
-                                        [--at 0.25 0.5 0.75] [--rounds 5]
+    python benchmarks/search_quality.py [--runs 5 | --seeds 0 1 2 3 4] [--trials 20]
+        [--epochs 1] [--min-time 0.2] [--latency-budget-ms X | --budget-quantile 0.5]
+        [--calibration 24] [--target local] [--keep DIR]
+        [--part all|evolution|differentiable] [--at 0.25 0.5 0.75] [--rounds 5]
 
 ``--part differentiable`` is benchmarks/differentiable_quality.py (three budgets, one
-differentiable search each, against random at the same number of device measurements;
-its docstring says how), run with this script's --epochs, --target and first seed. The
-rest of this text is the evolution part.
+differentiable search each; its docstring says how), run with ``--differentiable-epochs``,
+--target and the first seed. The rest of this text is the evolution part.
 
-The default space (``conv``) is the benchmark's own: 2-6 conv / depthwise-separable / pool
-layers, kernels 1/3/5, strides 1/2, 4-64 channels, no fully-connected layer and no skip, so
-there is no cheap linear model that is already accurate on digits (in the spaces with
-``fc`` and ``skip`` random search finds one within 40 draws and reaches ~90% of the
-attainable hypervolume), and the default budget binds (most candidates measure over it).
-The two searches of a seed run in lock-step, one trial each in turn, so load that comes
-and goes on the host falls on both alike.
-For each seed, one ``random`` and one ``evolution`` search on ``digits`` (same space, same
-training, same board). Each front is cut to the first M device measurements, M the smaller
-of the two runs' counts, so both strategies get the same number of measurements. Prints
-per seed and as the mean over seeds: the hypervolume of (validation accuracy, measured
-latency) with the reference point (accuracy 0, the latency budget), evolution / random
-(target >= 1.2), how much of the attainable hypervolume random alone reaches (the union of
-every candidate both runs measured: an upper bound on the ratio any strategy could show
-here), the latency noise (candidates both runs measured: their first generation is the
-same seeded draw), and the candidate -> ONNX export time per candidate.
+Space and data: benchmarks/vs_reference.py's stage space (a stride-2 stem, two inverted
+residual stages and a residual stage, width multipliers 0.5/0.75/1, input resolutions
+16/24/32; 2.5 million choice combinations) on digits resized to 32x32x3, as vs_reference.py
+does. Training is a proxy: ``--epochs`` (default 1) of the search's recipe on 1 thread, no
+retraining of the winner (``final_epochs=0``: it is no part of the comparison).
+
+Budget: with no ``--latency-budget-ms``, ``--calibration`` candidates drawn at random (a
+seed of their own, not the searches') are exported untrained and measured as the search
+measures; the budget is the ``--budget-quantile`` of their p50s (default the median: about
+half of the space's random candidates are over it). These calibration measurements are
+shared by both strategies and counted apart from either.
+
+Device measurements: neither strategy uses the latency predictor (``predictor=False``), so
+neither opens the per-layer table and there are no table fills (checked: the script stops
+if a run directory holds a latency table). A strategy's measurements are the lines of its
+``measurements.jsonl``: one per measured candidate (``measure_rounds`` timed loops each,
+more where its interval straddles the budget: the timed rounds are printed too); a
+repeated candidate is not measured again and costs nothing.
+
+Each run (one seed) searches with ``random`` and with ``evolution`` in lock-step, one trial
+each in turn, so load that comes and goes on the host falls on both alike; the same seed
+gives both the same split and the same training of any candidate both try. Both are cut to
+the first M device measurements, M the smaller of the two counts, and compared there by
+
+- the hypervolume of (validation accuracy, measured latency) over the reference point
+  (accuracy 0, latency = the budget): over-budget candidates add nothing; evolution /
+  random, target >= 1.2 in at least 4 of 5 runs;
+- the best validation accuracy within the budget: target evolution >= random + 1 point
+  (on the mean over runs, and per run as shown).
+
+Also printed: each run's counts, the latency noise (candidates both runs measured; the
+first generation of evolution is random's seeded draw), and a line per target saying met
+or NOT met.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import json
+import random
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import differentiable_quality  # benchmarks/ is on the path when run as a script
+import vs_reference
 
 from search import Budgets, InfeasibleBudgetError, Searcher, SearchSpace
-from search.cli.search import DEFAULT_SPACE
+from search.build import build
+from search.measure import Board, bench_settings, latency_of
+from search.onnx_export import to_onnx
 from search.records import MEASURED, TrialRecord
-from search.training.data import load_dataset
+from search.training.data import Arrays
+from search.training.settings import TrainSettings
 
-#: the CLI's default space (search/cli/search.py), and a larger one where random sampling lands
-#: on slow or poor candidates more often
-SPACES: dict[str, dict[str, object]] = {}
-SPACES["default"] = dict(DEFAULT_SPACE)
-#: the benchmark's own space (the default): large enough that random search does not cover
-#: it in 40 trials, with a budget that rules out most of the big candidates
-SPACES["bench"] = {
-    "num_layers": (1, 6),
-    "layer_types": ["conv", "dwconv", "pool", "fc", "skip"],
-    "conv_kernels": [1, 3, 5],
-    "conv_strides": [1, 2],
-    "conv_channels": [4, 8, 16, 32, 64],
-    "pool_sizes": [2],
-    "pool_strides": [2],
-    "fc_sizes": [32, 64, 128, 256],
-}
-#: convolutions only (no fully-connected layers, no skip), 2-6 of them: no cheap linear
-#: model that is accurate on digits, so accuracy has to be bought with latency
-SPACES["conv"] = {
-    "num_layers": (2, 6),
-    "layer_types": ["conv", "dwconv", "pool"],
-    "conv_kernels": [1, 3, 5],
-    "conv_strides": [1, 2],
-    "conv_channels": [4, 8, 16, 32, 64],
-    "pool_sizes": [2],
-    "pool_strides": [2],
-    "fc_sizes": [32],
-}
-SPACES["large"] = {
-    **SPACES["default"],
-    "num_layers": (1, 6),
-    "conv_kernels": [1, 3, 5, 7],
-    "conv_channels": [4, 8, 16, 32, 64],
-    "fc_sizes": [16, 32, 64, 128, 256],
-}
+STRATEGIES = ("random", "evolution")
+#: the targets of issue 20
+HV_TARGET, HV_RUNS_NEEDED, ACC_POINTS = 1.2, 4, 1.0
+#: the calibration draws' own seed (the searches draw from seeds 0, 1, ...)
+CALIBRATION_SEED = 10_000
 
 
 def hypervolume(points: list[tuple[float, float]], budget: float) -> float:
     """Area dominated by (accuracy up, latency down) points, from (0, budget)."""
-    front: list[tuple[float, float]] = []
-    for acc, lat in sorted(p for p in points if p[1] <= budget):
-        front = [f for f in front if not (f[0] <= acc and f[1] >= lat)]
-        if not any(f[0] >= acc and f[1] <= lat for f in front):
-            front.append((acc, lat))
-    area, prev_acc = 0.0, 0.0
-    for acc, lat in sorted(front, key=lambda p: p[0]):
-        area += (acc - prev_acc) * (budget - lat)
-        prev_acc = acc
+    area, best_lat = 0.0, budget
+    for acc, lat in sorted((p for p in points if p[1] <= budget), reverse=True):
+        if lat < best_lat:
+            area += acc * (best_lat - lat)
+            best_lat = lat
     return area
+
+
+def best_accuracy(records: list[TrialRecord], budget: float) -> float | None:
+    within = [r.accuracy for r in records if r.latency_ms is not None and r.latency_ms <= budget]
+    return max((a for a in within if a is not None), default=None)
 
 
 class Turns:
@@ -125,21 +118,54 @@ class Turns:
             self.cv.notify_all()
 
 
-def run(
-    strategy: str, seed: int, args: argparse.Namespace, out: Path, turns: Turns
-) -> list[TrialRecord]:
-    data = load_dataset("digits")
+def search_space(data: Arrays) -> SearchSpace:
+    return SearchSpace(input_shape=data.input_shape, stages=vs_reference.stage_space())
+
+
+def calibrate(args: argparse.Namespace, data: Arrays) -> tuple[float, list[float]]:
+    """The budget: the ``--budget-quantile`` of the p50s of ``--calibration`` random,
+    untrained candidates, measured as the search measures (its bench settings)."""
+    space = search_space(data).with_classes(int(data.y.max()) + 1)
+    rng = random.Random(CALIBRATION_SEED)
+    board = Board(args.target, bench=bench_settings({"min_time_s": args.min_time}))
+    latencies = []
+    try:
+        for i in range(args.calibration):
+            candidate = space.suggest(lambda _name, choices: choices[rng.randrange(len(choices))])
+            model = to_onnx(build(candidate))
+            latencies.append(latency_of(board.measure(model, name=f"calibration {i}"), "p50"))
+    finally:
+        board.close()
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    k = round(100 * args.budget_quantile)
+    budget = min(latencies) if k <= 0 else max(latencies) if k >= 100 else cuts[k - 1]
+    return budget, latencies
+
+
+@dataclass
+class Run:
+    """One strategy's search of one seed: its measured trials, in order, and its counts."""
+
+    measured: list[TrialRecord]
+    device_measurements: int
+    timed_rounds: int  #: the timed loops of those measurements (more where one straddles)
+    counts: dict[str, int]
+
+
+def search(
+    strategy: str, seed: int, args: argparse.Namespace, data: Arrays, out: Path, turns: Turns
+) -> Run:
+    run_dir = out / f"{strategy}-{seed}"
     searcher = Searcher(
-        SearchSpace(input_shape=data.input_shape, **SPACES[args.space]),  # type: ignore[arg-type]
+        search_space(data),
         target=args.target,
         strategy=strategy,
         budgets=Budgets(latency_ms=args.latency_budget_ms),
         trials=args.trials,
-        epochs=args.epochs,
-        batch_size=32,
-        seed=seed,
-        out=out / f"{strategy}-{seed}",
+        train=TrainSettings(epochs=args.epochs, final_epochs=0, seed=seed, threads=1),
+        out=run_dir,
         progress=False,
+        predictor=False,
         bench={"min_time_s": args.min_time},
     )
 
@@ -155,13 +181,14 @@ def run(
     finally:
         turns.pass_on(strategy, finished=True)
     assert searcher.result is not None
-    c = searcher.result.counts
-    print(
-        f"  {strategy} seed {seed}: {c['measured']} measured, {c['duplicates']} repeated, "
-        f"{c['pruned']} pruned, {c['failed']} failed, {c['infeasible']} over budget",
-        flush=True,
-    )
-    return [r for r in searcher.result.trials if r.outcome == MEASURED]
+    if (run_dir / "latency_table.json").exists():
+        raise SystemExit(f"{run_dir} holds a latency table: its fills would go uncounted")
+    with (run_dir / "measurements.jsonl").open() as log:
+        lines = [json.loads(line) for line in log if line.strip()]
+    rounds = sum(len(line.get("rounds") or [None]) for line in lines)
+    trials = searcher.result.trials
+    measured = [r for r in trials if r.outcome == MEASURED]
+    return Run(measured, len(lines), rounds, searcher.result.counts)
 
 
 def noise(a: list[TrialRecord], b: list[TrialRecord]) -> list[float]:
@@ -175,104 +202,191 @@ def noise(a: list[TrialRecord], b: list[TrialRecord]) -> list[float]:
     return out
 
 
+@dataclass(frozen=True)
+class Row:
+    """One run's comparison at M measurements each."""
+
+    seed: int
+    m: int
+    hv: dict[str, float]
+    best: dict[str, float | None]
+    seconds: float
+
+    @property
+    def ratio(self) -> float:
+        r, e = self.hv["random"], self.hv["evolution"]
+        return e / r if r > 0 else (float("inf") if e > 0 else 0.0)
+
+    @property
+    def gain_points(self) -> float | None:
+        r, e = self.best["random"], self.best["evolution"]
+        if e is None:
+            return None
+        return 100 * (e - (r or 0.0))
+
+
+def compare(seed: int, args: argparse.Namespace, data: Arrays, out: Path) -> Row | None:
+    start = time.perf_counter()
+    turns = Turns(list(STRATEGIES))
+    with ThreadPoolExecutor(max_workers=len(STRATEGIES)) as pool:
+        futures = {s: pool.submit(search, s, seed, args, data, out, turns) for s in STRATEGIES}
+        runs = {s: f.result() for s, f in futures.items()}
+    budget = args.latency_budget_ms
+    for name, run in runs.items():
+        c = run.counts
+        feasible = sum(1 for r in run.measured if r.feasible)
+        print(
+            f"  {name:9s} seed {seed}: {run.device_measurements} device measurements "
+            f"({run.timed_rounds} timed rounds; 0 table fills), {c['duplicates']} repeated, "
+            f"{c['failed']} failed; "
+            f"{feasible} within budget, {c['infeasible']} over",
+            flush=True,
+        )
+    m = min(len(run.measured) for run in runs.values())
+    if m == 0:
+        print(f"run {seed}: a strategy measured nothing", flush=True)
+        return None
+    cut = {s: run.measured[:m] for s, run in runs.items()}
+    same = noise(cut["random"], cut["evolution"])
+    if same:
+        print(
+            f"  measured by both: {len(same)} candidates; their two latencies differ by a "
+            f"median {100 * statistics.median(same):.0f}%, at most {100 * max(same):.0f}%",
+            flush=True,
+        )
+    row = Row(
+        seed,
+        m,
+        {
+            s: hypervolume([(r.accuracy or 0.0, r.latency_ms or 0.0) for r in v], budget)
+            for s, v in cut.items()
+        },
+        {s: best_accuracy(v, budget) for s, v in cut.items()},
+        time.perf_counter() - start,
+    )
+    print(f"run {seed}: {shown(row)}", flush=True)
+    return row
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def shown(row: Row) -> str:
+    gain = row.gain_points
+    return (
+        f"M={row.m}; HV random {row.hv['random']:.5f}, evolution {row.hv['evolution']:.5f}, "
+        f"ratio {row.ratio:.2f}; best within budget random {percent(row.best['random'])}, "
+        f"evolution {percent(row.best['evolution'])} "
+        f"({'-' if gain is None else f'{gain:+.1f}'} points) ({row.seconds:.0f} s)"
+    )
+
+
+def said(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def report(rows: list[Row], runs: int) -> None:
+    print(
+        f"\n{'run':>3s} {'M':>3s} {'HV random':>10s} {'HV evol.':>10s} {'ratio':>6s} "
+        f"{'best random':>12s} {'best evol.':>11s} {'points':>7s} {'s':>5s}"
+    )
+    for row in rows:
+        gain = row.gain_points
+        print(
+            f"{row.seed:3d} {row.m:3d} {row.hv['random']:10.5f} {row.hv['evolution']:10.5f} "
+            f"{row.ratio:6.2f} {percent(row.best['random']):>12s} "
+            f"{percent(row.best['evolution']):>11s} "
+            f"{'-' if gain is None else f'{gain:+.1f}':>7s} {row.seconds:5.0f}"
+        )
+    ahead = sum(1 for row in rows if row.ratio >= HV_TARGET)
+    gains = [row.gain_points for row in rows]
+    known = [g for g in gains if g is not None]
+    mean_gain = statistics.mean(known) if len(known) == len(rows) and rows else None
+    print(
+        f"target: evolution/random HV >= {HV_TARGET} in >= {HV_RUNS_NEEDED} of {runs} runs: "
+        f"{ahead} of {runs} (ratios {', '.join(f'{r.ratio:.2f}' for r in rows)}; median "
+        f"{statistics.median(r.ratio for r in rows) if rows else float('nan'):.2f}): "
+        f"{said(len(rows) == runs and ahead >= HV_RUNS_NEEDED)}"
+    )
+    better = sum(1 for g in known if g >= ACC_POINTS)
+    print(
+        f"target: best accuracy within budget >= random's + {ACC_POINTS:.0f} point at equal "
+        f"measurements: mean "
+        f"{'-' if mean_gain is None else f'{mean_gain:+.2f}'} points, >= +{ACC_POINTS:.0f} in "
+        f"{better} of {runs} runs: {said(mean_gain is not None and mean_gain >= ACC_POINTS)}"
+    )
+
+
+def evolution_part(args: argparse.Namespace) -> None:
+    data = vs_reference.images(argparse.Namespace(data=None, size=32, seed=0))
+    print(
+        f"stage space (benchmarks/vs_reference.py) on digits {data.input_shape}: "
+        f"{len(data.x)} samples; {args.trials} trials per strategy, {args.epochs} epoch(s) "
+        f"(proxy, 1 thread, no retraining), min_time {args.min_time} s per measurement; "
+        f"no predictor for either strategy; target {args.target}",
+        flush=True,
+    )
+    if args.latency_budget_ms is None:
+        args.latency_budget_ms, latencies = calibrate(args, data)
+        print(
+            f"budget: {args.latency_budget_ms:.4f} ms p50, the {args.budget_quantile:.2f} "
+            f"quantile of {len(latencies)} random untrained candidates measured "
+            f"(min {min(latencies):.4f}, median {statistics.median(latencies):.4f}, max "
+            f"{max(latencies):.4f} ms; {sum(x > args.latency_budget_ms for x in latencies)} "
+            f"over it); hypervolume reference point (accuracy 0, {args.latency_budget_ms:.4f} "
+            f"ms)",
+            flush=True,
+        )
+    else:
+        print(f"budget: {args.latency_budget_ms:.4f} ms p50 (given)", flush=True)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="search-quality-") as tmp_dir:
+        out = Path(args.keep or tmp_dir)
+        for seed in args.seeds:
+            row = compare(seed, args, data, out)
+            if row is not None:
+                rows.append(row)
+        if args.keep:
+            table = [{**row.__dict__, "ratio": row.ratio} for row in rows]
+            (out / "search_quality.json").write_text(json.dumps(table, indent=2) + "\n")
+    report(rows, len(args.seeds))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--trials", type=int, default=40)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=None, help="seeds 0..N-1 (default: --seeds)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=1, help="proxy epochs per candidate")
     p.add_argument(
         "--latency-budget-ms",
         "--budget-ms",  # its earlier name
         type=float,
-        default=0.02,
+        default=None,
         metavar="X",
-        help="the p50 latency budget, as hwnas search's flag (default: 0.02)",
+        help="the p50 latency budget (default: --budget-quantile of measured random ones)",
     )
-    p.add_argument(
-        "--min-time", type=float, default=0.3, help="seconds timed per measurement (median)"
-    )
+    p.add_argument("--budget-quantile", type=float, default=0.5)
+    p.add_argument("--calibration", type=int, default=24, help="candidates the budget is from")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds timed per measurement loop")
     p.add_argument("--target", default="local")
-    p.add_argument("--space", choices=sorted(SPACES), default="conv")
     p.add_argument("--keep", type=Path, help="keep the run directories here")
     p.add_argument("--part", choices=["all", "evolution", "differentiable"], default="all")
+    p.add_argument("--differentiable-epochs", type=int, default=3)
     differentiable_quality.add_arguments(p)
     args = p.parse_args(argv)
+    if args.runs is not None:
+        args.seeds = list(range(args.runs))
+    if not 0 <= args.budget_quantile <= 1:
+        p.error("--budget-quantile is in [0, 1]")
     if args.part in ("all", "evolution"):
         evolution_part(args)
     if args.part in ("all", "differentiable"):
-        args.seed = args.seeds[0]
-        differentiable_quality.run(args)
+        other = copy.copy(args)
+        other.seed, other.epochs = args.seeds[0], args.differentiable_epochs
+        differentiable_quality.run(other)
     return 0
-
-
-def evolution_part(args: argparse.Namespace) -> None:
-    ratios: list[float] = []
-    totals = {"random": 0.0, "evolution": 0.0}  #: summed hypervolumes over the seeds
-    shares: list[float] = []  #: random's hypervolume / that of all candidates measured
-    exports: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="search-quality-") as tmp_dir:
-        tmp = str(args.keep or tmp_dir)
-        for seed in args.seeds:
-            start = time.perf_counter()
-            names = ["random", "evolution"]
-            turns = Turns(names)
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                futures = {s: pool.submit(run, s, seed, args, Path(tmp), turns) for s in names}
-                measured = {s: f.result() for s, f in futures.items()}
-            m = min(len(v) for v in measured.values())
-            if m == 0:
-                print(f"seed {seed}: a run measured nothing; left out of the mean", flush=True)
-                continue
-            hv = {
-                s: hypervolume(
-                    [(r.accuracy or 0.0, r.latency_ms or 0.0) for r in v[:m]],
-                    args.latency_budget_ms,
-                )
-                for s, v in measured.items()
-            }
-            ratio = hv["evolution"] / hv["random"] if hv["random"] > 0 else float("inf")
-            for name in totals:
-                totals[name] += hv[name]
-            ratios.append(ratio)
-            # headroom: the hypervolume of every candidate either run measured, all together
-            union = hypervolume(
-                [(r.accuracy or 0.0, r.latency_ms or 0.0) for v in measured.values() for r in v],
-                args.latency_budget_ms,
-            )
-            shares.append(hv["random"] / union if union > 0 else 0.0)
-            exports += [r.export_s for v in measured.values() for r in v if r.export_s]
-            # the noise floor: a candidate both runs measured (their first generation is the
-            # same draw) measured twice, a trial apart
-            same = noise(measured["random"], measured["evolution"])
-            if same:
-                print(
-                    f"  measured by both runs: {len(same)} candidates; their two latencies "
-                    f"differ by a median {100 * statistics.median(same):.0f}%, "
-                    f"at most {100 * max(same):.0f}%",
-                    flush=True,
-                )
-            print(
-                f"seed {seed}: {m} measurements each; hypervolume random {hv['random']:.5f}, "
-                f"evolution {hv['evolution']:.5f}, ratio {ratio:.2f}; random reaches "
-                f"{100 * shares[-1]:.0f}% of the hypervolume of both runs' candidates together "
-                f"({time.perf_counter() - start:.0f} s)",
-                flush=True,
-            )
-    if ratios:
-        print(
-            f"evolution / random hypervolume, mean over {len(ratios)} seeds: "
-            f"{statistics.mean(ratios):.2f} (target >= 1.2; ratio of the summed hypervolumes "
-            f"{totals['evolution'] / totals['random'] if totals['random'] else float('inf'):.2f}"
-            f"); random alone reaches "
-            f"{100 * statistics.mean(shares):.0f}% of the hypervolume of everything measured, "
-            f"so no strategy can beat it by more than {1 / statistics.mean(shares):.2f}x here"
-        )
-    if exports:
-        print(
-            f"export time per candidate (direct ONNX build): median "
-            f"{1000 * statistics.median(exports):.2f} ms, max {1000 * max(exports):.2f} ms "
-            f"over {len(exports)} candidates"
-        )
 
 
 if __name__ == "__main__":
