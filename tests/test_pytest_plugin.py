@@ -341,6 +341,7 @@ def test_xdist_workers_never_share_a_board(
     assert set(report["boards"]) == {"a", "ssh-board"}
 
 
+@pytest.mark.slow  # 1.5 minutes with every CPU kept busy: CI's slow step runs it
 def test_board_farm_example_runs_as_documented(pytester: pytest.Pytester) -> None:
     """examples/board_farm is what the README tells users to copy: it must run on local,
     and its budgets must hold on a busy machine (issue 6: `-n 8` on a 2-core runner), so

@@ -91,11 +91,12 @@ def test_the_readme_final_lines_have_the_real_format() -> None:
 
 
 def test_readme_examples_one_after_the_other_with_their_trials_cut(tmp_path: Path) -> None:
-    """Both examples as printed, in one directory, except: trials cut to 2 (and the Python
-    example's epochs to 2, in batches of 64) so that a default test run stays short. The
+    """Both examples as printed, in one directory, except: trials cut to 2 and epochs to 2
+    (the Python example's in batches of 64) so that a default test run stays short. The
     slow test below runs them uncut."""
     command = quick_start_command()
     command[command.index("--trials") + 1] = "2"  # CUT: 40 -> 2 trials
+    command += ["--epochs", "2"]  # CUT: the winner's final retraining 30 -> 6 epochs
     example = cut(python_example(), "trials=40", "trials=2")  # CUT
     example = cut(example, "epochs=10", "epochs=2, batch_size=64")  # CUT (64: fewer steps)
     run_both(tmp_path, command, example)
