@@ -176,7 +176,7 @@ def test_search_toml_takes_a_space_stages_table(tmp_path: Path) -> None:
         check_toml(config, read_config(config))
 
 
-def test_a_block_net_compresses_to_int8(tmp_path: Path) -> None:
+def test_a_block_net_compresses_to_int8_and_pruned_variants(tmp_path: Path) -> None:
     x, y = images(48)
     searcher = Searcher(
         image_space(), strategy="random", epochs=1, trials=1, out=tmp_path, bench=SMALL,
@@ -186,7 +186,13 @@ def test_a_block_net_compresses_to_int8(tmp_path: Path) -> None:
     folder = next((tmp_path / "targets").iterdir())
     report = json.loads((folder / "compression" / "compression.json").read_text())
     assert (folder / "compression" / "int8.onnx").is_file()
-    assert [v["name"] for v in report["variants"]] == ["fp32", "int8"]
+    names = [v["name"] for v in report["variants"]]
+    assert names == ["fp32", "int8", "pruned25", "pruned25_int8", "pruned50", "pruned50_int8"]
+    for variant in report["variants"]:  # each one measured on the board
+        assert variant["error"] is None, variant
+        assert variant["p50_ms"] > 0
+    pruned = report["variants"][2]["details"]
+    assert pruned["channels"][1] < pruned["channels"][0]  # channels physically removed
 
 
 def test_a_stage_space_search_resumes(tmp_path: Path) -> None:
