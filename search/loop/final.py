@@ -6,13 +6,16 @@ judged on the held-out test set by whoever has it (the Searcher, for the card)."
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hwnas_bench import HwnasError, Measurement
 
+from ..files import owned_dir, read_present, write_file
 from ..measure import Board
 from ..onnx_export import to_onnx
 from ..records import TrialRecord
@@ -20,6 +23,7 @@ from ..settings import MeasuredFigures, SearchSettings
 from ..space import Candidate
 from ..training.data import Split
 from ..training.final import retrain
+from .report import MAX_MODEL_BYTES
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,16 @@ def retrain_winners(
     boards: Mapping[str, Board],
     *,
     log: Callable[[str], None] | None = None,
+    keep: Path | None = None,
 ) -> dict[str, FinalModel]:
     """Target name -> its best (``bests``) retrained and measured again on that board. A
     candidate that is the best of several boards is trained once and measured on each. A
     board that fails the measurement is left out (its searched model ships; ``log`` is told
-    why): the search's results are all there by now."""
+    why): the search's results are all there by now.
+
+    ``keep``: a folder (the run's ``final/``) where each retrained model is kept, so a
+    resumed run whose best is unchanged measures it again without training it again (a
+    resume has the same data, seed and recipe: search.json holds them)."""
     epochs = settings.train.final_epochs_run
     if epochs < 1:
         return {}
@@ -69,11 +78,15 @@ def retrain_winners(
     out: dict[str, FinalModel] = {}
     for name, best in bests.items():
         if best.hash not in trained:
-            candidate = Candidate.decode(best.candidate)
-            start = time.perf_counter()
-            net, _ = retrain(candidate, data, settings.train, seed=settings.seed)
-            seconds = time.perf_counter() - start
-            trained[best.hash] = (to_onnx(net), seconds, len(data.x_train) + len(data.x_val))
+            kept = _kept(keep, best.hash, epochs)
+            if kept is None:
+                candidate = Candidate.decode(best.candidate)
+                start = time.perf_counter()
+                net, _ = retrain(candidate, data, settings.train, seed=settings.seed)
+                seconds = time.perf_counter() - start
+                kept = (to_onnx(net), seconds, len(data.x_train) + len(data.x_val))
+                _keep(keep, best.hash, epochs, kept)
+            trained[best.hash] = kept
         model, seconds, samples = trained[best.hash]
         try:  # the search's rule: more rounds while they straddle the latency budget
             decided = boards[name].measure_decided(
@@ -99,3 +112,35 @@ def retrain_winners(
             tuple(v.reason for v in settings.budgets.violations(figures)),
         )
     return out
+
+
+def _kept_paths(folder: Path, candidate_hash: str, epochs: int) -> tuple[Path, Path]:
+    stem = folder / f"{candidate_hash}-e{epochs}"
+    return stem.with_suffix(".onnx"), stem.with_suffix(".json")
+
+
+def _kept(folder: Path | None, candidate_hash: str, epochs: int) -> tuple[bytes, float, int] | None:
+    """The model a run retrained before (bytes, its training seconds, samples), if kept."""
+    if folder is None:
+        return None
+    model_path, info_path = _kept_paths(folder, candidate_hash, epochs)
+    info_bytes = read_present(info_path, 4096)
+    model = read_present(model_path, MAX_MODEL_BYTES) if info_bytes is not None else None
+    if info_bytes is None or model is None:
+        return None
+    try:
+        info = json.loads(info_bytes)
+        return model, float(info["train_s"]), int(info["samples"])
+    except (ValueError, KeyError, TypeError):  # a file cut short by a kill: train again
+        return None
+
+
+def _keep(
+    folder: Path | None, candidate_hash: str, epochs: int, kept: tuple[bytes, float, int]
+) -> None:
+    if folder is None:
+        return
+    owned_dir(folder)
+    model_path, info_path = _kept_paths(folder, candidate_hash, epochs)
+    write_file(model_path, kept[0])  # the model first: the info says it is complete
+    write_file(info_path, json.dumps({"train_s": kept[1], "samples": kept[2]}) + "\n")

@@ -330,7 +330,7 @@ class Search:
         if not bests or self.settings.train.final_epochs_run < 1:
             return
         for name, final in retrain_winners(
-            bests, self.data, self.settings, self.boards, log=_say
+            bests, self.data, self.settings, self.boards, log=_say, keep=self.run.out / "final"
         ).items():
             self.result.targets[name].final = final
 

@@ -131,3 +131,42 @@ def test_a_search_ships_its_best_retrained_and_measured_again(tmp_path: Path) ->
     assert (out / "best.onnx").read_bytes() == (out / "models" / f"{best.hash}.onnx").read_bytes()
     old = {k: v for k, v in card.items() if k != "final"}  # a card from before: loads
     assert ModelCard.from_dict(old).final is None
+
+
+def test_a_resumed_finished_run_measures_its_retrained_best_without_training_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = load_dataset("digits")
+    space = SearchSpace(input_shape=(8, 8, 1), num_layers=1, layer_types=["fc"], fc_sizes=[8])
+    out = tmp_path / "run"
+
+    def search(resume: bool) -> tuple[bytes, Any]:
+        searcher = Searcher(
+            space,
+            strategy="random",
+            trials=2,
+            train=TrainSettings(epochs=1, final_epochs=2),
+            out=out,
+            bench={"min_time_s": 0.02},
+            resume=resume,
+        )
+        model = searcher.search(d.x[:300], d.y[:300])
+        return (out / "best.onnx").read_bytes(), model
+
+    first, _ = search(False)
+    (kept,) = (out / "final").glob("*.onnx")
+    assert kept.read_bytes() == first
+    stamp = kept.stat().st_mtime_ns
+    import search.loop.final as final_module
+
+    def no_training(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("the kept retrained model was trained again")
+
+    monkeypatch.setattr(final_module, "retrain", no_training)
+    again, model = search(True)
+    assert again == first  # the same bytes ship
+    assert kept.stat().st_mtime_ns == stamp
+    assert model.measurement is not None  # measured again, on this board
+    # a kept file cut short by a kill is trained again, never shipped half-written
+    kept.with_suffix(".json").write_text("{")
+    assert final_module._kept(out / "final", kept.stem.split("-e")[0], 2) is None
