@@ -2,21 +2,28 @@
 
     python benchmarks/differentiable_quality.py [--at 0.25 0.5 0.75] [--rounds 5]
                                                 [--epochs 3] [--seed 0] [--target local]
+                                                [--space flat|stages|both]
+                                                [--evolution-trials 40] [--stage-epochs 1]
 
 (also run by ``benchmarks/search_quality.py``, whose default runs both parts.)
 
-The space is the CLI's default (search/cli/search.py). Its smallest and largest architectures
-that the supernet can derive (the bare classifier, and three 5x5 convolutions of 32
-channels with an fc layer of 64) are measured first, as the search measures a candidate;
-the budgets lie ``--at`` of the way from one to the other, geometrically. For each budget:
-one ``differentiable`` search (at most ``--rounds`` rounds: derive, train, measure,
-correct), then one ``random`` search cut to the same number of device measurements of
-whole models. Prints per budget: whether the best model as measured is inside the budget
+``--space stages`` (and ``both``, the default) runs the stage-space part (issue 20, item
+4), described in :mod:`differentiable_stages`: per budget one differentiable search and
+one evolution search of ``--evolution-trials``, both winners retrained, their test
+accuracy, their landing in the budget and their device measurements side by side.
+
+The flat part's space is the CLI's default (search/cli/search.py). Its smallest and largest
+architectures that the supernet can derive (the bare classifier, and three 5x5 convolutions
+of 32 channels with an fc layer of 64) are measured first, as the search measures a
+candidate; the budgets lie ``--at`` of the way from one to the other, geometrically. For
+each budget: one ``differentiable`` search (at most ``--rounds`` rounds: derive, train,
+measure, correct), then one ``random`` search cut to the same number of device measurements
+of whole models. Prints per budget: whether the best model as measured is inside the budget
 and where (target: all three within 80-100% of the budget), the rounds' measured latencies
-as a share of the budget, the device measurements (whole models, and the table's
-one-layer ones: the table starts empty in a temporary cache, so the first budget pays for
-it), the wall time, and the hypervolume of (validation accuracy, measured latency) from
-(0, budget) relative to random's at the same number of measurements.
+as a share of the budget, the device measurements (whole models, and the table's one-layer
+ones: the table starts empty in a temporary cache, so the first budget pays for it), the
+wall time, and the hypervolume of (validation accuracy, measured latency) from (0, budget)
+relative to random's at the same number of measurements.
 """
 
 from __future__ import annotations
@@ -92,7 +99,7 @@ def points(records: list[TrialRecord]) -> list[tuple[float, float]]:
     return [(r.accuracy or 0.0, r.latency_ms or 0.0) for r in records]
 
 
-def run(args: argparse.Namespace) -> int:
+def run_flat(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="differentiable-quality-") as tmp:
         os.environ["HWNAS_CACHE_DIR"] = str(Path(tmp) / "tables")  # the table starts empty
         small, large = extremes(args.target)
@@ -143,6 +150,24 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--at", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     p.add_argument("--rounds", type=int, default=5, help="most rounds of one search")
+    p.add_argument("--space", choices=["flat", "stages", "both"], default="both")
+    p.add_argument("--evolution-trials", type=int, default=40)
+    p.add_argument("--stage-epochs", type=int, default=1, help="epochs of the stage part")
+    p.add_argument(
+        "--final-epochs", type=int, default=None, help="the winners' retraining (3x epochs)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """The flat part, the stage part, or both (``--space``)."""
+    code = 0
+    if getattr(args, "space", "flat") in ("flat", "both"):
+        code = run_flat(args)
+    if getattr(args, "space", "flat") in ("stages", "both"):
+        import differentiable_stages  # benchmarks/ is on the path when run as a script
+
+        code = differentiable_stages.run(args) or code
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
