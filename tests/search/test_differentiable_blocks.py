@@ -209,6 +209,6 @@ def test_a_stage_space_search_lands_a_measured_model_within_its_budget(tmp_path:
         assert BlockCandidate.decode(rnd["candidate"]).hash == rnd["hash"]
     assert best is not None, trace["rounds"]
     assert isinstance(best.candidate, BlockCandidate)
-    assert best.latency_ms is not None
-    assert best.latency_ms <= 1.0
+    assert best.record.latency_ms is not None
+    assert best.record.latency_ms <= 1.0
     assert (tmp_path / "best.onnx").exists()
