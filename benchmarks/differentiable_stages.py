@@ -239,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
             )
             print(shown(evo), flush=True)
             landed += dnas.inside
+            last_inside = bool(dnas.rounds) and BAND[0] <= dnas.rounds[-1] <= BAND[1]
             close = (
                 dnas.test_accuracy is not None
                 and evo.test_accuracy is not None
@@ -254,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
                 else "not comparable"
             )
             print(
-                f"  -> landed {'inside' if dnas.inside else 'NOT inside'} 80-100%; accuracy "
+                f"  -> landed {'inside' if dnas.inside else 'NOT inside'} 80-100% (its best; "
+                f"its last round {'inside' if last_inside else 'NOT inside'}); accuracy "
                 f"{gap} vs evolution ({'within' if close else 'NOT within'} 1 point); device "
                 f"models {dnas_cost} vs {evo.models} ({'<=' if few else 'NOT <='} 1/5)",
                 flush=True,
