@@ -5,7 +5,7 @@ Each measured candidate is logged with the prediction made *before* its measurem
 :meth:`Predictor.error` is an out-of-sample error: what the search could have known. The
 correction is refitted after each measurement (:func:`fit.choose`: the table alone, a
 scale, a line, or per-kind factors, whichever predicts the measurements left out best);
-from ``learned.MIN_LEARNED`` measurements on, a learned latency correction (ridge or
+from ``learned.MIN_LEARNED`` measurements on, a learned latency correction (Huber regression or
 boosted trees on the ops' sizes, :mod:`learned`) replaces it where its held-out share
 within ±10% is higher, and its held-out error is then the skip rule's margin.
 """

@@ -673,3 +673,36 @@ def test_energy_as_power_times_time_is_kept_where_it_predicts_better() -> None:
         assert p.prior_energy_mj is not None
         follows.observe(p, c, p.prior_ms, measured_energy_mj=1.5 * p.prior_energy_mj)
     assert follows.energy_basis == "energy"
+
+
+def test_a_learned_correction_replaces_the_linear_one_where_it_predicts_better() -> None:
+    """Measurements whose ratio to the table's sum falls with the ops' MACs (a power law no
+    line through the sums and no per-kind factor follows: the widths share a kind), a
+    sixth of them thrown off by a busy host: the Huber regression on the ops' sizes is
+    chosen once it has MIN_LEARNED measurements, predicts better than any line, and its
+    held-out error is the skip rule's margin."""
+    from search.predict.learned import MIN_LEARNED
+
+    table = fake_table(energy=False)
+    predictor = Predictor(table)
+    nets = [Candidate.decode(e) for e in SPACE_NETS]
+    rng = np.random.default_rng(0)
+
+    def truth(c: Candidate) -> float:
+        macs = predictor.sizes(c)[0]
+        return float(predictor.predict(c).prior_ms * (macs / 1000) ** -0.25)
+
+    n = MIN_LEARNED["huber"] + 10
+    picks = [nets[i % len(nets)] for i in range(n)]
+    for i, c in enumerate(picks):
+        y = truth(c) * rng.normal(1, 0.01) * (1.4 if i % 6 == 5 else 1.0)
+        predictor.observe(predictor.predict(c), c, y, None)
+    assert predictor.learned is not None
+    assert predictor.learned.model == "huber"
+    assert predictor.predict(nets[0]).model == "huber"
+    assert predictor.tried["huber"] > max(predictor.tried[m] for m in ("affine", "kinds"))
+    for c in nets:
+        assert predictor.predict(c).latency_ms == pytest.approx(truth(c), rel=0.05)
+    margin = predictor.margin()
+    assert margin == max(0.10, predictor.learned.margin())
+    assert "Huber regression" in predictor.describe()
