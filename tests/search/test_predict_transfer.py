@@ -81,9 +81,12 @@ def test_a_table_of_one_board_predicts_another_after_ten_measurements() -> None:
     assert source.observations == []
 
 
-@pytest.mark.slow  # about a minute: a table filled on one board, 40 models on the other
+@pytest.mark.slow  # about two minutes: a table filled on one board, 70 models on the other
 def test_a_table_measured_at_one_thread_predicts_the_board_at_two(tmp_path: Path) -> None:
-    """Two `local` boards that run at different speeds: one onnxruntime thread, and two."""
+    """Two `local` boards that run at different speeds: one onnxruntime thread, and two.
+    Judged only where the second board agrees with itself: its models measured twice, a
+    host too busy for two measurements of one model to agree >= 90% of the time within
+    ±10% cannot tell a calibration's error from its own (skipped, with the figure)."""
     candidates = draw(40, seed=2)
     one = Board("local", bench=SEARCH_BENCH, purpose="test warm start (1 thread)")
     two = Board("local", bench=replace(SEARCH_BENCH, threads=2), purpose="warm start (2)")
@@ -97,6 +100,7 @@ def test_a_table_measured_at_one_thread_predicts_the_board_at_two(tmp_path: Path
     try:
         models = [to_onnx(build(c)) for c in candidates]
         measured = [latency_of(two.measure(m, name="candidate"), "p50") for m in models]
+        again = [latency_of(two.measure(m, name="again"), "p50") for m in models[CALIBRATION:]]
     finally:
         two.close()
     warm = TransferredPredictor(Predictor(table))
@@ -104,6 +108,13 @@ def test_a_table_measured_at_one_thread_predicts_the_board_at_two(tmp_path: Path
         warm.observe(warm.predict(c), c, y, None)
     rest = candidates[CALIBRATION:]
     error = PredictorError.of([warm.predict(c).latency_ms for c in rest], measured[CALIBRATION:])
+    ceiling = PredictorError.of(again, measured[CALIBRATION:])
     assert error is not None
-    print(f"warm start, 1 thread -> 2 threads: {error.describe()}; {warm.describe()}")
+    assert ceiling is not None
+    print(
+        f"warm start, 1 thread -> 2 threads: {error.describe()}; {warm.describe()}; a second "
+        f"measurement on the 2-thread board: {ceiling.describe()}"
+    )
+    if ceiling.within_10 < TARGET:
+        pytest.skip(f"the 2-thread board does not agree with itself: {ceiling.describe()}")
     assert error.within_10 >= TARGET, error.describe()
