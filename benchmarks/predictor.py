@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.blocks import StageSpace, StageSpec, StemSpec
+from search.blocks import StageSpace, edge_space
 from search.build import build
 from search.cli.search import DEFAULT_SPACE
 from search.measure import ROUNDS as MEASURE_ROUNDS
@@ -69,26 +69,8 @@ WARMUP = MIN_FIT["kinds"]
 
 
 def stage_space() -> StageSpace:
-    """The stage space of benchmarks/vs_reference.py, on 32x32x3 images."""
-    return StageSpace(
-        stages=(
-            StageSpec("mbconv", (1, 2), (16, 24), kernels=(3, 5), expansions=(3, 6)),
-            StageSpec(
-                "mbconv",
-                (1, 3),
-                (24, 32, 40),
-                stride=2,
-                kernels=(3, 5),
-                expansions=(3, 6),
-                se=(False, True),
-            ),
-            StageSpec("res", (1, 2), (48, 64), stride=2),
-        ),
-        width_multipliers=(0.5, 0.75, 1.0),
-        resolutions=(16, 24, 32),
-        stem=StemSpec(width=16, stride=2),
-        fc_units=(32, 64),
-    )
+    """The stage space of benchmarks/vs_reference.py (``edge_space``) with a hidden fc layer."""
+    return edge_space(fc_units=(32, 64))
 
 
 def spaces(name: str) -> SearchSpace:

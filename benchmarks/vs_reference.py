@@ -33,7 +33,7 @@ import torch
 
 from search import Searcher, SearchSpace
 from search.api import samples
-from search.blocks import BlockCandidate, StageSpace, StageSpec, StemSpec
+from search.blocks import BlockCandidate, StageSpace, edge_space
 from search.blocks.references import Reference, mobilenet_v2, resnet8
 from search.errors import InfeasibleBudgetError
 from search.measure import SEARCH_BENCH, Board, latency_of
@@ -55,27 +55,10 @@ THREADS = 2
 
 
 def stage_space() -> StageSpace:
-    """MCUNet-like: a stride-2 stem, inverted residual stages and a residual stage, a
-    width multiplier and the input resolution (digits hold 8x8 of detail, so a lower
-    resolution may cost no accuracy)."""
-    return StageSpace(
-        stages=(
-            StageSpec("mbconv", (1, 2), (16, 24), kernels=(3, 5), expansions=(3, 6)),
-            StageSpec(
-                "mbconv",
-                (1, 3),
-                (24, 32, 40),
-                stride=2,
-                kernels=(3, 5),
-                expansions=(3, 6),
-                se=(False, True),
-            ),
-            StageSpec("res", (1, 2), (48, 64), stride=2),
-        ),
-        width_multipliers=(0.5, 0.75, 1.0),
-        resolutions=(16, 24, 32),
-        stem=StemSpec(width=16, stride=2),
-    )
+    """MCUNet-like (``search.blocks.edge_space``): a stride-2 stem, inverted residual stages
+    and a residual stage, a width multiplier and the input resolution (digits hold 8x8 of
+    detail, so a lower resolution may cost no accuracy)."""
+    return edge_space()
 
 
 def images(args: argparse.Namespace) -> Arrays:

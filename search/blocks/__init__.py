@@ -39,6 +39,7 @@ from .candidate import BlockCandidate
 from .chain import chain_cost, decode_blocks, encode_blocks, infer_shapes
 from .pruning import NetGroup, frozen_modules, net_groups, pruned_blocks
 from .registry import KINDS, decode, encode, kind_of, register, unregister
+from .spaces import edge_space
 from .stage_genes import GeneSuggest, space_mapping, stage_genes
 from .stages import RandomSuggest, StageCandidate, StageSpace, StageSpec, StemSpec, Suggest
 from .table import chain_ops, op_model
@@ -96,6 +97,7 @@ __all__ = [
     "chain_ops",
     "decode",
     "decode_blocks",
+    "edge_space",
     "encode",
     "encode_blocks",
     "frozen_modules",

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from search import SearchSpace
-from search.blocks import StageSpace, StageSpec, StemSpec
+from search.blocks import edge_space
 from search.blocks.stage_genes import expressed
 from search.cost import cost
 from search.strategies import EvolutionStrategy, get_strategy, mutation_prob
@@ -19,24 +19,7 @@ from search.strategies.feasible import LatencyFit
 
 def stage_space() -> SearchSpace:
     """benchmarks/vs_reference.py's space: 23 genes, 2.5 million combinations."""
-    stages = StageSpace(
-        stages=(
-            StageSpec("mbconv", (1, 2), (16, 24), kernels=(3, 5), expansions=(3, 6)),
-            StageSpec(
-                "mbconv",
-                (1, 3),
-                (24, 32, 40),
-                stride=2,
-                kernels=(3, 5),
-                expansions=(3, 6),
-                se=(False, True),
-            ),
-            StageSpec("res", (1, 2), (48, 64), stride=2),
-        ),
-        width_multipliers=(0.5, 0.75, 1.0),
-        resolutions=(16, 24, 32),
-        stem=StemSpec(width=16, stride=2),
-    )
+    stages = edge_space()
     return SearchSpace(input_shape=(32, 32, 3), stages=stages).with_classes(10)
 
 
