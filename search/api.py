@@ -25,14 +25,14 @@ from hwnas_bench import BenchSettings, HwnasError, TargetSpec
 
 from . import records
 from .errors import DataError, InfeasibleBudgetError, SearchError, SettingsError
-from .files import read_file, write_file
+from .files import MAX_MODEL_BYTES, read_file, write_file
 from .loop.report import final_line, write_overview, write_reports
 from .loop.result import SearchedModel
 from .loop.run import OnTrial, Search, SearchResult, data_fingerprint
 from .loop.run_dir import RunDir
 from .loop.run_lock import run_dir_lock
 from .measure import ROUNDS, Board, bench_settings
-from .model_card import CARD_FILE, MAX_MODEL_BYTES, TARGETS, safe_name, write_target_folder
+from .model_card import CARD_FILE, TARGETS, safe_name, write_target_folder
 from .records import TrialRecord
 from .settings import (
     DEFAULT_OBJECTIVES,

@@ -20,6 +20,9 @@ from typing import IO
 
 from .errors import SettingsError
 
+#: the largest model a run reads or copies (best.onnx, a card's model, a kept retrained
+#: model): the agent's default model cache bound
+MAX_MODEL_BYTES = 2 << 30
 _OPEN = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 

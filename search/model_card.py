@@ -29,7 +29,7 @@ from hwnas_bench import BoardFacts, Measurement
 from hwnas_bench.errors import MeasurementFormatError
 
 from .errors import SearchError, SettingsError, SpaceError
-from .files import owned_dir, write_file
+from .files import MAX_MODEL_BYTES, owned_dir, write_file
 from .records import TrialRecord
 from .settings import CONSTRAINTS, STATS, Budgets, SearchSettings
 from .space import Candidate
@@ -46,8 +46,6 @@ FACT_KEYS = ("hostname", "arch", "cpu_model", "cores", "onnxruntime", "device_mo
 
 #: the largest card read (a card with every sample of a long loop is well under 1 MiB)
 MAX_CARD_BYTES = 16 * 1024 * 1024
-#: the largest model deployed: the agent's default model cache bound
-MAX_MODEL_BYTES = 2 * 1024 * 1024 * 1024
 #: the deepest JSON nesting a card may have (the wire protocol's limit)
 MAX_DEPTH = 32
 _HASH = re.compile(r"[0-9a-f]{12}")

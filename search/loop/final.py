@@ -15,7 +15,7 @@ from typing import Any
 
 from hwnas_bench import HwnasError, Measurement
 
-from ..files import owned_dir, read_present, write_file
+from ..files import MAX_MODEL_BYTES, owned_dir, read_present, write_file
 from ..measure import Board
 from ..onnx_export import to_onnx
 from ..records import TrialRecord
@@ -23,7 +23,6 @@ from ..settings import MeasuredFigures, SearchSettings
 from ..space import Candidate
 from ..training.data import Split
 from ..training.final import retrain
-from .report import MAX_MODEL_BYTES
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from hwnas_bench import BoardFacts
 
 from .. import records
-from ..files import read_file, write_file
+from ..files import MAX_MODEL_BYTES, read_file, write_file
 from ..predict.predictor import Prediction
 from ..records import TrialRecord
 from ..settings import SearchSettings
@@ -42,8 +42,6 @@ CSV_COLUMNS = (
     "board",
     "candidate",
 )
-#: the largest model copied to best.onnx
-MAX_MODEL_BYTES = 2 << 30
 #: a budget further right than this many times the slowest point is marked at the edge,
 #: not drawn (the axis stays on the data)
 BUDGET_ZOOM = 2.0

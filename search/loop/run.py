@@ -33,7 +33,7 @@ from .. import records
 from ..build import build
 from ..cost import Limits, cost
 from ..errors import SettingsError
-from ..files import read_file, write_file
+from ..files import MAX_MODEL_BYTES, read_file, write_file
 from ..measure import Board
 from ..measure.confidence import Decided, Verdict
 from ..onnx_export import to_onnx
@@ -47,7 +47,7 @@ from ..training.data import Split
 from ..training.train import train
 from . import objectives, several, shared
 from .final import retrain_winners
-from .report import MAX_MODEL_BYTES, resumed_line
+from .report import resumed_line
 from .result import SearchResult, TargetState, data_fingerprint
 from .run_dir import RunDir
 
