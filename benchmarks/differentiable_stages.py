@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from search import InfeasibleBudgetError, Searcher, SearchSpace
-from search.blocks import BlockCandidate, StageSpace, StageSpec, StemSpec
+from search.blocks import BlockCandidate, StageSpace, edge_space
 from search.blocks.stage_genes import GeneSuggest, stage_genes
 from search.build import build
 from search.measure import SEARCH_BENCH, Board, latency_of
@@ -59,24 +59,8 @@ SIZE = 32
 
 
 def stage_space() -> StageSpace:
-    return StageSpace(
-        stages=(
-            StageSpec("mbconv", (1, 2), (16, 24), kernels=(3, 5), expansions=(3, 6)),
-            StageSpec(
-                "mbconv",
-                (1, 3),
-                (24, 32, 40),
-                stride=2,
-                kernels=(3, 5),
-                expansions=(3, 6),
-                se=(False, True),
-            ),
-            StageSpec("mbconv", (1, 2), (48, 64), stride=2, kernels=(3, 5), expansions=(3, 6)),
-        ),
-        width_multipliers=(0.5, 0.75, 1.0),
-        resolutions=(16, 24, 32),
-        stem=StemSpec(width=16, stride=2),
-    )
+    """vs_reference.py's space with an inverted-residual third stage (``edge_space``)."""
+    return edge_space(last="mbconv")
 
 
 def images() -> Arrays:
