@@ -128,8 +128,11 @@ def _check_promises(
     for r in measured:
         assert r.measurement is not None
         assert r.latency_ms == r.measurement.latency.median_ms  # p50, the board's figure
-        assert r.feasible is (r.latency_ms <= budget), (r.latency_ms, budget, r.feasible)
-    within = [r for r in measured if r.latency_ms is not None and r.latency_ms <= budget]
+        # within as its rounds decided it (confidence.py): an undecided one is not
+        undecided = r.latency_verdict is not None and not r.latency_verdict.decided
+        within_budget = r.latency_ms <= budget and not undecided
+        assert r.feasible is within_budget, (r.latency_ms, budget, r.feasible)
+    within = [r for r in measured if r.feasible]
     best = result.best
     if within:
         want = max(within, key=lambda r: (r.accuracy or 0.0, -(r.latency_ms or 0.0)))
@@ -137,7 +140,10 @@ def _check_promises(
         assert best.number == want.number
     else:
         assert best is None
-    inside = [BAND[0] * budget <= (r["measured_ms"] or 0) <= BAND[1] * budget for r in rounds]
+    inside = [
+        BAND[0] * budget <= (r["measured_ms"] or 0) <= BAND[1] * budget and r["feasible"] is True
+        for r in rounds
+    ]
     assert not any(inside[:-1]), f"went on after a round inside the band: {inside}"
     assert len(result.trials) == len(rounds)
     if not inside[-1]:

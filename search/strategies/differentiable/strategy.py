@@ -93,6 +93,9 @@ class Round:
     outcome: str | None = None
     measured_ms: float | None = None
     measured_energy_mj: float | None = None
+    #: within every budget as the loop judged the measurement (its rounds' verdict on the
+    #: latency budget included: an undecided one is not); None in an older trace
+    feasible: bool | None = None
 
 
 class DifferentiableStrategy(Strategy):
@@ -233,6 +236,7 @@ class DifferentiableStrategy(Strategy):
         self._tried.add(rnd.hash)
         if record.outcome in (records.MEASURED, records.DUPLICATE) and record.latency_ms:
             rnd.measured_ms, rnd.measured_energy_mj = record.latency_ms, record.energy_mj
+            rnd.feasible = record.feasible
             if rnd.table_ms > 0:
                 self._ratios.append(record.latency_ms / rnd.table_ms)
             if record.energy_mj and rnd.table_energy_mj:
@@ -267,7 +271,8 @@ class DifferentiableStrategy(Strategy):
     def _in_band(self, rnd: Round) -> bool:
         """Measured within the band of the latency budget, within the band of the energy
         budget where energy is in the loss, and within every budget (an energy budget the
-        round has no measured energy for is not met: the search goes on)."""
+        round has no measured energy for is not met, nor a latency budget its rounds left
+        undecided: the search goes on)."""
         budgets = self._ready.context.settings.budgets
         latency_budget_ms = budgets.latency_ms
         assert latency_budget_ms is not None
@@ -275,6 +280,8 @@ class DifferentiableStrategy(Strategy):
         low, high = BAND[0] * latency_budget_ms, BAND[1] * latency_budget_ms
         measured = MeasuredFigures(rnd.measured_ms, rnd.measured_energy_mj)
         if not low <= rnd.measured_ms <= high or budgets.violations(measured):
+            return False
+        if rnd.feasible is False:  # e.g. undecided: its interval straddles the budget
             return False
         if budgets.energy_mj is None or self._ready.energy is None:
             return True
