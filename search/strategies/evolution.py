@@ -17,10 +17,6 @@ Here a child gets :data:`MUTATIONS` changes on average, at least one, all in gen
 count) mostly steps to a neighbouring choice, so the search can walk down the latency axis a
 notch at a time.
 
-Children guessed over the latency budget are mutated again (feasible.py: a FLOPs-latency
-fit over the study's own measured trials; nothing more is measured, no table, no
-predictor), so measurements go to children guessed within it.
-
 Repeats are avoided where they arise: a child that decodes to an architecture already tried
 in the study (or one whose shapes do not work) is mutated once more and checked again, up to
 ``attempts`` times.

@@ -5,13 +5,9 @@ board grows about as a power of a candidate's FLOPs, so ``log latency = a + b lo
 fitted by least squares to the trials measured so far (their FLOPs computed, their latency
 and budget as the study was told them: nothing more is measured, and no latency table or
 predictor is used). A child is *likely over* when its guessed latency exceeds the budget by
-more than :data:`MARGIN`. The fit is loose (on the stage space on `local`, a spread of ~0.22
-in log latency, ~25%: FLOPs miss the per-node overheads, and the host's load adds noise),
-so it is no ground for skipping a candidate; it only picks which child is measured: a
-child guessed over is mutated again, and the one finally proposed is measured as any is.
-Steering by the guess rather than only by the measured over-budget parents matters when
-the whole first generation is over the budget (constrained domination then keeps the
-least-over parents, whose children straddle it).
+more than twice the fit's own spread and by at least :data:`MARGIN`: an uncertain guess
+turns nothing away, and a guess never replaces a measurement (the child that is proposed
+is measured; this only picks which child that is).
 """
 
 from __future__ import annotations
@@ -25,8 +21,8 @@ import numpy as np
 
 #: trials measured before the fit is used (fewer: no child is turned away)
 MIN_POINTS = 4
-#: the log-excess over the budget a guess must pass to count as likely over (0: any)
-MARGIN = 0.0
+#: the least log-excess over the budget that counts as likely over (~10%)
+MARGIN = 0.10
 
 
 @dataclass(frozen=True)
@@ -63,4 +59,4 @@ class LatencyFit:
         return self.intercept + self.slope * math.log(max(flops, 1.0)) - self.log_budget
 
     def likely_over(self, flops: float) -> bool:
-        return self.log_excess(flops) > MARGIN
+        return self.log_excess(flops) > max(2.0 * self.spread, MARGIN)

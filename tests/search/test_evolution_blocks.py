@@ -14,7 +14,7 @@ from search.blocks.stage_genes import expressed
 from search.cost import cost
 from search.strategies import EvolutionStrategy, get_strategy, mutation_prob
 from search.strategies.evolution import MUTATIONS, DistinctNSGAIISampler, ordered
-from search.strategies.feasible import LatencyFit
+from search.strategies.feasible import MARGIN, LatencyFit
 
 
 def stage_space() -> SearchSpace:
@@ -76,21 +76,22 @@ def test_mutation_prob_is_per_expressed_gene() -> None:
     assert mutation_prob(space) == pytest.approx(MUTATIONS / every)
 
 
-def test_the_latency_fit_guesses_from_the_measured_trials() -> None:
+def test_the_latency_fit_turns_away_only_what_it_is_sure_is_over() -> None:
     # latency = 1e-3 * FLOPs ** 0.5 exactly; budget 2 ms (FLOPs 4e6 meet it exactly)
     points = [(f, 1e-3 * f**0.5, 2.0) for f in (1e6, 2e6, 4e6, 9e6, 16e6)]
     fit = LatencyFit.of(points)
     assert fit is not None
     assert fit.slope == pytest.approx(0.5)
     assert fit.spread == pytest.approx(0.0, abs=1e-9)
-    assert fit.log_excess(4e6) == pytest.approx(0.0, abs=1e-9)
-    assert not fit.likely_over(4e6 * 0.9)
-    assert fit.likely_over(4e6 * 1.1)
+    assert not fit.likely_over(4e6)
+    assert not fit.likely_over(4e6 * 1.15)  # 7% over: within MARGIN (10% in log)
+    assert fit.likely_over(4e6 * 1.5)  # 22% over
     assert LatencyFit.of(points[:3]) is None  # too few measured to guess from
     noisy = [(f, lat * (1.3 if i % 2 else 1 / 1.3), b) for i, (f, lat, b) in enumerate(points)]
     loose = LatencyFit.of(noisy)
     assert loose is not None
-    assert loose.spread > 0.1
+    assert loose.spread > MARGIN
+    assert not loose.likely_over(4e6 * 1.5)  # a spread fit is not sure of 22%
     assert LatencyFit.of([(1e6, float("inf"), 2.0)] * 5) is None  # a failed board's +inf
 
 
