@@ -132,6 +132,7 @@ def noisy_line(tmp_path: Path) -> Iterator[tuple[Path, Path, FaultyRelay]]:
     host_side.stop()
 
 
+@pytest.mark.slow  # ~12 s of a deliberately lossy line
 def test_upload_and_bench_through_a_noisy_line(
     noisy_line: tuple[Path, Path, FaultyRelay], big_model: Path, tmp_path: Path
 ) -> None:

@@ -308,6 +308,7 @@ def test_unreachable_board_fails_or_skips(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*SKIPPED*hwnas: gone: connect: 127.0.0.1:1*"])
 
 
+@pytest.mark.slow  # ~10 s: pytest -n 4 in a subprocess
 def test_xdist_workers_never_share_a_board(
     pytester: pytest.Pytester, sshd: SSHServer, private_lock_dir: Path
 ) -> None:

@@ -151,6 +151,7 @@ def _check_promises(
     return inside
 
 
+@pytest.mark.slow  # ~16 s; the CLI test searches with the supernet by default
 def test_a_budget_between_the_extremes_lands_a_measured_model_within_it(
     tmp_path: Path, small_digits: tuple[np.ndarray, np.ndarray], extremes_ms: tuple[float, float]
 ) -> None:

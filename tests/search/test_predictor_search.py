@@ -94,6 +94,7 @@ def test_a_second_search_on_the_same_board_measures_only_new_layers(
     assert third.result.forecast.table.measured == len(new)
 
 
+@pytest.mark.slow  # ~12 s; the logged-error test searches with the predictor by default
 def test_candidates_predicted_far_over_budget_are_not_trained_and_are_labelled_predicted(
     tmp_path: Path, cache: Path, small_digits: tuple[Any, Any]
 ) -> None:

@@ -221,6 +221,7 @@ def running_trial_of(url: str, study: str, pid: int, timeout: float = 60) -> int
     raise AssertionError(f"no running trial of pid {pid} within {timeout} s")
 
 
+@pytest.mark.slow  # ~26 s: a real SIGKILL and a resume; the two-worker test runs by default
 def test_a_killed_worker_leaves_a_failed_trial_and_the_other_finishes_then_it_resumes(
     postgres_url: str, env: dict[str, str], tmp_path: Path
 ) -> None:
