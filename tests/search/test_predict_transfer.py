@@ -84,9 +84,10 @@ def test_a_table_of_one_board_predicts_another_after_ten_measurements() -> None:
 @pytest.mark.slow  # about two minutes: a table filled on one board, 70 models on the other
 def test_a_table_measured_at_one_thread_predicts_the_board_at_two(tmp_path: Path) -> None:
     """Two `local` boards that run at different speeds: one onnxruntime thread, and two.
-    Judged only where the second board agrees with itself: its models measured twice, a
-    host too busy for two measurements of one model to agree >= 90% of the time within
-    ±10% cannot tell a calibration's error from its own (skipped, with the figure)."""
+    Judged against the target where the second board agrees with itself (its models
+    measured twice): a host too busy for two measurements of one model to agree >= 90% of
+    the time within ±10% cannot tell a calibration's error from its own, so there the
+    calibration's median error is held to twice the board's own (at least 10%)."""
     candidates = draw(40, seed=2)
     one = Board("local", bench=SEARCH_BENCH, purpose="test warm start (1 thread)")
     two = Board("local", bench=replace(SEARCH_BENCH, threads=2), purpose="warm start (2)")
@@ -115,6 +116,9 @@ def test_a_table_measured_at_one_thread_predicts_the_board_at_two(tmp_path: Path
         f"warm start, 1 thread -> 2 threads: {error.describe()}; {warm.describe()}; a second "
         f"measurement on the 2-thread board: {ceiling.describe()}"
     )
-    if ceiling.within_10 < TARGET:
-        pytest.skip(f"the 2-thread board does not agree with itself: {ceiling.describe()}")
-    assert error.within_10 >= TARGET, error.describe()
+    if ceiling.within_10 >= TARGET:
+        assert error.within_10 >= TARGET, error.describe()
+    else:  # the board disagrees with itself more than the target allows: the calibration is
+        # held to the board's own spread (an uncalibrated 1-thread table is off by ~40%)
+        bound = max(10.0, 2 * ceiling.median_abs_pct)
+        assert error.median_abs_pct <= bound, (error.describe(), ceiling.describe())
